@@ -1,0 +1,123 @@
+"""Project files -> typed, validated objects. Typos fail loudly with the file and key named.
+
+The project is the directory holding `dbt_project.yml` (found by walking up from the working
+directory, as dbt does). revetl's own settings live in `revetl.yml` beside it; the warehouse
+connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from revetl.errors import ConfigError
+
+__all__ = ["Project", "Settings", "expand_env", "find_project_root", "load_project", "read_yaml"]
+
+PROJECT_FILE = "dbt_project.yml"
+SETTINGS_FILE = "revetl.yml"
+
+
+class Strict(BaseModel):
+    """Base for every config object: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(Strict):
+    """`revetl.yml`: where revetl reads and writes, relative to the project directory."""
+
+    landing_dir: str = "data/events"
+    traits_file: str = "traits.yml"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its directory and settings, with paths resolved."""
+
+    root: Path
+    settings: Settings
+    landing_dir: Path
+    traits_file: Path
+    target_dir: Path
+
+    def with_landing_dir(self, landing_dir: Path) -> Project:
+        return Project(self.root, self.settings, Path(landing_dir), self.traits_file, self.target_dir)
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above `start` holding dbt_project.yml."""
+    here = Path(start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise ConfigError(f"no {PROJECT_FILE} in {here} or any parent directory; run revetl inside a project")
+
+
+def load_project(root: Path | None = None) -> Project:
+    """Load the project at `root` (or the one containing the working directory)."""
+    root = find_project_root(root)
+    path = root / SETTINGS_FILE
+    raw = read_yaml(path) if path.exists() else {}
+    settings = validate(Settings, raw, path)
+    # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
+    landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
+    target = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
+    return Project(
+        root=root,
+        settings=settings,
+        landing_dir=landing if landing.is_absolute() else root / landing,
+        traits_file=root / settings.traits_file,
+        target_dir=target if target.is_absolute() else root / target,
+    )
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a syntax error names the file and line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: {problem}") from None
+
+
+def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
+    """Validate `raw` against a Strict model; the first problem becomes one sentence."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        field = f" `{loc}`" if loc else ""
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].lower()
+        raise ConfigError(f"{path}{where}:{field} {message}") from None
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; an unset VAR without default is a ConfigError."""
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set")
+
+    return _VAR.sub(replace, text)

@@ -1,0 +1,50 @@
+"""Every revetl exception, named by what the caller should do next.
+
+    RevetlError                 base; the CLI prints its message as one red sentence, exit 1
+    ├── ConfigError             a project, traits, audience or sync file is wrong: fix the file
+    ├── LandingError            events could not be landed (disk, permissions): nothing was half-written
+    ├── InvalidEvent            one record is rejected: report it, skip it, go on with the rest
+    ├── BuildError              a dbt model or test failed: the message names it
+    └── WarehouseError          the warehouse could not be opened or queried
+
+Each error carries its context (file, line, record, model) in its message, never a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BuildError",
+    "ConfigError",
+    "InvalidEvent",
+    "LandingError",
+    "RevetlError",
+    "WarehouseError",
+]
+
+
+class RevetlError(Exception):
+    """Base of every error revetl raises on purpose."""
+
+
+class ConfigError(RevetlError):
+    """A project file is invalid; the message names the file and, where known, the line or key."""
+
+
+class LandingError(RevetlError):
+    """Events could not be written to the landing directory."""
+
+
+class InvalidEvent(RevetlError):
+    """One event payload is rejected; `reason` is a plain sentence without the file context."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BuildError(RevetlError):
+    """A dbt model or test failed, or dbt could not run."""
+
+
+class WarehouseError(RevetlError):
+    """The warehouse could not be opened or queried."""

@@ -1,0 +1,157 @@
+"""The landing contract: Segment/RudderStack wire payloads -> validated landing rows.
+
+One function, `normalize`, decides what a valid event is; `revetl ingest`, `revetl generate` and
+`revetl collect` all go through it, so an event accepted by one is accepted by all.
+
+Decisions (DESIGN 2):
+- camelCase wire names (`messageId`, `anonymousId`, ...) are read first, snake_case second, so both
+  Segment/RudderStack JSON exports and warehouse-style dumps can be ingested.
+- A missing `messageId` is derived from the payload's content (UUID5), so ingesting the same file
+  twice lands duplicates that the `events` model drops, never two different events.
+- `timestamp` falls back to `originalTimestamp`, then `receivedAt`, then the time of receipt.
+- For `page` and `screen` the page/screen `name` goes to the `event` column.
+- Numbers given as `userId`/`anonymousId` are kept as their decimal text (Segment does the same).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+from revetl.errors import InvalidEvent
+
+__all__ = ["EVENT_TYPES", "LANDING_SCHEMA", "MAX_EVENT_BYTES", "normalize", "parse_timestamp"]
+
+EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+MAX_EVENT_BYTES = 32 * 1024  # Segment's documented limit per event
+
+_TS = pa.timestamp("us", tz="UTC")
+LANDING_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("user_id", pa.string()),
+        ("group_id", pa.string()),
+        ("previous_id", pa.string()),
+        ("timestamp", _TS),
+        ("received_at", _TS),
+        ("properties", pa.string()),
+        ("traits", pa.string()),
+        ("context", pa.string()),
+    ]
+)
+
+_NAMESPACE = uuid.UUID("5b7c4c1e-9a7e-4c55-9d9f-2f0f3b1a6e01")
+
+
+def _get(payload: dict[str, Any], camel: str, snake: str) -> Any:
+    value = payload.get(camel)
+    return payload.get(snake) if value is None else value
+
+
+def _identifier(payload: dict[str, Any], camel: str, snake: str) -> str | None:
+    value = _get(payload, camel, snake)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidEvent(f"`{camel}` must be a string, not {type(value).__name__}")
+    return str(value)
+
+
+def _object(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"`{key}` must be a JSON object, not {type(value).__name__}")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def parse_timestamp(value: Any, field: str) -> dt.datetime:
+    """An ISO-8601 string -> an aware UTC datetime; naive times are taken as UTC."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidEvent(f"`{field}` is not an ISO-8601 timestamp: {value[:40]!r}") from None
+    else:
+        raise InvalidEvent(f"`{field}` must be an ISO-8601 string, not {type(value).__name__}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _message_id(payload: dict[str, Any]) -> str:
+    given = _get(payload, "messageId", "message_id")
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise InvalidEvent("`messageId` must be a non-empty string")
+        return given
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return str(uuid.uuid5(_NAMESPACE, canonical))
+
+
+def normalize(
+    payload: Any, received_at: dt.datetime, raw_size: int | None = None
+) -> dict[str, Any]:
+    """Validate one wire payload and return its landing row (keys of LANDING_SCHEMA).
+
+    `received_at` is when revetl received it (used when the payload carries no `receivedAt`);
+    `raw_size` is the payload's size in bytes as received, checked against MAX_EVENT_BYTES.
+    Raises InvalidEvent with a one-sentence reason.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"an event must be a JSON object, not {type(payload).__name__}")
+    if raw_size is not None and raw_size > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event is {raw_size} bytes, over the {MAX_EVENT_BYTES}-byte limit")
+    kind = payload.get("type")
+    if kind not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {kind!r}; expected one of {', '.join(sorted(EVENT_TYPES))}")
+    user_id = _identifier(payload, "userId", "user_id")
+    anonymous_id = _identifier(payload, "anonymousId", "anonymous_id")
+    if not (user_id or "").strip() and not (anonymous_id or "").strip():
+        raise InvalidEvent("event has neither `userId` nor `anonymousId`")
+
+    event = payload.get("event")
+    if kind in ("page", "screen"):
+        event = payload.get("name")
+    if kind == "track" and (not isinstance(event, str) or not event.strip()):
+        raise InvalidEvent("a track event needs a non-empty `event` name")
+    if event is not None and not isinstance(event, str):
+        raise InvalidEvent(f"`event` must be a string, not {type(event).__name__}")
+    previous_id = _identifier(payload, "previousId", "previous_id")
+    if kind == "alias" and not (previous_id or "").strip():
+        raise InvalidEvent("an alias event needs a `previousId`")
+    group_id = _identifier(payload, "groupId", "group_id")
+    if kind == "group" and not (group_id or "").strip():
+        raise InvalidEvent("a group event needs a `groupId`")
+
+    received_raw = _get(payload, "receivedAt", "received_at")
+    received = parse_timestamp(received_raw, "receivedAt") if received_raw else received_at
+    ts_field = next(
+        (f for f in ("timestamp", "originalTimestamp", "original_timestamp") if payload.get(f)), None
+    )
+    timestamp = parse_timestamp(payload[ts_field], ts_field) if ts_field else received
+
+    return {
+        "message_id": _message_id(payload),
+        "type": kind,
+        "event": event,
+        "anonymous_id": anonymous_id,
+        "user_id": user_id,
+        "group_id": group_id,
+        "previous_id": previous_id,
+        "timestamp": timestamp,
+        "received_at": received,
+        "properties": _object(payload, "properties"),
+        "traits": _object(payload, "traits"),
+        "context": _object(payload, "context"),
+    }
