@@ -101,7 +101,8 @@ def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         field = f" `{loc}`" if loc else ""
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].lower()
+        message = first["msg"].removeprefix("Value error, ")
+        message = "unknown key" if first["type"] == "extra_forbidden" else message[:1].lower() + message[1:]
         raise ConfigError(f"{path}{where}:{field} {message}") from None
 
 

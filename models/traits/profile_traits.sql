@@ -1,0 +1,53 @@
+{#-
+  One row per profile: profile_id plus one column per computed trait (traits.yml, rendered by
+  macros/traits.sql), then the columns of every free-SQL trait model listed there (joined on
+  profile_id). Only events up to as_of() count, so a fixed --as-of gives reproducible values.
+-#}
+{%- set traits = var('computed_traits', []) -%}
+{%- set aggregated = traits | rejectattr('kind', 'equalto', 'most_frequent') | list -%}
+{%- set frequent = traits | selectattr('kind', 'equalto', 'most_frequent') | list -%}
+with profiled as (
+    select e.*, p.profile_id
+    from {{ ref('events') }} as e
+    join {{ ref('profile_events') }} as p using (message_id)
+    where e."timestamp" <= {{ as_of() }}
+),
+aggregated as (
+    select
+        profile_id
+        {%- for trait in aggregated %},
+        {{ trait_aggregate(trait) }} as {{ adapter.quote(trait.name) }}
+        {%- endfor %}
+    from profiled
+    group by profile_id
+)
+{%- for trait in frequent %},
+frequent_{{ loop.index }} as (
+    {{ most_frequent_cte(trait, 'profiled') }}
+)
+{%- endfor %}
+select
+    p.profile_id
+    {%- for trait in aggregated %},
+    {%- if trait.kind in ('count', 'sum') %}
+    coalesce(a.{{ adapter.quote(trait.name) }}, 0) as {{ adapter.quote(trait.name) }}
+    {%- elif trait.kind == 'unique_list' %}
+    coalesce(a.{{ adapter.quote(trait.name) }}, cast([] as {{ 'double' if trait['as'] == 'number' else 'varchar' }}[])) as {{ adapter.quote(trait.name) }}
+    {%- else %}
+    a.{{ adapter.quote(trait.name) }}
+    {%- endif %}
+    {%- endfor %}
+    {%- for trait in frequent %},
+    frequent_{{ loop.index }}.{{ adapter.quote(trait.name) }}
+    {%- endfor %}
+    {%- for model in var('trait_models', []) %},
+    trait_model_{{ loop.index }}.* exclude (profile_id)
+    {%- endfor %}
+from {{ ref('profiles') }} as p
+left join aggregated as a using (profile_id)
+{%- for trait in frequent %}
+left join frequent_{{ loop.index }} using (profile_id)
+{%- endfor %}
+{%- for model in var('trait_models', []) %}
+left join {{ ref(model) }} as trait_model_{{ loop.index }} on trait_model_{{ loop.index }}.profile_id = p.profile_id
+{%- endfor %}

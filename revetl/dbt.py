@@ -1,0 +1,215 @@
+"""Run the dbt project in-process (dbtRunner) and report each model and test.
+
+`revetl build` = validate traits.yml, check events have landed, then `dbt build` with the vars
+revetl owns (landing_dir, as_of, computed_traits, trait_models), from the project directory so that
+relative paths in profiles.yml mean the same to dbt and to revetl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from revetl.config import Project
+from revetl.errors import BuildError, ConfigError
+from revetl.traits import load_traits
+
+__all__ = ["BuildResult", "NodeResult", "build_project", "dbt_vars", "print_results", "run_dbt"]
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One model or test as dbt finished it."""
+
+    name: str
+    kind: str  # model | test | ...
+    status: str  # success | pass | error | fail | warn | skipped
+    seconds: float
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("success", "pass", "warn")
+
+
+@dataclass
+class BuildResult:
+    """Everything `revetl build` reports."""
+
+    nodes: list[NodeResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(node.ok for node in self.nodes)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [node for node in self.nodes if not node.ok]
+
+
+def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
+    """The vars revetl passes to every dbt invocation."""
+    traits, trait_models = load_traits(project.traits_file)
+    if as_of is not None and as_of.tzinfo is not None:
+        as_of = as_of.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return {
+        "landing_dir": project.landing_dir.as_posix(),
+        "as_of": as_of.isoformat(sep=" ") if as_of else None,
+        "computed_traits": [trait.as_var() for trait in traits],
+        "trait_models": trait_models,
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def _in_directory(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_dbt(project: Project, command: str, args: list[str], vars_: dict[str, Any], callbacks: list | None = None) -> Any:
+    """Invoke one dbt command in-process; returns dbtRunnerResult. Raises BuildError if dbt cannot run."""
+    from dbt.cli.main import dbtRunner
+
+    argv = [
+        command,
+        "--project-dir", str(project.root),
+        "--profiles-dir", str(project.root),
+        "--target-path", str(project.target_dir),
+        "--log-path", str(project.target_dir / "logs"),
+        "--vars", json.dumps(vars_),
+        "--quiet",
+        "--no-use-colors",
+        "--no-send-anonymous-usage-stats",
+        *args,
+    ]
+    with _in_directory(project.root):
+        try:
+            result = dbtRunner(callbacks=callbacks or []).invoke(argv)
+        finally:
+            _release_warehouse()
+    if result.exception is not None:
+        raise BuildError(f"dbt could not run `{command}`: {str(result.exception).strip()}")
+    return result
+
+
+def _release_warehouse() -> None:
+    """dbt-duckdb caches its DuckDB handle for the life of the process; close it so that revetl
+    (or another process) can open the warehouse file afterwards."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def _landed_files(landing_dir: Path) -> bool:
+    return any(landing_dir.glob("**/*.parquet")) if landing_dir.is_dir() else False
+
+
+def build_project(
+    project: Project,
+    as_of: dt.datetime | None = None,
+    select: str | None = None,
+    console: Console | None = None,
+    extra_vars: dict[str, Any] | None = None,
+) -> BuildResult:
+    """`dbt build` the project (models, then their tests) and collect a result per node."""
+    if not _landed_files(project.landing_dir):
+        raise ConfigError(
+            f"no events have landed in {project.landing_dir}; run `revetl ingest`, `revetl generate` "
+            "or `revetl collect` first"
+        )
+    vars_ = dbt_vars(project, as_of, **(extra_vars or {}))
+    args = ["--select", select] if select else []
+    started = time.monotonic()
+    with _progress(console) as on_event:
+        outcome = run_dbt(project, "build", args, vars_, callbacks=[on_event])
+    result = BuildResult(seconds=time.monotonic() - started)
+    for item in outcome.result or []:
+        node = item.node
+        result.nodes.append(
+            NodeResult(
+                name=node.name,
+                kind=str(node.resource_type),
+                status=str(item.status),
+                seconds=float(item.execution_time or 0.0),
+                message=_one_line(item.message),
+            )
+        )
+    if not outcome.success and not result.failures:
+        result.error = "dbt build failed before running any model; see target/logs/dbt.log"
+    return result
+
+
+def _one_line(message: Any) -> str:
+    text = " ".join(str(message or "").split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def _progress(console: Console | None) -> Iterator[Any]:
+    """A rich progress bar fed by dbt's NodeStart/NodeFinished events."""
+    if console is None or not console.is_terminal:
+        yield lambda event: None
+        return
+    progress = Progress(
+        TextColumn("[bold]dbt build"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True,
+    )
+    task = progress.add_task("", total=None)
+
+    def on_event(event: Any) -> None:
+        name = event.info.name
+        if name == "NodeStart":
+            progress.update(task, description=event.data.node_info.node_name)
+        elif name == "NodeFinished":
+            progress.advance(task)
+        elif name == "ConcurrencyLine":
+            progress.update(task, total=event.data.num_nodes if hasattr(event.data, "num_nodes") else None)
+
+    with progress:
+        yield on_event
+
+
+def print_results(result: BuildResult, console: Console) -> None:
+    """A table of models and tests, then one line: all good, or what failed."""
+    table = Table(title="revetl build", show_lines=False)
+    table.add_column("node")
+    table.add_column("kind")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    table.add_column("message", overflow="fold")
+    colours = {True: "green", False: "red"}
+    for node in result.nodes:
+        table.add_row(
+            node.name, node.kind, f"[{colours[node.ok]}]{node.status}[/]", f"{node.seconds:.2f}",
+            "" if node.ok and node.kind == "test" else node.message,
+        )
+    console.print(table)
+    if result.error:
+        console.print(f"[bold red]build failed:[/] {result.error}")
+    elif result.failures:
+        names = ", ".join(f"{node.kind} {node.name}" for node in result.failures)
+        console.print(f"[bold red]build failed:[/] {names}")
+    else:
+        console.print(f"[green]built {sum(n.kind == 'model' for n in result.nodes)} models and passed "
+                      f"{sum(n.kind == 'test' for n in result.nodes)} tests in {result.seconds:.1f}s[/]")
