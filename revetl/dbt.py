@@ -42,6 +42,10 @@ class NodeResult:
     def ok(self) -> bool:
         return self.status in ("success", "pass", "warn")
 
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
 
 @dataclass
 class BuildResult:
@@ -53,11 +57,15 @@ class BuildResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(node.ok for node in self.nodes)
+        return self.error is None and not self.failures and not self.skipped
 
     @property
     def failures(self) -> list[NodeResult]:
-        return [node for node in self.nodes if not node.ok]
+        return [node for node in self.nodes if not node.ok and not node.skipped]
+
+    @property
+    def skipped(self) -> list[NodeResult]:
+        return [node for node in self.nodes if node.skipped]
 
 
 def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
@@ -95,7 +103,8 @@ def run_dbt(project: Project, command: str, args: list[str], vars_: dict[str, An
         "--target-path", str(project.target_dir),
         "--log-path", str(project.target_dir / "logs"),
         "--vars", json.dumps(vars_),
-        "--quiet",
+        "--log-level", "none",  # revetl reports results itself; dbt.log keeps the detail
+        "--log-level-file", "info",
         "--no-use-colors",
         "--no-send-anonymous-usage-stats",
         *args,
@@ -209,7 +218,8 @@ def print_results(result: BuildResult, console: Console) -> None:
         console.print(f"[bold red]build failed:[/] {result.error}")
     elif result.failures:
         names = ", ".join(f"{node.kind} {node.name}" for node in result.failures)
-        console.print(f"[bold red]build failed:[/] {names}")
+        skipped = f" ({len(result.skipped)} downstream skipped)" if result.skipped else ""
+        console.print(f"[bold red]build failed:[/] {names}{skipped}", highlight=False)
     else:
         console.print(f"[green]built {sum(n.kind == 'model' for n in result.nodes)} models and passed "
                       f"{sum(n.kind == 'test' for n in result.nodes)} tests in {result.seconds:.1f}s[/]")
