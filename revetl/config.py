@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, SecretStr
 
 from revetl.errors import ConfigError
 
-__all__ = ["Project", "Settings", "expand_env", "find_project_root", "load_project", "read_yaml"]
+__all__ = ["CollectSettings", "Project", "Settings", "expand_env", "find_project_root", "load_project", "read_yaml"]
 
 PROJECT_FILE = "dbt_project.yml"
 SETTINGS_FILE = "revetl.yml"
@@ -30,11 +31,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CollectSettings(Strict):
+    """`collect:` in revetl.yml: the Segment-compatible collector (`revetl collect`).
+
+    `write_keys` maps a source name to its write key; values may be `${VAR}` / `${VAR:-default}`,
+    expanded when the collector starts. `log_dir` (the write-ahead log) is relative to the project
+    and can be overridden with REVETL_COLLECTOR_DIR.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    write_keys: dict[str, SecretStr] = {}
+    log_dir: str = "data/collector"
+    flush_seconds: float = Field(10.0, gt=0)
+    flush_events: int = Field(20_000, gt=0)
+    dedupe_window: int = Field(100_000, ge=0)
+    workers: int | None = Field(None, ge=0)  # parser processes; None: one per core (max 4)
+
+
 class Settings(Strict):
     """`revetl.yml`: where revetl reads and writes, relative to the project directory."""
 
     landing_dir: str = "data/events"
     traits_file: str = "traits.yml"
+    collect: CollectSettings = CollectSettings()
 
 
 @dataclass(frozen=True)

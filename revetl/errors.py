@@ -5,6 +5,7 @@
     ├── LandingError            events could not be landed (disk, permissions): nothing was half-written
     ├── InvalidEvent            one record is rejected: report it, skip it, go on with the rest
     ├── BuildError              a dbt model or test failed: the message names it
+    ├── CollectError            the collector cannot start, or refuses one request (`status` to answer)
     └── WarehouseError          the warehouse could not be opened or queried
 
 Each error carries its context (file, line, record, model) in its message, never a secret.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "BuildError",
+    "CollectError",
     "ConfigError",
     "InvalidEvent",
     "LandingError",
@@ -40,6 +42,19 @@ class InvalidEvent(RevetlError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CollectError(RevetlError):
+    """`revetl collect` cannot start or run, or refuses one HTTP request.
+
+    `status` and `code` are what the collector answers (e.g. 401 `unauthorized`, 400 `too_large`);
+    the message is one sentence a client can act on, and never holds a write key.
+    """
+
+    def __init__(self, message: str, status: int = 500, code: str = "collector_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class BuildError(RevetlError):

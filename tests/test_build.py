@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, land, redirect
+from wh import REPO, land, redirect
 from identity_reference import wire
 
 from revetl.dbt import build_project

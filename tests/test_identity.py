@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import build, land, partition, query
+from wh import build, land, partition, query
 from identity_reference import BLOCKED, resolve, wire
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("identity")]
@@ -161,7 +161,7 @@ def test_every_case_matches_the_reference_union_find(built):
 
 
 def test_profile_id_is_the_same_whatever_the_arrival_order(built, tmp_path, monkeypatch):
-    from conftest import redirect
+    from wh import redirect
 
     project, _ = built
     before = set(query(project, "select identifier_type, identifier_value, profile_id from identity_graph"))

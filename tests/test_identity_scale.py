@@ -7,7 +7,7 @@ import math
 import shutil
 
 import pytest
-from conftest import build, land, partition, query
+from wh import build, land, partition, query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from identity_reference import resolve, wire
@@ -73,7 +73,7 @@ def _event_sets(draw):
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(events=_event_sets(), max_users=st.sampled_from([1, 2]), max_anons=st.sampled_from([1, 2, 50]))
 def test_random_event_sets_match_the_reference_union_find(tmp_path_factory, events, max_users, max_anons):
-    from conftest import REPO, redirect
+    from wh import REPO, redirect
 
     base = tmp_path_factory.getbasetemp() / "identity-property"
     shutil.rmtree(base / "events", ignore_errors=True)

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import build, land, query
+from wh import build, land, query
 from identity_reference import wire
 
 from revetl.errors import ConfigError
@@ -132,7 +132,7 @@ def test_trait_file_typos_name_the_trait_and_line(tmp_path, body, message):
 
 
 def test_shipped_traits_file_is_valid():
-    from conftest import REPO
+    from wh import REPO
 
     specs, models = load_traits(REPO / "traits.yml")
     assert len(specs) >= 8 and models == ["trait_active_days"]

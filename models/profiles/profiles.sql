@@ -1,11 +1,13 @@
 {#-
   One row per profile (DESIGN 3): latest known user_id and email, first/last seen, and the latest
-  value of every trait sent with identify calls (`traits`, JSON), some of which are also columns
+  value of every trait sent with identify calls (`traits`, JSON; context.traits when an identify
+  carries no traits), some of which are also columns
   (var profile_trait_columns). "Latest" is by event timestamp, ties broken by value.
 -#}
 {%- set reserved = ['profile_id', 'user_id', 'email', 'first_seen_at', 'last_seen_at', 'event_count', 'traits'] -%}
 with profiled as (
-    select e.*, p.profile_id
+    -- RudderStack's SDKs send identify traits only in context.traits.
+    select e.* replace (coalesce(e.traits, json_extract(e.context, '$.traits')::varchar) as traits), p.profile_id
     from {{ ref('events') }} as e
     join {{ ref('profile_events') }} as p using (message_id)
 ),

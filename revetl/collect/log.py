@@ -1,0 +1,231 @@
+"""The collector's write-ahead log: append-only segment files, fsync'd before a request is answered.
+
+A request is acknowledged (HTTP 200) only once its rows are in a segment on disk. The roller later
+turns a closed segment into Parquet and deletes it; a segment still on disk at start-up is replayed
+(`roller.recover`). So every acknowledged event reaches Parquet, whatever moment a crash hits.
+
+Layout: `<log_dir>/<time_ns>-<random>.log`; names sort in creation order and are never reused.
+A record is `length (u32 LE) | CRC-32 (u32 LE) | payload`, the payload being one request's landing
+rows as a JSON array. A crash mid-write leaves a torn or corrupt last record; reading stops there,
+and that record was never acknowledged.
+
+Group commit: a single writer thread writes and fsyncs everything queued since its last fsync, so
+concurrent requests share one fsync. `on_commit` is called from that thread with the outcome of
+every operation it finished.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from revetl.errors import CollectError
+from revetl.events import LANDING_SCHEMA
+
+__all__ = [
+    "Done",
+    "EventLog",
+    "encode_rows",
+    "select_rows",
+    "list_segments",
+    "read_records",
+    "remove_segment",
+]
+
+SUFFIX = ".log"
+_HEADER = struct.Struct("<II")
+_FIRST = LANDING_SCHEMA.names[0]
+_APPEND, _ROTATE, _STOP = 0, 1, 2
+
+# (token given to append/rotate, segment name or None, error or None)
+Done = tuple[Any, "str | None", "BaseException | None"]
+
+
+def encode_rows(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Landing rows -> one record payload: a compact JSON array of row objects, `message_id` first.
+
+    Timestamps are written as RFC 3339 text. `message_id` leading every object is what lets
+    `roller.payloads_to_table` split the array into JSON lines without parsing it.
+    """
+    if rows and next(iter(rows[0])) != _FIRST:
+        rows = [{name: row.get(name) for name in LANDING_SCHEMA.names} for row in rows]
+    return orjson.dumps(rows)
+
+
+def select_rows(payload: bytes, keep: Sequence[int]) -> bytes:
+    """The record payload holding only the rows at positions `keep` (duplicates dropped)."""
+    rows = orjson.loads(payload)
+    return orjson.dumps([rows[index] for index in keep])
+
+
+def list_segments(directory: Path) -> list[str]:
+    """Names of the segments in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(path.stem for path in directory.glob(f"*{SUFFIX}") if not path.name.startswith("."))
+
+
+def read_records(path: Path) -> tuple[list[bytes], int]:
+    """The intact record payloads of a segment, and the byte count of any torn tail after them."""
+    data = path.read_bytes()
+    records, offset = [], 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        start, end = offset + _HEADER.size, offset + _HEADER.size + length
+        if end > len(data) or zlib.crc32(data[start:end]) != crc:
+            break
+        records.append(data[start:end])
+        offset = end
+    return records, len(data) - offset
+
+
+def remove_segment(directory: Path, name: str) -> None:
+    """Delete a segment that has been rolled into Parquet, durably."""
+    (directory / f"{name}{SUFFIX}").unlink(missing_ok=True)
+    _fsync_dir(directory)
+
+
+class EventLog:
+    """The append side of the log: one open segment, one writer thread doing group commits."""
+
+    def __init__(self, directory: Path, on_commit: Callable[[list[Done]], None], sync: bool = True) -> None:
+        self.directory = Path(directory)
+        self._on_commit = on_commit
+        self._sync = sync
+        self._queue: queue.SimpleQueue[tuple[int, bytes | None, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="revetl-collect-log", daemon=True)
+        self._fd = -1
+        self._size = 0
+        self.segment = ""
+        self.failure: BaseException | None = None
+
+    def start(self) -> None:
+        """Open a fresh segment and start the writer thread."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._open_segment()
+        self._thread.start()
+
+    def append(self, payload: bytes, token: Any) -> None:
+        """Queue one record; `on_commit` reports `(token, segment, error)` once it is on disk."""
+        self._queue.put((_APPEND, payload, token))
+
+    def rotate(self, token: Any) -> None:
+        """Close the open segment after everything queued before; reports `(token, closed, error)`."""
+        self._queue.put((_ROTATE, None, token))
+
+    def close(self) -> None:
+        """Write what is queued, close the segment (deleting it if empty) and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put((_STOP, None, None))
+            self._thread.join()
+
+    # -- writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            ops = [self._queue.get()]
+            while True:
+                try:
+                    ops.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done: list[Done] = []
+            frames: list[bytes] = []
+            tokens: list[Any] = []
+            for kind, payload, token in ops:
+                if stopping:  # queued after close(): nothing will write it
+                    if kind != _STOP:
+                        done.append((token, None, CollectError("the collector is stopping", 503, "stopping")))
+                    continue
+                if kind == _APPEND:
+                    frames.append(_HEADER.pack(len(payload), zlib.crc32(payload)))
+                    frames.append(payload)
+                    tokens.append(token)
+                    continue
+                done += self._write(frames, tokens)
+                frames, tokens = [], []
+                if kind == _ROTATE:
+                    done.append(self._rotate(token))
+                else:
+                    stopping = True
+                    self._close_segment()
+            done += self._write(frames, tokens)
+            if done:
+                self._on_commit(done)
+
+    def _write(self, frames: list[bytes], tokens: list[Any]) -> list[Done]:
+        if not tokens:
+            return []
+        if self.failure is None:
+            try:
+                data = memoryview(b"".join(frames))
+                while data:
+                    written = os.write(self._fd, data)
+                    data = data[written:]
+                    self._size += written
+                if self._sync:
+                    _datasync(self._fd)
+            except OSError as exc:
+                # After a failed fsync the file's state is unknown: refuse everything from now on.
+                self.failure = exc
+        if self.failure is not None:
+            reason = _describe(self.failure)
+            error = CollectError(f"the write-ahead log could not be written: {reason}", 503, "log_failed")
+            return [(token, None, error) for token in tokens]
+        return [(token, self.segment, None) for token in tokens]
+
+    def _rotate(self, token: Any) -> Done:
+        closed = self.segment
+        if self.failure is not None:
+            return (token, None, CollectError("the write-ahead log has failed", 503, "log_failed"))
+        try:
+            self._close_segment(delete_if_empty=False)
+            self._open_segment()
+        except OSError as exc:
+            self.failure = exc
+            return (token, closed, exc)
+        return (token, closed, None)
+
+    def _open_segment(self) -> None:
+        name = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        self._fd = os.open(self.directory / f"{name}{SUFFIX}", flags, 0o600)
+        self._size = 0
+        self.segment = name
+        if self._sync:
+            _fsync_dir(self.directory)  # the new file's name must survive a crash too
+
+    def _close_segment(self, delete_if_empty: bool = True) -> None:
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        if delete_if_empty and self._size == 0:
+            remove_segment(self.directory, self.segment)
+
+
+def _datasync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -1,0 +1,65 @@
+"""Helpers for tests that land events and build the real dbt models (imported by name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from revetl.config import Project, load_project
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def redirect(base: Path, monkeypatch: pytest.MonkeyPatch, root: Path = REPO) -> Project:
+    """The project at `root`, with every path it writes redirected into `base`.
+
+    Subprocesses started by a test inherit the same redirection through the environment.
+    """
+    monkeypatch.setenv("REVETL_LANDING_DIR", str(base / "events"))
+    monkeypatch.setenv("REVETL_WAREHOUSE", str(base / "warehouse.duckdb"))
+    monkeypatch.setenv("REVETL_TARGET_DIR", str(base / "target"))
+    monkeypatch.setenv("REVETL_COLLECTOR_DIR", str(base / "collector"))
+    return load_project(root)
+
+
+def land(project: Project, payloads: list[dict], received_at=None) -> None:
+    """Normalize wire payloads and land them as one batch (received now unless given)."""
+    import datetime as dt
+
+    from revetl.events import normalize
+    from revetl.landing import write_rows
+
+    when = received_at or dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
+    write_rows(project.landing_dir, [normalize(p, when) for p in payloads])
+
+
+def build(project: Project, select: str | None = None, **kwargs):
+    """`revetl build` in-process; fails the test with dbt's messages if anything failed."""
+    from revetl.dbt import build_project
+
+    result = build_project(project, select=select, **kwargs)
+    assert result.ok, [(n.name, n.message) for n in result.failures] or result.error
+    return result
+
+
+def query(project: Project, sql: str) -> list[tuple]:
+    """Run one query against the project's warehouse."""
+    from revetl.warehouse import connect
+
+    connection = connect(project)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def partition(project: Project) -> tuple[set[frozenset], set[tuple[str, str]]]:
+    """(profiles as sets of (type, value), conflicts) as the warehouse has them."""
+    groups: dict[str, set] = {}
+    for kind, value, profile_id in query(
+        project, "select identifier_type, identifier_value, profile_id from identity_graph"
+    ):
+        groups.setdefault(profile_id, set()).add((kind, value))
+    conflicts = set(query(project, "select identifier_type, identifier_value from identity_conflicts"))
+    return {frozenset(g) for g in groups.values()}, conflicts
