@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from revetl.errors import LandingError
 from revetl.events import LANDING_SCHEMA
 
-__all__ = ["rows_to_table", "sweep_temporary", "write_rows", "write_table"]
+__all__ = ["fsync_dir", "rows_to_table", "sweep_temporary", "write_rows", "write_table"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -63,14 +63,15 @@ def _write_atomic(directory: Path, table: pa.Table, prefix: str) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise LandingError(f"could not write {final}: {exc.strerror or exc}") from exc
     return final
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or new file in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -31,6 +31,7 @@ import orjson
 
 from revetl.errors import CollectError
 from revetl.events import LANDING_SCHEMA
+from revetl.landing import fsync_dir
 
 __all__ = [
     "Done",
@@ -92,7 +93,7 @@ def read_records(path: Path) -> tuple[list[bytes], int]:
 def remove_segment(directory: Path, name: str) -> None:
     """Delete a segment that has been rolled into Parquet, durably."""
     (directory / f"{name}{SUFFIX}").unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 class EventLog:
@@ -204,7 +205,7 @@ class EventLog:
         self._size = 0
         self.segment = name
         if self._sync:
-            _fsync_dir(self.directory)  # the new file's name must survive a crash too
+            fsync_dir(self.directory)  # the new file's name must survive a crash too
 
     def _close_segment(self, delete_if_empty: bool = True) -> None:
         if self._fd < 0:
@@ -217,14 +218,6 @@ class EventLog:
 
 def _datasync(fd: int) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(exc: BaseException) -> str:
