@@ -231,7 +231,7 @@ def write_results(rows: list[dict], comparisons: list[dict]) -> None:
     start = text.find("## Build (issue 2)")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     results.write_text(text)

@@ -1,5 +1,7 @@
 {#-
-  Internal: one row per identifier seen on an event (DESIGN 3, rules 1-3), blocked values removed.
+  Internal: the identifiers seen on each event (DESIGN 3, rules 1-3), blocked values removed. An
+  identifier can appear twice on one event (an alias whose previous_id is its own anonymous_id);
+  every reader counts distinct values or groups, so the rows are not deduplicated (it is costly).
   Each row carries the event's own user_id and anonymous_id, which the merge protection counts.
 
   - email: lower-cased and trimmed, from traits.email and context.traits.email. A group call's
@@ -51,7 +53,7 @@ occurrences as (
     where c.previous_id is not null
 )
 
-select distinct
+select
     message_id,
     "timestamp",
     user_id as event_user_id,
