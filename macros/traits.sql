@@ -3,7 +3,8 @@
   it as var('computed_traits'): a list of
     {name, kind, event, event_type, property, source, as, window, where}
   Each becomes one column of profile_traits, computed over the profile's events up to as_of()
-  and, with a window, after as_of() - window.
+  and, with a window, after as_of() - window. profile_traits fills in 0 and [] for profiles
+  without matching events, so the aggregates here may return NULL.
 -#}
 
 {% macro trait_value(trait) -%}
@@ -42,7 +43,7 @@
   {%- if kind == 'count' -%}
     count(*) filter (where {{ cond }})
   {%- elif kind == 'sum' -%}
-    coalesce(sum({{ trait_value(trait) }}) filter (where {{ cond }}), 0)
+    sum({{ trait_value(trait) }}) filter (where {{ cond }})
   {%- elif kind in ('avg', 'min', 'max') -%}
     {{ kind }}({{ trait_value(trait) }}) filter (where {{ cond }})
   {%- elif kind == 'first' -%}
@@ -50,8 +51,7 @@
   {%- elif kind == 'last' -%}
     arg_max({{ trait_value(trait) }}, ("timestamp", message_id)) filter (where {{ cond }} and {{ trait_value(trait) }} is not null)
   {%- elif kind == 'unique_list' -%}
-    coalesce(list_sort(list(distinct {{ trait_value(trait) }}) filter (where {{ cond }} and {{ trait_value(trait) }} is not null)),
-             cast([] as {{ 'double' if trait['as'] == 'number' else 'varchar' }}[]))
+    list_sort(list(distinct {{ trait_value(trait) }}) filter (where {{ cond }} and {{ trait_value(trait) }} is not null))
   {%- else -%}
     {{ exceptions.raise_compiler_error("computed trait `" ~ trait.name ~ "`: unknown kind `" ~ kind ~ "`") }}
   {%- endif -%}

@@ -192,8 +192,6 @@ def _progress(console: Console | None) -> Iterator[Any]:
             progress.update(task, description=event.data.node_info.node_name)
         elif name == "NodeFinished":
             progress.advance(task)
-        elif name == "ConcurrencyLine":
-            progress.update(task, total=event.data.num_nodes if hasattr(event.data, "num_nodes") else None)
 
     with progress:
         yield on_event

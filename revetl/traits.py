@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from revetl.config import Strict, validate
+from revetl.config import Strict, read_yaml, validate
 from revetl.errors import ConfigError
 
 __all__ = ["TRAIT_KINDS", "TraitFile", "TraitSpec", "load_traits"]
@@ -53,7 +53,7 @@ class TraitSpec(Strict):
             raise ValueError(f"kind {self.kind!r} needs a `property`")
         if self.kind == "count" and self.property:
             raise ValueError("kind 'count' takes no `property`")
-        if self.kind in _NUMERIC_KINDS and self.as_ == "string" and self.kind in {"sum", "avg"}:
+        if self.kind in {"sum", "avg"} and self.as_ == "string":
             raise ValueError(f"kind {self.kind!r} needs numbers, not `as: string`")
         if self.window is not None and not _WINDOW.match(self.window.strip()):
             raise ValueError(f"window {self.window!r} must look like '30 days' or '12 hours'")
@@ -100,8 +100,6 @@ def load_traits(path: Path) -> tuple[list[TraitSpec], list[str]]:
     """Read and validate traits.yml; a missing file means no computed traits."""
     if not path.exists():
         return [], []
-    from revetl.config import read_yaml
-
     raw = read_yaml(path)
     parsed: TraitFile = validate(TraitFile, raw, path)
     lines = _item_lines(path.read_text(encoding="utf-8"))
