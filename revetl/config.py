@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,7 +19,19 @@ from pydantic import Field, SecretStr
 
 from revetl.errors import ConfigError
 
-__all__ = ["CollectSettings", "Project", "Settings", "expand_env", "find_project_root", "load_project", "read_yaml"]
+__all__ = [
+    "CollectSettings",
+    "Identity",
+    "Project",
+    "Settings",
+    "SyncConfig",
+    "expand_env",
+    "find_project_root",
+    "load_project",
+    "load_sync",
+    "read_yaml",
+    "sync_names",
+]
 
 PROJECT_FILE = "dbt_project.yml"
 SETTINGS_FILE = "revetl.yml"
@@ -69,6 +81,14 @@ class Project:
 
     def with_landing_dir(self, landing_dir: Path) -> Project:
         return Project(self.root, self.settings, Path(landing_dir), self.traits_file, self.target_dir)
+
+    @property
+    def audiences_dir(self) -> Path:
+        return self.root / "audiences"
+
+    @property
+    def syncs_dir(self) -> Path:
+        return self.root / "syncs"
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -124,6 +144,67 @@ def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
         message = first["msg"].removeprefix("Value error, ")
         message = "unknown key" if first["type"] == "extra_forbidden" else message[:1].lower() + message[1:]
         raise ConfigError(f"{path}{where}:{field} {message}") from None
+
+
+class Identity(Strict):
+    """`identity:` in a sync file: which audience column identifies a row at the destination.
+
+    `from` is the audience column (the plan's key), `to` the destination's identifier
+    (e.g. Braze `external_id` or `email`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1)
+    to: str = Field(min_length=1)
+
+
+class SyncConfig(Strict):
+    """`syncs/NAME.yml`: one audience bound to one destination (DESIGN 5).
+
+    `destination` stays a plain mapping here: its `type` picks a destination plugin, which
+    validates the rest with its own strict schema. `${VAR}` values are left unexpanded so that
+    a missing secret only matters to the commands that talk to the destination.
+    """
+
+    name: str
+    path: Path
+    audience: str = Field(min_length=1)
+    destination: dict[str, Any]
+    identity: Identity
+    fields: dict[str, str] = {}  # audience column -> destination field
+    membership: dict[str, Any] = {}  # destination-specific, e.g. {attribute: in_churn_risk}
+    mode: Literal["mirror", "upsert"] = "mirror"
+    schedule: str | None = None
+    max_remove_share: float = Field(0.5, ge=0, le=1)
+
+    @property
+    def key(self) -> str:
+        """The audience column whose value is the plan's key."""
+        return self.identity.from_
+
+    @property
+    def destination_type(self) -> str:
+        return str(self.destination.get("type", ""))
+
+
+def sync_names(project: Project) -> list[str]:
+    """Names of the sync files in `syncs/`, sorted."""
+    return sorted(p.stem for p in project.syncs_dir.glob("*.yml"))
+
+
+def load_sync(project: Project, name: str) -> SyncConfig:
+    """Read and validate `syncs/NAME.yml`; an unknown name lists the ones that exist."""
+    path = project.syncs_dir / f"{name}.yml"
+    if not path.is_file():
+        known = ", ".join(sync_names(project)) or "none"
+        raise ConfigError(f"no sync named {name!r} (no {path}); known syncs: {known}")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a sync file is a mapping (audience, destination, identity, ...)")
+    if not isinstance(raw.get("destination"), dict) or not raw["destination"].get("type"):
+        raise ConfigError(f"{path}: `destination` needs a `type` (braze, salesforce, intercom, ...)")
+    return validate(SyncConfig, {**raw, "name": name, "path": path}, path)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -6,7 +6,12 @@
     ├── InvalidEvent            one record is rejected: report it, skip it, go on with the rest
     ├── BuildError              a dbt model or test failed: the message names it
     ├── CollectError            the collector cannot start, or refuses one request (`status` to answer)
-    └── WarehouseError          the warehouse could not be opened or queried
+    ├── WarehouseError          the warehouse could not be opened or queried
+    ├── SyncRefused             a sync may not start: another run holds its lock, or the guard refused the plan
+    └── DestinationError        talking to a destination failed
+        ├── FatalDestinationError   stop this sync now, retrying cannot help (bad credentials, quota used up)
+        └── RetriesExhausted        retryable failures (429, 5xx, timeouts) outlasted the retry policy: stop,
+                                    the next run resumes from the acknowledged state
 
 Each error carries its context (file, line, record, model) in its message, never a secret.
 """
@@ -16,6 +21,10 @@ from __future__ import annotations
 __all__ = [
     "BuildError",
     "CollectError",
+    "DestinationError",
+    "FatalDestinationError",
+    "RetriesExhausted",
+    "SyncRefused",
     "ConfigError",
     "InvalidEvent",
     "LandingError",
@@ -63,3 +72,19 @@ class BuildError(RevetlError):
 
 class WarehouseError(RevetlError):
     """The warehouse could not be opened or queried."""
+
+
+class SyncRefused(RevetlError):
+    """A sync run did not start: its lock is held by another run, or the guard refused the plan."""
+
+
+class DestinationError(RevetlError):
+    """A destination failed; the message names the sync's destination and what it answered, never a secret."""
+
+
+class FatalDestinationError(DestinationError):
+    """Retrying cannot help (e.g. 401 bad API key, daily quota used up): the run stops at once, state kept."""
+
+
+class RetriesExhausted(DestinationError):
+    """429/5xx/timeouts/dropped connections outlasted the retry policy; the next run resumes."""

@@ -1,0 +1,133 @@
+"""The interface every destination implements, built-in or third-party (DESIGN 7, STYLE 9).
+
+A destination declares; the engine (`apply.py`, `http.py`) does everything else:
+
+    config_model   strict schema of the sync file's `destination:` block (secrets as SecretStr)
+    batch_size     the most rows one `send` call takes (the vendor's per-request limit)
+    rate_limit()   (requests, seconds) to start from: the vendor's published limit, or the config's
+    http_options() base URL, auth headers and how to read an error body
+    open()         one-time set-up before the first batch (fetch a token, create a tag)
+    send()         a batch of planned rows -> requests through `Http` -> one RowResult per row
+
+Retries, backoff, rate limiting, state, failures and progress are not a destination's business:
+`Http.request` retries what can be retried and raises what is fatal; `send` only reads answers.
+Register a destination under the entry-point group `revetl.destinations` (built-ins do too).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr
+
+from revetl.config import Strict, SyncConfig
+from revetl.http import Http
+
+__all__ = ["Destination", "DestinationConfig", "RateLimitConfig", "Row", "RowResult", "secret_values"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One planned change. For a remove, `fields` are those last acknowledged (may be empty)."""
+
+    op: str  # "add" | "change" | "remove"
+    key: str
+    fields: dict[str, Any]
+    row_hash: str | None = None
+    payload: str | None = None  # JSON text the plan hashed: stored in state once acknowledged
+    dest_ref: str | None = None  # the destination's own id for this key, from an earlier run
+
+    @classmethod
+    def from_plan(cls, op: str, key: str, payload: str | None, row_hash: str | None, dest_ref: str | None,
+                  previous: str | None) -> Row:
+        return cls(op, key, json.loads(payload or previous or "{}"), row_hash, payload, dest_ref)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """The destination's verdict on one row: acknowledged, or rejected with its reason."""
+
+    ok: bool
+    reason: str | None = None
+    dest_ref: str | None = None
+
+    @classmethod
+    def rejected(cls, reason: str) -> RowResult:
+        return cls(False, reason)
+
+
+ACKNOWLEDGED = RowResult(True)
+
+
+class RateLimitConfig(Strict):
+    requests: int = Field(gt=0)
+    per_seconds: float = Field(gt=0)
+
+
+class DestinationConfig(Strict):
+    """Keys every destination accepts besides its own."""
+
+    type: str
+    base_url: str
+    timeout: float = Field(30.0, gt=0)
+    concurrency: int | None = Field(None, ge=1, le=256)  # requests in flight; default: the destination's
+    rate_limit: RateLimitConfig | None = None  # override the published limit (e.g. your plan's)
+    unlimited: bool = False  # no client-side limit (emulators, benchmarks)
+
+
+def secret_values(config: Strict) -> list[str]:
+    """Every secret in a config, to scrub from any text that could leave the process."""
+    return [value.get_secret_value() for value in config.__dict__.values() if isinstance(value, SecretStr)]
+
+
+@dataclass
+class Destination(ABC):
+    """A configured destination for one sync. Subclasses set the class variables and `send`."""
+
+    type: ClassVar[str]
+    config_model: ClassVar[type[DestinationConfig]] = DestinationConfig
+    max_batch_size: ClassVar[int] = 100
+    default_concurrency: ClassVar[int] = 8
+    published_rate_limit: ClassVar[tuple[int, float] | None] = None
+
+    sync: SyncConfig
+    config: DestinationConfig
+    notes: list[str] = field(default_factory=list)  # one-line remarks for the run summary
+
+    def __post_init__(self) -> None:
+        """Validate the sync's destination-specific settings (identity, membership). Default: none."""
+
+    @property
+    def batch_size(self) -> int:
+        return self.max_batch_size
+
+    @property
+    def concurrency(self) -> int:
+        return self.config.concurrency or self.default_concurrency
+
+    def rate_limit(self) -> tuple[int, float] | None:
+        """(requests, seconds) the client holds itself to; None: unlimited."""
+        if self.config.unlimited:
+            return None
+        if self.config.rate_limit:
+            return self.config.rate_limit.requests, self.config.rate_limit.per_seconds
+        return self.published_rate_limit
+
+    def http_options(self) -> dict[str, Any]:
+        """Keyword arguments for `Http`: at least `headers`; may add `describe`, `policy`."""
+        return {"headers": {}}
+
+    async def open(self, http: Http) -> None:
+        """Set-up before the first batch. Default: nothing."""
+
+    @abstractmethod
+    async def send(self, http: Http, rows: Sequence[Row]) -> list[RowResult]:
+        """Apply `rows` (at most `batch_size`); return one result per row, in order."""
+
+    def check(self) -> list[str]:
+        """Warnings about the sync's mapping for `revetl audiences check`. Default: none."""
+        return []

@@ -1,0 +1,97 @@
+"""Braze: `POST /users/track` attributes, identity by `external_id` (or `email`).
+
+- At most 75 attribute objects per request (Braze's limit per array), so a batch is 75 rows.
+- Mapped fields become custom or standard attributes; membership is a boolean attribute
+  (`membership: {attribute: in_churn_risk}`) or a value in an array attribute
+  (`membership: {attribute: audiences, type: array}`, edited with Braze's add/remove syntax).
+- A remove only clears membership (`_update_existing_only`, so it never creates a user) and never
+  deletes the user.
+- A 2xx with `errors[]` rejects just the objects at those indexes, with Braze's message; a 400
+  rejects the whole batch with Braze's message (the request itself is wrong for those rows).
+- Published limit: 3,000 requests per 3 seconds per workspace (configurable: `rate_limit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import orjson
+from pydantic import SecretStr
+
+from revetl.config import Strict, validate
+from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, Row, RowResult
+from revetl.errors import ConfigError, DestinationError
+from revetl.http import Http
+
+__all__ = ["Braze"]
+
+IDENTIFIERS = ("external_id", "email")
+
+
+class BrazeConfig(DestinationConfig):
+    api_key: SecretStr
+
+
+class Membership(Strict):
+    attribute: str
+    type: Literal["boolean", "array"] = "boolean"
+    value: str | None = None  # for `array`: the value added/removed; default the audience name
+
+
+class Braze(Destination):
+    type = "braze"
+    config_model = BrazeConfig
+    max_batch_size = 75
+    default_concurrency = 8
+    published_rate_limit = (3000, 3.0)
+
+    def __post_init__(self) -> None:
+        if self.sync.identity.to not in IDENTIFIERS:
+            raise ConfigError(
+                f"{self.sync.path}: `identity.to` for braze is one of {', '.join(IDENTIFIERS)}, "
+                f"not {self.sync.identity.to!r}"
+            )
+        raw = self.sync.membership or {"attribute": f"in_{self.sync.audience}"}
+        self.membership: Membership = validate(Membership, raw, self.sync.path, where=" membership")
+
+    def http_options(self) -> dict[str, Any]:
+        key = self.config.api_key.get_secret_value()  # type: ignore[attr-defined]
+        return {"headers": {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}}
+
+    def _member(self, inside: bool) -> Any:
+        if self.membership.type == "boolean":
+            return inside
+        value = self.membership.value or self.sync.audience
+        return {"add" if inside else "remove": [value]}
+
+    def attributes(self, row: Row) -> dict[str, Any]:
+        """The attribute object for one row."""
+        obj: dict[str, Any] = {self.sync.identity.to: row.key}
+        if row.op == "remove":
+            obj["_update_existing_only"] = True
+        else:
+            obj.update(row.fields)
+        obj[self.membership.attribute] = self._member(row.op != "remove")
+        return obj
+
+    async def send(self, http: Http, rows: Sequence[Row]) -> list[RowResult]:
+        body = orjson.dumps({"attributes": [self.attributes(row) for row in rows]})
+        response = await http.request("POST", "/users/track", content=body)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if response.status_code >= 400:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            if response.status_code in (404, 405):
+                raise DestinationError(f"braze answered {response.status_code}: is base_url right? ({message})")
+            return [RowResult.rejected(f"braze {response.status_code}: {message or response.text[:200]}")] * len(rows)
+        results = [ACKNOWLEDGED] * len(rows)
+        for error in answer.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            index = error.get("index")
+            if error.get("input_array", "attributes") == "attributes" and isinstance(index, int) and 0 <= index < len(rows):
+                results[index] = RowResult.rejected(str(error.get("type") or "rejected by braze"))
+        return results
