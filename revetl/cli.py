@@ -6,6 +6,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -120,6 +121,176 @@ def demo(
     from revetl.demo import run_demo
 
     run_demo(_project(), users=users, console=console)
+
+
+@app.command()
+def emulate(
+    name: Annotated[str, typer.Argument(help="Destination API to emulate: braze.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option(help="Port; 0 picks a free one (default: the emulator's).")] = None,
+    rate_limit: Annotated[Optional[int], typer.Option(help="Requests per window (default: the vendor's).")] = None,
+    rate_window: Annotated[Optional[float], typer.Option(help="Rate-limit window in seconds.")] = None,
+    no_rate_limit: Annotated[bool, typer.Option("--no-rate-limit", help="No rate limit (benchmarks).")] = False,
+    error_share: Annotated[float, typer.Option(help="Share of requests answered 5xx, not applied.")] = 0.0,
+    drop_share: Annotated[float, typer.Option(help="Share of connections closed unanswered, not applied.")] = 0.0,
+    lost_response_share: Annotated[float, typer.Option(help="Share applied, then closed unanswered.")] = 0.0,
+    timeout_share: Annotated[float, typer.Option(help="Share never answered until the client gives up.")] = 0.0,
+    latency_ms: Annotated[Optional[str], typer.Option(help="Added latency per request: N or LOW-HIGH.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same faults.")] = None,
+) -> None:
+    """Serve a local emulator of a destination API, with the vendor's limits and optional faults."""
+    from revetl.emulators import serve
+    from revetl.errors import ConfigError
+
+    options: dict = {"error_share": error_share, "drop_share": drop_share, "timeout_share": timeout_share,
+                     "lost_response_share": lost_response_share, "seed": seed}
+    if latency_ms is not None:
+        options["latency_ms"] = latency_ms
+    if no_rate_limit and rate_limit is not None:
+        raise ConfigError("Use either --rate-limit or --no-rate-limit, not both.")
+    if no_rate_limit or rate_limit is not None:
+        options["rate_limit"] = None if no_rate_limit else rate_limit
+    if rate_window is not None:
+        options["rate_window"] = rate_window
+    serve(name, host=host, port=port, options=options)
+
+
+audiences_app = typer.Typer(no_args_is_help=True, help="Audiences (audiences/NAME.sql): list, preview, check.")
+app.add_typer(audiences_app, name="audiences")
+
+
+@audiences_app.command("list")
+def audiences_list() -> None:
+    """Every audience: description, output columns, last known size."""
+    from revetl.audience_preview import audience_summaries, print_audiences
+
+    print_audiences(audience_summaries(_project()), console)
+
+
+@audiences_app.command("preview")
+def audiences_preview(
+    name: Annotated[str, typer.Argument(help="Audience name (audiences/NAME.sql).")],
+    limit: Annotated[int, typer.Option(min=0, help="Sample rows to show.")] = 10,
+) -> None:
+    """Run an audience on the warehouse: its size and sample rows."""
+    from revetl.audience_preview import preview_audience, print_preview
+
+    print_preview(preview_audience(_project(), name, limit=limit), console)
+
+
+@audiences_app.command("check")
+def audiences_check() -> None:
+    """Compile and check every audience and sync file; report every problem (exit 1 if any)."""
+    from revetl.audiences import audience_names, check_project
+    from revetl.config import sync_names
+
+    project = _project()
+    problems = check_project(project)
+    for problem in problems:
+        console.print(str(problem.relative_to(Path.cwd())), markup=False, highlight=False, soft_wrap=True)
+    checked = f"{len(audience_names(project))} audiences and {len(sync_names(project))} syncs"
+    if problems:
+        console.print(f"[bold red]{len(problems)} problem(s)[/] in {checked}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]{checked}: no problems[/]", highlight=False)
+
+
+@app.command()
+def plan(
+    sync: Annotated[str, typer.Argument(help="Sync name (syncs/NAME.yml).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a sync would add, change and remove at its destination; sends and writes nothing."""
+    import json
+
+    from revetl.config import load_sync
+    from revetl.plan import plan_sync, print_plan
+
+    project = _project()
+    result = plan_sync(project, load_sync(project, sync))
+    if as_json:
+        print(json.dumps(result.to_json(), default=str, indent=2))
+    else:
+        print_plan(result, console)
+
+
+@app.command("sync")
+def sync_command(
+    syncs: Annotated[Optional[list[str]], typer.Argument(help="Sync names (syncs/NAME.yml).")] = None,
+    all_syncs: Annotated[bool, typer.Option("--all", help="Run every sync in syncs/.")] = False,
+    force: Annotated[bool, typer.Option(help="Apply a plan the guard refused (mass removes).")] = False,
+) -> None:
+    """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
+    from revetl.apply import run_sync
+    from revetl.config import load_sync, sync_names
+    from revetl.report import print_result
+
+    project = _project()
+    names = sync_names(project) if all_syncs else list(syncs or [])
+    if not names:
+        raise typer.BadParameter("name at least one sync, or use --all")
+    results = []
+    try:
+        for name in names:
+            results.append(run_sync(project, load_sync(project, name), force=force, console=console))
+    finally:
+        if results:
+            print_result(results, console)
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    sync: Annotated[Optional[str], typer.Argument(help="Only this sync's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
+) -> None:
+    """List past sync runs, newest first: counts, duration, status."""
+    from revetl import state
+    from revetl.report import print_runs
+    from revetl.warehouse import connect
+
+    with contextlib.closing(connect(_project(), read_only=True)) as connection:
+        print_runs(state.runs(connection, sync, limit=limit), console)
+
+
+@app.command()
+def failures(
+    sync: Annotated[str, typer.Argument(help="Sync name.")],
+    run: Annotated[Optional[str], typer.Option(help="Run id (default: the latest run with rejects).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many rows to show.")] = 100,
+) -> None:
+    """List rows the destination rejected, with its reason; they are retried on the next run."""
+    from revetl import state
+    from revetl.report import print_failures
+    from revetl.warehouse import connect
+
+    with contextlib.closing(connect(_project(), read_only=True)) as connection:
+        print_failures(sync, state.failures(connection, sync, run, limit=limit), console)
+
+
+state_app = typer.Typer(no_args_is_help=True, help="Sync state kept in the warehouse.")
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("reset")
+def state_reset(
+    sync: Annotated[str, typer.Argument(help="Sync name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Forget what the destination acknowledged: the next run sends every member again (full resync)."""
+    from revetl import state
+    from revetl.apply import sync_lock
+    from revetl.config import load_sync
+    from revetl.warehouse import connect
+
+    project = _project()
+    load_sync(project, sync)  # an unknown sync name fails here, before asking
+    if not yes:
+        typer.confirm(f"Forget everything sync {sync} sent, so that its next run resends every member?", abort=True)
+    with sync_lock(project, sync), contextlib.closing(connect(project)) as connection:
+        forgotten = state.reset(connection, sync)
+    console.print(f"sync {sync}: forgot {forgotten:,} acknowledged rows; the next run is a full resync")
 
 
 def main() -> None:

@@ -108,10 +108,10 @@ class RateLimiter:
                     return
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1:
+                if self._tokens >= 1 - 1e-9:  # float slack: a sleep of 1e-17 s would not move the clock
                     self._tokens -= 1
                     return
-                await self._sleep((1 - self._tokens) / self.rate)
+                await self._sleep(max((1 - self._tokens) / self.rate, 1e-6))
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (a 429, or a spent window)."""

@@ -103,20 +103,26 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
                   from ({audience_sql}) as audience)
             group by key"""
     )
+    # Keys held by several rows are few: a small table to leave them out of both sides.
+    connection.execute("create or replace temp table revetl_duplicates as select key from revetl_current where n > 1")
+    acked_sql = state.current_state_sql(connection, sync.name)
     removes = "true" if sync.mode == "mirror" else "false"
     connection.execute(
         f"""create or replace temp table revetl_diff as
-            with cur as (select * from revetl_current where key is not null and n = 1),
+            with cur as (
+                    select * from revetl_current c
+                    where key is not null and n = 1
+                ),
                  acked as (
-                    select * from ({state.current_state_sql(connection)}) s
-                    where not exists (select 1 from revetl_current d where d.key = s.key and d.n > 1)
+                    select * from ({acked_sql}) s
+                    where not exists (select 1 from revetl_duplicates d where d.key = s.key)
                  )
             select case when acked.key is null then 'add' when cur.key is null then 'remove' else 'change' end as op,
                    coalesce(cur.key, acked.key) as key, cur.payload, cur.row_hash, acked.dest_ref,
                    acked.payload::varchar as previous_payload
             from cur full outer join acked on cur.key = acked.key
             where acked.key is null or (cur.key is null and {removes}) or cur.row_hash <> acked.row_hash""",
-        {"sync": sync.name} if state.has_state(connection) else {},
+        {"sync": sync.name},
     )
     counts = dict(connection.execute("select op, count(*) from revetl_diff group by op").fetchall())
     members, null_keys, duplicate_keys = connection.execute(
@@ -131,12 +137,7 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
             "select key from revetl_current where key is not null and n > 1 order by n desc, key limit 5"
         ).fetchall()
     )
-    previous = (
-        connection.execute(f"select count(*) from ({state.current_state_sql(connection)})", {"sync": sync.name})
-        .fetchone()[0]
-        if state.has_state(connection)
-        else 0
-    )
+    previous = connection.execute(f"select count(*) from ({acked_sql})", {"sync": sync.name}).fetchone()[0]
     sample_rows: dict[str, tuple[dict[str, Any], ...]] = {}
     for op in state.OPS:
         if counts.get(op):

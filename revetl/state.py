@@ -173,7 +173,7 @@ def migrate(connection: duckdb.DuckDBPyConnection) -> int:
     return LATEST
 
 
-def current_state_sql(connection: duckdb.DuckDBPyConnection) -> str:
+def current_state_sql(connection: duckdb.DuckDBPyConnection, sync: str) -> str:
     """A SELECT of (key, row_hash, payload, dest_ref) acknowledged for the sync bound to `$sync`.
 
     Sees the folded rows and any journal not folded yet (a run in progress, or one that died).
@@ -182,8 +182,12 @@ def current_state_sql(connection: duckdb.DuckDBPyConnection) -> str:
     if not has_state(connection):
         return (
             "select null::varchar as key, null::varchar as row_hash, null::json as payload, "
-            "null::varchar as dest_ref where false"
+            "null::varchar as dest_ref where $sync is null"
         )
+    folded = f"select key, row_hash, payload, dest_ref from {SCHEMA}.acknowledged where sync = $sync"
+    pending = connection.execute(f"select count(*) from {SCHEMA}.journal where sync = ?", [sync]).fetchone()[0]
+    if not pending:  # the usual case: no run in progress, a plain scan
+        return folded
     return f"""
         with latest as (
             select key, op, row_hash, payload, dest_ref,
@@ -387,4 +391,5 @@ def acknowledged_rows(connection: duckdb.DuckDBPyConnection, sync: str) -> Itera
     """(key, row_hash, payload) as currently acknowledged: for tests and `revetl state show`."""
     if not has_state(connection):
         return []
-    return connection.execute(current_state_sql(connection) + " order by key", {"sync": sync}).fetchall()
+    sql = current_state_sql(connection, sync)
+    return connection.execute(f"select * from ({sql}) order by key", {"sync": sync}).fetchall()

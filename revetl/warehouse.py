@@ -70,4 +70,11 @@ def connect(project: Project, read_only: bool = False) -> duckdb.DuckDBPyConnect
     except duckdb.Error as exc:
         raise WarehouseError(f"cannot open the warehouse {path}: {exc}") from exc
     connection.execute("SET TimeZone = 'UTC'")
+    # The same limits dbt runs with (profiles.yml `settings`, `threads`): one memory budget for both.
+    config = target_config(project)
+    for name, value in (config.get("settings") or {}).items():
+        if name.lower() != "timezone":
+            connection.execute(f"SET {name} = ?", [value])  # names come from the project's own profile
+    if config.get("threads"):
+        connection.execute("SET threads = ?", [int(config["threads"])])
     return connection

@@ -181,7 +181,7 @@ def test_state_survives_a_new_process(tmp_path, warehouse):
     script = (
         "import duckdb, sys; from revetl import state; "
         f"c = duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True); "
-        "print(sorted(k for k, _, _, _ in c.execute(state.current_state_sql(c), {'sync': 'churn_to_braze'}).fetchall()))"
+        "print(sorted(row[0] for row in state.acknowledged_rows(c, 'churn_to_braze')))"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['u1', 'u2', 'u3']"

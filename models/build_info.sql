@@ -1,0 +1,6 @@
+{#- One row: the "as of" time of the latest build (`revetl build --as-of`, else when it ran, UTC)
+    and when it ran. Audiences read it through `{{ as_of() }}` (revetl/audiences.py), so their
+    time windows agree with the computed traits and a rebuilt warehouse gives the same members. -#}
+select
+    {{ as_of() }} as as_of,
+    cast(timezone('UTC', current_timestamp) as timestamp) as built_at

@@ -1,0 +1,156 @@
+"""`revetl audiences list` and `revetl audiences preview`: what each audience is, and who is in it.
+
+Both only read: the preview runs the compiled audience on a read-only connection (a count, then
+the first rows ordered by the key, so the sample is the same on every run of the same build).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+from sqlglot import exp
+
+from revetl.audience_check import check_audiences, warehouse_if_built
+from revetl.audiences import (
+    BUILD_INFO,
+    Problem,
+    audience_columns,
+    compile_audience,
+    key_problem,
+    last_known_size,
+    load_audience,
+    read_audience,
+    relations,
+)
+from revetl.config import Project
+from revetl.errors import ConfigError, WarehouseError
+from revetl.warehouse import connect
+
+__all__ = ["Preview", "Summary", "audience_summaries", "preview_audience", "print_audiences", "print_preview"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One line of `revetl audiences list`."""
+
+    name: str
+    description: str
+    columns: list[str] | None  # None when unknown (a problem, or `SELECT *` before the first build)
+    size: int | None  # last known size (audiences.last_known_size)
+    problems: int
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An audience's size and first rows, as of the latest build."""
+
+    name: str
+    description: str
+    key: str
+    as_of: dt.datetime | None
+    size: int
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def audience_summaries(project: Project) -> list[Summary]:
+    """Every audience with its description, output columns and last known size."""
+    with warehouse_if_built(project) as connection:
+        checked = check_audiences(project, connection)
+    summaries = []
+    for name, (columns, problems) in checked.items():
+        audience = read_audience(project.audiences_dir / f"{name}.sql")
+        description = audience.message if isinstance(audience, Problem) else audience.description
+        summaries.append(Summary(name, description, columns, last_known_size(project, name), len(problems)))
+    return summaries
+
+
+def preview_audience(
+    project: Project, name: str, limit: int = 10, connection: duckdb.DuckDBPyConnection | None = None
+) -> Preview:
+    """Compile the audience and run it: its size and its first `limit` rows by key."""
+    audience = load_audience(project, name)
+    sql = compile_audience(project, audience)
+    own = connection is None
+    connection = connection or connect(project, read_only=True)
+    try:
+        try:
+            columns = audience_columns(connection, sql)
+        except WarehouseError as exc:
+            raise WarehouseError(f"{audience.path}: {exc}") from exc.__cause__
+        if audience.key.lower() not in {c.lower() for c in columns}:
+            raise ConfigError(key_problem(audience, columns).sentence())
+        key = exp.to_identifier(audience.key, quoted=True).sql("duckdb")
+        try:
+            size = connection.execute(f"select count(*) from ({sql}\n) as audience").fetchone()[0]
+            rows = connection.execute(
+                f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit]
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {_first_line(exc)}") from exc
+        return Preview(name, audience.description, audience.key, _as_of(project, connection), size, columns, rows)
+    finally:
+        if own:
+            connection.close()
+
+
+def _as_of(project: Project, connection: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    relation = relations(project).get(BUILD_INFO)
+    with contextlib.suppress(duckdb.Error):
+        row = connection.execute(f"select max(as_of) from {relation}").fetchone() if relation else None
+        return row[0] if row else None
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return str(value)
+
+
+def print_audiences(summaries: list[Summary], console: Console) -> None:
+    """`revetl audiences list`: one row per audience."""
+    table = Table(title="audiences", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    table.add_column("columns", overflow="fold")
+    table.add_column("last known size", justify="right")
+    for summary in summaries:
+        if summary.problems:
+            columns = f"[red]{summary.problems} problem(s): run `revetl audiences check`[/]"
+        elif summary.columns is None:
+            columns = "[yellow]unknown until `revetl build`[/]"
+        else:
+            columns = ", ".join(summary.columns)
+        size = "-" if summary.size is None else f"{summary.size:,}"
+        table.add_row(summary.name, summary.description, columns, size)
+    console.print(table)
+    if not summaries:
+        console.print("no audiences yet: write one in audiences/NAME.sql (see README, Audiences)")
+
+
+def print_preview(preview: Preview, console: Console) -> None:
+    """`revetl audiences preview`: size, as-of and sample rows as a table."""
+    as_of = f" as of {_cell(preview.as_of)}" if preview.as_of else ""
+    console.print(f"[bold]{preview.name}[/]: {preview.description}", highlight=False)
+    console.print(f"{preview.size:,} members{as_of} (key {preview.key})", highlight=False)
+    table = Table(title=f"first {len(preview.rows)} by {preview.key}", title_justify="left")
+    for column in preview.columns:
+        table.add_column(column, overflow="fold")
+    for row in preview.rows:
+        table.add_row(*[_cell(value) for value in row])
+    console.print(table)

@@ -1,0 +1,227 @@
+"""One audience's rendered SQL -> its problems, with sqlglot (DuckDB dialect).
+
+An audience is exactly one read-only query. `inspect_sql` tokenizes the SQL once, splits it into
+statements at `;` and parses each, then reports, with the line of the offending token:
+
+- no statement, or more than one;
+- a statement that is not a query: DDL, DML, ATTACH, COPY, INSTALL/LOAD, PRAGMA, SET, ...
+  (also nested, e.g. an INSERT inside a CTE);
+- a function that reads outside the warehouse's tables: files (read_csv, read_parquet, glob, ...),
+  other databases (sqlite_scan, postgres_scan, ...), SQL in a string (query), the environment
+  (getenv), and a file path used as a table (`FROM 'x.csv'`);
+- output columns that are unnamed (`select count(*)`) or named twice.
+
+Line numbers are those of the SQL given; the caller maps them back to the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
+
+__all__ = ["SqlReport", "inspect_sql", "reads_outside_warehouse"]
+
+# Table and scalar functions that reach outside the warehouse's tables. Anything named read_*,
+# *_scan, *_attach, *_query or *_execute does too (read_json_auto, iceberg_scan, mysql_query, ...).
+_OUTSIDE = frozenset({
+    "glob", "query", "query_table", "sniff_csv", "st_read", "st_read_meta",
+    "parquet_metadata", "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata",
+    "iceberg_metadata", "iceberg_snapshots", "delta_scan",
+    "getenv", "current_setting", "duckdb_settings", "duckdb_secrets", "which_secret",
+    "load_aws_credentials",
+})
+_OUTSIDE_PREFIXES = ("read_",)
+_OUTSIDE_SUFFIXES = ("_scan", "_attach", "_query", "_execute")
+
+# Statements (or parts of them) that change the warehouse, the connection or the files around it.
+_NOT_READ_ONLY = (
+    exp.DDL, exp.DML, exp.Drop, exp.Alter, exp.TruncateTable, exp.Attach, exp.Detach, exp.Install,
+    exp.Pragma, exp.Set, exp.Use, exp.Command, exp.Transaction, exp.Commit, exp.Rollback,
+)
+
+
+@dataclass
+class SqlReport:
+    """What `inspect_sql` found.
+
+    `columns` are the output column names, or None when sqlglot cannot know them (`SELECT *`,
+    `COLUMNS(...)`) or the SQL is not one query. `end` is the offset just past the query's last
+    token: `sql[:end]` is the query without a trailing `;` or comment, safe to wrap in a subquery.
+    """
+
+    query: exp.Query | None = None
+    columns: list[str] | None = None
+    end: int = 0
+    problems: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+def reads_outside_warehouse(name: str) -> bool:
+    """Whether the DuckDB function `name` reads files, other databases or the environment."""
+    name = name.lower()
+    return name in _OUTSIDE or name.startswith(_OUTSIDE_PREFIXES) or name.endswith(_OUTSIDE_SUFFIXES)
+
+
+def inspect_sql(sql: str) -> SqlReport:
+    """Check that `sql` is exactly one read-only query and find its output columns."""
+    report = SqlReport()
+    try:
+        tokens = DuckDB().tokenize(sql)
+    except TokenError as exc:
+        report.problems.append((None, f"the SQL cannot be read: {_first_line(exc)} (an unclosed quote?)"))
+        return report
+    statements = _split(tokens)
+    if not statements:
+        report.problems.append((None, "there is no SQL statement; an audience is one SELECT"))
+        return report
+    if len(statements) > 1:
+        report.problems.append((statements[1][0].line, (
+            f"a second SQL statement starts here ({len(statements)} in all); an audience is exactly one SELECT"
+        )))
+    for number, statement in enumerate(statements):
+        parsed = _parse(statement, sql, report)
+        if parsed is None:
+            continue
+        if not isinstance(parsed, exp.Query):
+            report.problems.append((statement[0].line, (
+                f"`{_keyword(statement, parsed)}` is not allowed: an audience is one read-only SELECT"
+            )))
+            continue
+        _check_query(parsed, sql, report)
+        if number == 0:
+            report.query, report.end = parsed, statement[-1].end + 1
+            report.columns = _columns(parsed, report) if len(statements) == 1 else None
+    return report
+
+
+def _split(tokens: list[Token]) -> list[list[Token]]:
+    """Statements as token lists, split at `;`; empty statements dropped."""
+    statements: list[list[Token]] = [[]]
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            statements.append([])
+        else:
+            statements[-1].append(token)
+    return [statement for statement in statements if statement]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """sqlglot logs a warning when it falls back to a raw Command; the problem is reported instead."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _parse(statement: list[Token], sql: str, report: SqlReport) -> exp.Expr | None:
+    try:
+        with _quiet():
+            parsed = DuckDB().parser().parse(statement, sql)
+    except ParseError as exc:
+        error = exc.errors[0] if exc.errors else {}
+        description = _plain(error.get("description") or _first_line(exc))
+        line = error.get("line") or statement[0].line
+        report.problems.append((line, f"the SQL cannot be parsed here: {description}"))
+        return None
+    return parsed[0] if parsed else None
+
+
+def _plain(description: str) -> str:
+    """sqlglot's parse error without its internals: tokens and classes become the SQL words."""
+    description = re.sub(r"<Token token_type: [^,]+, text: ([^,]*),[^>]*>", r"`\1`", description)
+    description = description.replace("`SENTINEL`", "the end of the SQL")
+    missing = re.match(r"Required keyword: '\w+' missing for <class '[\w.]*\.(\w+)'>", description)
+    return f"the `{missing.group(1).upper()}` clause is incomplete" if missing else description
+
+
+def _keyword(statement: list[Token], parsed: exp.Expr) -> str:
+    """`INSERT`, `ATTACH`, ... as written (the statement's kind when it starts with WITH)."""
+    first = statement[0].text.upper()
+    return parsed.key.upper() if first == "WITH" else first
+
+
+def _line(node: exp.Expr) -> int | None:
+    """The line of the first token under `node` (tokens carry lines; most nodes do not)."""
+    for child in node.walk(bfs=False):
+        line = child.meta.get("line") if child.meta else None
+        if line:
+            return line
+    return None
+
+
+def _function_name(node: exp.Func, sql: str) -> str:
+    """The function's name as written (sqlglot maps some, e.g. read_csv_auto, onto its own classes)."""
+    start, end = node.meta.get("start"), node.meta.get("end")
+    if isinstance(start, int) and isinstance(end, int):
+        return sql[start:end + 1].strip('"').lower()
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+
+
+def _check_query(query: exp.Query, sql: str, report: SqlReport) -> None:
+    for node in query.walk():
+        if isinstance(node, _NOT_READ_ONLY):
+            report.problems.append((_line(node), (
+                f"`{node.key.upper()}` is not allowed: an audience is one read-only SELECT"
+            )))
+        elif isinstance(node, exp.Func) and reads_outside_warehouse(name := _function_name(node, sql)):
+            report.problems.append((_line(node), (
+                f"`{name}()` reads outside the warehouse (files, other databases or the environment); "
+                "an audience reads only warehouse models, through ref()"
+            )))
+        elif isinstance(node, exp.Table) and _is_file_path(node):
+            report.problems.append((_line(node), (
+                f"`'{node.name}'` reads a file directly; an audience reads only warehouse models, through ref()"
+            )))
+
+
+def _is_file_path(table: exp.Table) -> bool:
+    """DuckDB reads `FROM 'x.csv'` (or "x.csv", 's3://...') as a file: a quoted name with a path in it."""
+    name = table.this
+    if table.args.get("db") or not isinstance(name, exp.Identifier | exp.Literal):
+        return False
+    quoted = isinstance(name, exp.Literal) or name.quoted
+    return quoted and any(mark in name.name for mark in "./\\:*")
+
+
+def _columns(query: exp.Query, report: SqlReport) -> list[str] | None:
+    """Output column names; None when a star or COLUMNS(...) hides them. Reports unnamed and twice-named ones."""
+    names: list[str] = []
+    seen: set[str] = set()
+    hidden = False
+    for item in query.selects:
+        if _expands(item):
+            hidden = True
+            continue
+        if not isinstance(item, exp.Alias | exp.Column) or not item.alias_or_name:
+            shown = item.sql("duckdb")
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            report.problems.append((_line(item), f"the output column `{shown}` has no name; add `AS some_name`"))
+            continue
+        name = item.alias_or_name
+        if name.lower() in seen:
+            report.problems.append((_line(item), f"the output column `{name}` appears twice; rename one with AS"))
+        seen.add(name.lower())
+        names.append(name)
+    return None if hidden else names
+
+
+def _expands(item: exp.Expr) -> bool:
+    """`*`, `t.*` and `COLUMNS(...)` (also inside a function, `min(COLUMNS(*))`) stand for many columns."""
+    if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+        return True
+    return item.find(exp.Columns) is not None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

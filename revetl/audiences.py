@@ -1,0 +1,358 @@
+"""Audiences (DESIGN 4): `audiences/NAME.sql` -> checked SQL the warehouse runs.
+
+An audience file is a YAML header in `--` comments (it ends at the first other line), then one
+read-only SELECT written with Jinja:
+
+    -- description: Enterprise users who generated 10+ reports in the last 30 days.
+    -- key: user_id
+    select p.user_id, p.email, t.reports_30d
+    from {{ ref('profiles') }} as p join {{ ref('profile_traits') }} as t using (profile_id)
+
+`ref('model')` becomes the relation dbt built (schema and alias from target/manifest.json, else
+the target's default schema; in the warehouse's own catalog). `as_of()` is the "as of" time of the
+latest build, read from the `build_info` model when the query runs: `revetl build --as-of`, else
+when it ran. So an audience's time windows agree with the computed traits, and the same build
+gives the same members whenever the audience runs.
+
+`compile_audience` renders and checks (audience_sql.py) and raises on the first problem;
+`check_project` (audience_check.py) reports every problem in every audience and sync file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jinja2
+import yaml
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import Field, ValidationError
+from sqlglot import exp
+
+from revetl.audience_sql import inspect_sql
+from revetl.config import PROJECT_FILE, Project, Strict, read_yaml
+from revetl.errors import ConfigError, WarehouseError
+from revetl.warehouse import duckdb_path, target_config
+
+__all__ = [
+    "BUILD_INFO",
+    "Audience",
+    "Compiled",
+    "Problem",
+    "audience_columns",
+    "audience_names",
+    "check_project",
+    "compile_audience",
+    "inspect_audience",
+    "key_problem",
+    "last_known_size",
+    "load_audience",
+    "read_audience",
+    "relations",
+]
+
+BUILD_INFO = "build_info"  # the model holding the latest build's as_of (models/build_info.sql)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """One audience file, read and its header validated; the SQL is not rendered yet."""
+
+    name: str  # file stem
+    path: Path
+    description: str
+    key: str  # key column from the header
+    header: dict  # the parsed YAML header
+    template: str  # the SQL body (Jinja) as written
+    body_line: int  # 1-based line in the file where the SQL body starts
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a project file: `str()` gives `path:line: message`."""
+
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+    def sentence(self) -> str:
+        """The ConfigError form: `path, line N: message`."""
+        return f"{self.path}, line {self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+    def relative_to(self, root: Path) -> Problem:
+        """The same problem with its path relative to `root` when it lies under it (for printing)."""
+        try:
+            return replace(self, path=self.path.relative_to(root))
+        except ValueError:
+            return self
+
+
+class Header(Strict):
+    """The YAML header of an audience file."""
+
+    description: str = Field(min_length=1)
+    key: str = Field(min_length=1)  # the column that identifies a member
+    owner: str | None = None
+    tags: list[str] = []
+    destinations: dict[str, dict[str, Any]] = {}  # per destination type: defaults a sync may use
+
+
+def audience_names(project: Project) -> list[str]:
+    """Names of the audience files in `audiences/`, sorted."""
+    return sorted(p.stem for p in project.audiences_dir.glob("*.sql"))
+
+
+def load_audience(project: Project, name: str) -> Audience:
+    """Read `audiences/NAME.sql` and validate its header; an unknown name lists the known ones."""
+    path = project.audiences_dir / f"{name}.sql"
+    if not path.is_file():
+        known = ", ".join(audience_names(project)) or "none"
+        raise ConfigError(f"no audience named {name!r} (no {path}); known audiences: {known}")
+    found = read_audience(path)
+    if isinstance(found, Problem):
+        raise ConfigError(found.sentence())
+    return found
+
+
+def read_audience(path: Path) -> Audience | Problem:
+    """Parse one audience file: the header (`--` comment lines at the top) and the SQL body."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        return Problem(path, None, f"cannot read the file: {exc}")
+    header_lines: list[str] = []
+    for line in lines:
+        if not line.lstrip().startswith("--"):
+            break
+        header_lines.append(line.lstrip()[2:].removeprefix(" "))
+    if not header_lines:
+        return Problem(path, 1, "an audience starts with a YAML header in `--` comments (description and key)")
+    try:
+        raw = yaml.safe_load("".join(header_lines))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        return Problem(path, mark.line + 1 if mark else 1, (
+            f"the header is not valid YAML: {problem} (it ends at the first line that is not a `--` comment; "
+            "put other comments after a blank line)"
+        ))
+    if not isinstance(raw, dict):
+        return Problem(path, 1, "the header must be YAML `name: value` lines (description, key)")
+    try:
+        header = Header.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else ""
+        line = next((i for i, text in enumerate(header_lines, 1) if text.startswith(f"{key}:")), 1)
+        if error["type"] == "missing":
+            hint = " (the output column that identifies a member, e.g. user_id)" if key == "key" else ""
+            return Problem(path, line, f"the header has no `{key}`{hint}")
+        if error["type"] == "extra_forbidden":
+            return Problem(path, line, f"the header key `{key}` is unknown; expected {', '.join(Header.model_fields)}")
+        loc = ".".join(str(part) for part in error["loc"])
+        return Problem(path, line, f"the header's `{loc}`: {error['msg'][:1].lower()}{error['msg'][1:]}")
+    return Audience(
+        name=path.stem, path=path, description=header.description.strip(), key=header.key, header=raw,
+        template="".join(lines[len(header_lines):]), body_line=len(header_lines) + 1,
+    )
+
+
+def header_line(audience: Audience, name: str) -> int:
+    """The file line of header key `name` (1 if not found)."""
+    lines = audience.path.read_text(encoding="utf-8").splitlines()[: audience.body_line - 1]
+    return next((i for i, text in enumerate(lines, 1) if text.lstrip("- \t").startswith(f"{name}:")), 1)
+
+
+def relations(project: Project) -> dict[str, str]:
+    """Model name -> the relation dbt built for it, as DuckDB SQL (`"catalog"."schema"."alias"`).
+
+    Schema and alias come from target/manifest.json when it exists; models not in it (or no
+    manifest yet) default to the target's schema and their name. The catalog is the warehouse's
+    own (DuckDB names it after the file), so a manifest left by another warehouse still works.
+    """
+    catalog = duckdb_path(project).name.lstrip(".").split(".")[0]
+    schema = str(target_config(project).get("schema") or "main")
+    found = {name: (schema, name) for name in _model_files(project)}
+    manifest = project.target_dir / "manifest.json"
+    try:
+        manifest_nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
+    except (OSError, ValueError, KeyError, AttributeError):
+        manifest_nodes = []  # no build yet (or a broken manifest): the defaults still work
+    for node in manifest_nodes:
+        if node.get("resource_type") in ("model", "seed", "snapshot") and node.get("name"):
+            found[node["name"]] = (node.get("schema") or schema, node.get("alias") or node["name"])
+    return {
+        name: exp.table_(alias, db=db, catalog=catalog, quoted=True).sql("duckdb")
+        for name, (db, alias) in found.items()
+    }
+
+
+def _model_files(project: Project) -> list[str]:
+    config = read_yaml(project.root / PROJECT_FILE)
+    paths = config.get("model-paths") or ["models"]
+    return [sql.stem for folder in paths for sql in sorted((project.root / folder).rglob("*.sql"))]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """An audience rendered and checked. `sql` is runnable when it is one query, even with problems."""
+
+    audience: Audience
+    sql: str | None
+    columns: list[str] | None  # output columns as sqlglot sees them; None when `*` hides them
+    problems: list[Problem] = field(default_factory=list)
+    lines: tuple[int, ...] = ()  # file line of each line of `sql`
+
+    def file_line(self, sql_line: int | None) -> int | None:
+        """The line in the audience file of line `sql_line` of the rendered SQL."""
+        return _file_line(self.lines, sql_line)
+
+
+def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] | None = None) -> Compiled:
+    """Render the audience's Jinja and check its SQL, collecting every problem (see audience_sql.py)."""
+    refs = relations(project) if refs is None else refs
+    path, offset = audience.path, audience.body_line - 1
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        template = env.from_string(audience.template)
+        calls = _calls(env.parse(audience.template))
+    except jinja2.TemplateSyntaxError as exc:
+        line = offset + (exc.lineno or 1)
+        return Compiled(audience, None, None, [Problem(path, line, f"invalid Jinja: {exc.message}")])
+    unknown: list[str] = []
+
+    def ref(*names: str, **_: Any) -> str:
+        name = str(names[-1]) if names else ""
+        if name not in refs:
+            unknown.append(name)
+            return exp.to_identifier(name or "missing", quoted=True).sql("duckdb")
+        return refs[name]
+
+    def as_of() -> str:
+        return f"(select as_of from {ref(BUILD_INFO)})"
+
+    try:
+        rendered = template.render(ref=ref, as_of=as_of)
+    except Exception as exc:  # anything raised inside the template is this file's problem
+        line = _template_line(exc)
+        message = f"the Jinja fails: {getattr(exc, 'message', None) or exc}; the helpers are ref() and as_of()"
+        return Compiled(audience, None, None, [Problem(path, offset + line if line else audience.body_line, message)])
+    problems = []
+    known = ", ".join(sorted(name for name in refs if name != BUILD_INFO))
+    for name in dict.fromkeys(unknown):
+        line = calls.get(("as_of", "") if name == BUILD_INFO else ("ref", name))
+        what = f"as_of() needs the `{BUILD_INFO}` model" if name == BUILD_INFO else f"ref('{name}') names no dbt model"
+        problems.append(Problem(path, offset + line if line else None, f"{what}; known models: {known}"))
+    lines = _line_map(audience.template, rendered, offset)
+    report = inspect_sql(rendered)
+    problems += [
+        Problem(path, _file_line(lines, line) if line else audience.body_line, message)
+        for line, message in report.problems
+    ]
+    if report.columns is not None and audience.key.lower() not in {c.lower() for c in report.columns}:
+        problems.append(key_problem(audience, report.columns))
+    sql = rendered[: report.end] if report.query is not None else None
+    return Compiled(audience, sql, report.columns, sorted(problems, key=lambda p: p.line or 0), lines)
+
+
+def key_problem(audience: Audience, columns: list[str]) -> Problem:
+    """The header's key column is not an output column."""
+    return Problem(audience.path, header_line(audience, "key"), (
+        f"the key column `{audience.key}` is not an output column (the audience has: {', '.join(columns) or 'none'})"
+    ))
+
+
+def _calls(tree: nodes.Template) -> dict[tuple[str, str], int]:
+    """(helper, last constant argument: the model) -> body line of its first call, to point at a bad ref."""
+    found: dict[tuple[str, str], int] = {}
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name):
+            consts = [arg.value for arg in call.args if isinstance(arg, nodes.Const)]
+            found.setdefault((call.node.name, str(consts[-1]) if consts else ""), call.lineno)
+    return found
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """Jinja rewrites tracebacks so that template frames carry the template's line numbers."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _line_map(template: str, rendered: str, offset: int) -> tuple[int, ...]:
+    """File line of each rendered line: lines Jinja left alone map exactly, changed ones to their block."""
+    source, output = template.splitlines(), rendered.splitlines()
+    mapping = [offset + 1] * len(output)
+    matcher = difflib.SequenceMatcher(None, output, source, autojunk=False)
+    for _, i1, i2, j1, j2 in matcher.get_opcodes():
+        for k in range(i1, i2):
+            j = j1 + min(k - i1, j2 - j1 - 1) if j2 > j1 else min(j1, max(len(source) - 1, 0))
+            mapping[k] = offset + j + 1
+    return tuple(mapping)
+
+
+def _file_line(lines: tuple[int, ...], sql_line: int | None) -> int | None:
+    if sql_line is None or not lines:
+        return None
+    return lines[min(max(sql_line, 1), len(lines)) - 1]
+
+
+def compile_audience(project: Project, audience: Audience) -> str:
+    """The audience as runnable SQL for the warehouse connection (refs -> fully-qualified relations).
+
+    Usable as a subquery: `SELECT ... FROM (<sql>) AS audience`. Raises ConfigError
+    `<file>, line N: <sentence>` on the first problem.
+    """
+    compiled = inspect_audience(project, audience)
+    if compiled.problems:
+        raise ConfigError(compiled.problems[0].sentence())
+    assert compiled.sql is not None  # one query, no problems
+    return compiled.sql
+
+
+def audience_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
+    """Output column names of compiled audience SQL, from the warehouse (`LIMIT 0`: reads no rows)."""
+    try:
+        cursor = connection.execute(f"select * from ({sql}\n) as audience limit 0")
+    except duckdb.Error as exc:
+        raise WarehouseError(f"the warehouse rejects the audience query: {str(exc).strip().splitlines()[0]}") from exc
+    return [column[0] for column in cursor.description]
+
+
+def check_project(project: Project) -> list[Problem]:
+    """Every problem in every audience and sync file, sorted by file and line (audience_check.py)."""
+    from revetl.audience_check import check_project as check
+
+    return check(project)
+
+
+def last_known_size(project: Project, name: str) -> int | None:
+    """The audience's member count at its latest sync run (state tables), or None if never synced.
+
+    `revetl audiences list` shows "-" for None. Reads only; a missing warehouse is None too.
+    """
+    from revetl import state
+    from revetl.errors import WarehouseError
+    from revetl.warehouse import connect, duckdb_path
+
+    if not duckdb_path(project).exists():
+        return None
+    try:
+        connection = connect(project, read_only=True)
+    except WarehouseError:  # e.g. a sync holds the warehouse right now
+        return None
+    try:
+        return state.last_sizes(connection).get(name)
+    finally:
+        connection.close()
