@@ -1,0 +1,5 @@
+"""`python -m revetl` is the `revetl` command."""
+
+from revetl.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""`revetl sync`, `runs`, `failures`, `state reset` as a user runs them: lock, guard, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from wh import REPO, redirect
+
+from revetl.apply import sync_lock
+from revetl.config import Project
+from revetl.emulators import running
+from revetl.warehouse import connect
+
+KEY = "sync-test-braze-key"
+AUDIENCE = """-- description: people
+-- key: user_id
+
+select user_id, email, plan from members
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    root = tmp_path / "project"
+    (root / "audiences").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    for name in ("dbt_project.yml", "profiles.yml"):
+        (root / name).write_text((REPO / name).read_text())
+    (root / "audiences" / "people.sql").write_text(AUDIENCE)
+    monkeypatch.setenv("BRAZE_API_KEY", KEY)
+    return redirect(tmp_path, monkeypatch, root=root)
+
+
+def members(project: Project, n: int, bad: int = 0) -> None:
+    connection = connect(project)
+    connection.execute(
+        """create or replace table members as
+           select 'u' || i as user_id, case when i < ? then 'broken' else 'p' || i || '@example.com' end as email,
+                  'pro' as plan
+           from range(?) t(i)""",
+        [bad, n],
+    )
+    connection.close()
+
+
+def sync_file(project: Project, url: str) -> None:
+    raw = {
+        "audience": "people",
+        "destination": {"type": "braze", "base_url": url, "api_key": "${BRAZE_API_KEY}"},
+        "identity": {"from": "user_id", "to": "external_id"},
+        "fields": {"email": "email", "plan": "plan"},
+        "membership": {"attribute": "in_people"},
+    }
+    (project.syncs_dir / "people.yml").write_text(yaml.safe_dump(raw))
+
+
+def revetl(project: Project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "revetl", "--project-dir", str(project.root), *args],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_sync_runs_and_failures_from_the_command_line(project):
+    members(project, 200, bad=2)
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        plan = revetl(project, "plan", "people", "--json")
+        assert plan.returncode == 0 and '"adds": 200' in plan.stdout
+        first = revetl(project, "sync", "people")
+        assert first.returncode == 1  # two rows rejected
+        assert "198/200" in first.stdout and "2 rows rejected by braze" in first.stdout
+        failures = revetl(project, "failures", "people")
+        assert "u0" in failures.stdout and "not a valid email" in failures.stdout
+        members(project, 200)
+        second = revetl(project, "--project-dir", str(project.root), "sync", "--all")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "2/2" in second.stdout
+        runs = revetl(project, "runs", "people")
+        assert runs.stdout.count("│ succeeded ") == 1 and runs.stdout.count("│ failed ") == 1
+    assert KEY not in first.stdout + first.stderr + failures.stdout + runs.stdout
+
+
+@pytest.mark.slow
+def test_a_second_run_of_the_same_sync_exits_at_once(project):
+    members(project, 10)
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        with sync_lock(project, "people"):  # as if a run were in progress
+            blocked = revetl(project, "sync", "people")
+        assert blocked.returncode == 1
+        assert "sync people is already running" in blocked.stderr
+        assert revetl(project, "sync", "people").returncode == 0  # the lock went with its holder
+
+
+@pytest.mark.slow
+def test_the_guard_refuses_mass_removes_unless_forced(project):
+    members(project, 10)
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        assert revetl(project, "sync", "people").returncode == 0
+        members(project, 3)
+        refused = revetl(project, "sync", "people")
+        assert refused.returncode == 1
+        assert "refused: it would remove 7 of 10 members" in refused.stderr
+        forced = revetl(project, "sync", "people", "--force")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        assert "7/7" in forced.stdout
+
+
+@pytest.mark.slow
+def test_state_reset_needs_confirmation_and_resyncs_everything(project):
+    members(project, 10)
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        assert revetl(project, "sync", "people").returncode == 0
+        declined = subprocess.run(
+            [sys.executable, "-m", "revetl", "--project-dir", str(project.root), "state", "reset", "people"],
+            input="n\n", capture_output=True, text=True,
+        )
+        assert declined.returncode == 1
+        assert '"adds": 0' in revetl(project, "plan", "people", "--json").stdout
+        reset = revetl(project, "state", "reset", "people", "--yes")
+        assert "forgot 10 acknowledged rows" in reset.stdout
+        assert '"adds": 10' in revetl(project, "plan", "people", "--json").stdout
