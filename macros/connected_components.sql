@@ -2,61 +2,92 @@
   Connected components by randomised contraction (Bögeholz, Brand, Todor: "In-database connected
   component analysis", arXiv 1802.09478).
 
-  Each round maps every vertex to the neighbour (or itself) with the smallest random hash, then
-  rewrites the edges through that map and drops self-loops. Every round shrinks the graph by a
-  constant factor in expectation, so the number of rounds grows with log(n) whatever the shape of
-  the graph; plain min-label propagation needs one round per link of the longest chain instead.
-  A vertex only ever maps to a vertex of its own component, so the result is exact; the hash only
-  decides how fast it converges.
+  Each round gives every vertex a fresh random priority; a vertex with a neighbour of smaller
+  priority maps to the smallest such neighbour, then one pointer jump (it goes where that
+  neighbour went). The edges are rewritten through the map, self-loops and duplicates dropped.
+  Every round shrinks the graph by a constant factor in expectation, so the number of rounds grows
+  with log(n) whatever the shape of the graph; plain min-label propagation needs one round per
+  link of the longest chain instead. A vertex only ever maps to a vertex of its own component, so
+  the result is exact; the priorities only decide how fast it converges.
 
-  Called from a model's body. It runs the rounds with run_query into work tables named after the
-  model, and returns a SELECT of (node, component) for every node in `edges`; the model must drop
-  the work tables with the post-hook `drop_connected_components_work()`.
+  The priority of node n in round k is cc_priority(n, seed_k): a 31-bit hash in the high bits and
+  n itself in the low 32 bits, so one min() over bigints picks the neighbour (a total order, no
+  ties) and `& 4294967295` gives its id back. Node ids must be in [0, 2^32); this is checked.
+  Each round looks at every edge once, oriented from its higher-priority end to its lower one.
 
-  edges: SQL giving (src, dst) integer node ids, one row per undirected edge.
+  Called from a model's body. It runs each round in one run_query round trip, into temporary
+  tables, and returns a SELECT of (node, component) such that the component of node n is
+  coalesce(component, n): n is absent when it has no edge, or when it is the vertex its whole
+  component contracted into. `component` is always a node of the component (not necessarily the
+  smallest). The model drops the work tables with the post-hook
+  `drop_connected_components_work()`; `<model>__cc_stats` (rounds, seconds) is kept.
+
+  edges: SQL giving (src, dst) integer node ids, one row per undirected edge (either direction;
+  duplicates and self-loops are harmless).
 -#}
 {% macro connected_components(edges, max_rounds=64) %}
-  {%- set base = this.identifier ~ '__cc' -%}
   {%- if not execute -%}
     {{ return("select cast(null as bigint) as node, cast(null as bigint) as component") }}
   {%- endif -%}
-  {%- set state = namespace(rounds=0, done=false) -%}
-  {% do drop_connected_components_work(rounds=max_rounds, run=true) %}
-
-  {#- Round 0: both directions of every edge, no self-loops, no duplicates. -#}
-  {% do run_query(
-    "create table " ~ _cc_name(base ~ '_e0') ~ " as
-     select distinct src, dst from (
-       select src, dst from (" ~ edges ~ ") as given
-       union all
-       select dst, src from (" ~ edges ~ ") as given
-     ) as both_ways where src <> dst") %}
+  {%- set base = this.identifier ~ '__cc' -%}
+  {%- set mask = 4294967295 -%}
+  {%- set started = modules.datetime.datetime.now() -%}
+  {%- set state = namespace(rounds=0, done=false, current='(select src, dst from (' ~ edges ~ ') as given where src <> dst)') -%}
+  {%- set leftovers = drop_connected_components_work() -%}
+  {%- if leftovers %}{% do run_query(leftovers) %}{% endif -%}
 
   {%- for round in range(1, max_rounds + 1) -%}
     {%- if not state.done -%}
       {%- set seed = (round * 2654435761) % 4294967296 -%}
-      {%- set edges_before = _cc_name(base ~ '_e' ~ (round - 1)) -%}
+      {%- set picked = _cc_name(base ~ '_p' ~ round) -%}
       {%- set mapping = _cc_name(base ~ '_m' ~ round) -%}
       {%- set edges_after = _cc_name(base ~ '_e' ~ round) -%}
-      {#- Every vertex with an edge picks the smallest-hash vertex among itself and its neighbours. -#}
-      {% do run_query(
-        "create table " ~ mapping ~ " as
-         select v, arg_min(n, " ~ hash64('n', seed) ~ ") as r from (
-           select src as v, dst as n from " ~ edges_before ~ "
-           union all
-           select distinct src as v, src as n from " ~ edges_before ~ "
-         ) as candidates group by v") %}
-      {% do run_query(
-        "create table " ~ edges_after ~ " as
-         select distinct a.r as src, b.r as dst
-         from " ~ edges_before ~ " as e
-         join " ~ mapping ~ " as a on e.src = a.v
-         join " ~ mapping ~ " as b on e.dst = b.v
-         where a.r <> b.r") %}
-      {% do run_query("drop table " ~ edges_before) %}
-      {%- set remaining = run_query("select count(*) from " ~ edges_after).columns[0].values()[0] -%}
+      {%- set statements -%}
+        {#- Every vertex that has a neighbour of smaller priority picks the smallest; the others
+            (local minima) stay themselves and are left out of the map. -#}
+        create temporary table {{ picked }} as
+        select hi as v, min(lo) & {{ mask }} as r
+        from (
+            select greatest({{ cc_priority('e.src', seed) }}, {{ cc_priority('e.dst', seed) }}) & {{ mask }} as hi,
+                   least({{ cc_priority('e.src', seed) }}, {{ cc_priority('e.dst', seed) }}) as lo
+            from {{ state.current }} as e
+        ) as oriented
+        group by hi;
+        {#- One pointer jump: a vertex goes where its pick went (same component, fewer vertices left). -#}
+        create temporary table {{ mapping }} as
+        select p.v, coalesce(q.r, p.r) as r
+        from {{ picked }} as p left join {{ picked }} as q on q.v = p.r;
+        drop table {{ picked }};
+        {#- The contracted graph: edges between the images, no self-loops. Round 1 keeps parallel
+            edges (few when the input has no duplicates; not worth a pass), later rounds drop them. -#}
+        create temporary table {{ edges_after }} as
+        select {{ 'distinct' if round > 1 }} least(a, b) as src, greatest(a, b) as dst
+        from (
+            select coalesce(ma.r, e.src) as a, coalesce(mb.r, e.dst) as b
+            from {{ state.current }} as e
+            left join {{ mapping }} as ma on ma.v = e.src
+            left join {{ mapping }} as mb on mb.v = e.dst
+        ) as relabelled
+        where a <> b;
+        {%- if round > 1 %}
+        drop table {{ state.current }};
+        {%- endif %}
+        select
+            (select count(*) from {{ edges_after }}) as remaining,
+            {%- if round == 1 %}
+            (select count(*) from {{ state.current }} as e
+             where e.src < 0 or e.dst < 0 or e.src > {{ mask }} or e.dst > {{ mask }}) as out_of_range
+            {%- else %}
+            0 as out_of_range
+            {%- endif %}
+      {%- endset -%}
+      {%- set result = run_query(statements) -%}
+      {%- if result.columns[1].values()[0] > 0 -%}
+        {{ exceptions.raise_compiler_error("connected components: node ids must be in [0, 2^32)") }}
+      {%- endif -%}
+      {%- set state.current = edges_after -%}
       {%- set state.rounds = round -%}
-      {%- if remaining == 0 -%}{%- set state.done = true -%}{%- endif -%}
+      {%- if result.columns[0].values()[0] == 0 -%}{%- set state.done = true -%}{%- endif -%}
     {%- endif -%}
   {%- endfor -%}
   {%- if not state.done -%}
@@ -64,43 +95,75 @@
   {%- endif -%}
   {{ log("connected components: " ~ state.rounds ~ " rounds", info=false) }}
 
-  {#- Compose the round maps backwards: a vertex's component is where its chain of maps ends. -#}
-  {%- for round in range(state.rounds - 1, 0, -1) -%}
+  {#- Compose the round maps backwards into f_k: where a vertex of round k's graph ends. A vertex
+      of round k+1's graph is an image of round k's map or a local minimum of round k (then it is
+      in f_(k+1) only). A vertex in no map is the end of its own chain: it names its component. -#}
+  {%- set statements = ["drop table " ~ state.current] -%}
+  {%- set later = namespace(name=_cc_name(base ~ '_m' ~ state.rounds)) -%}
+  {%- for round in range(state.rounds - 1, 1, -1) -%}
     {%- set mapping = _cc_name(base ~ '_m' ~ round) -%}
-    {%- set later = _cc_name(base ~ '_m' ~ (round + 1)) -%}
-    {% do run_query(
-      "create table " ~ _cc_name(base ~ '_f') ~ " as
-       select m.v, coalesce(f.r, m.r) as r
-       from " ~ mapping ~ " as m left join " ~ later ~ " as f on m.r = f.v") %}
-    {% do run_query("drop table " ~ mapping) %}
-    {% do run_query("drop table " ~ later) %}
-    {% do run_query("alter table " ~ _cc_name(base ~ '_f') ~ " rename to " ~ adapter.quote(base ~ '_m' ~ round)) %}
+    {%- set composed = _cc_name(base ~ '_f' ~ round) -%}
+    {%- do statements.append("create temporary table " ~ composed ~ " as " ~ _cc_compose(mapping, later.name)) -%}
+    {%- do statements.append("drop table " ~ mapping) -%}
+    {%- do statements.append("drop table " ~ later.name) -%}
+    {%- set later.name = composed -%}
   {%- endfor -%}
-  {#- Kept after the run (the post-hook leaves it): how many rounds this build needed. -#}
+  {% do run_query(statements | join(";\n")) %}
+  {#- Kept after the run: how many rounds this build needed, and how long they and the composition
+      took (the model then names the components and writes its table). -#}
+  {%- set elapsed = modules.datetime.datetime.now() - started -%}
   {% do run_query(
-    "create or replace table " ~ _cc_name(base ~ '_stats') ~ " as select " ~ state.rounds ~ " as rounds") %}
-  {{ return("select v as node, r as component from " ~ _cc_name(base ~ '_m1')) }}
-{% endmacro %}
-
-{% macro _cc_name(identifier) -%}
-  {{- return(adapter.quote(this.schema) ~ '.' ~ adapter.quote(identifier)) -}}
-{%- endmacro %}
-
-{% macro drop_connected_components_work(rounds=64, run=false) %}
-  {#- Drop every work table of this model's connected components (post-hook, and before a run). -#}
-  {%- set base = this.identifier ~ '__cc' -%}
-  {%- set names = ['_f'] -%}
-  {%- for round in range(0, rounds + 1) -%}
-    {%- do names.append('_e' ~ round) -%}
-    {%- do names.append('_m' ~ round) -%}
-  {%- endfor -%}
-  {%- set statements = [] -%}
-  {%- for suffix in names -%}
-    {%- do statements.append("drop table if exists " ~ _cc_name(base ~ suffix)) -%}
-  {%- endfor -%}
-  {%- if run -%}
-    {%- for statement in statements -%}{% do run_query(statement) %}{%- endfor -%}
+    "create or replace table " ~ adapter.quote(this.schema) ~ "." ~ adapter.quote(base ~ '_stats') ~
+    " as select " ~ state.rounds ~ " as rounds, cast(" ~ elapsed.total_seconds() ~ " as double) as seconds") %}
+  {%- set first = _cc_name(base ~ '_m1') -%}
+  {%- if state.rounds == 1 -%}
+    {{ return("select v as node, r as component from " ~ first) }}
   {%- else -%}
-    {{- statements | join(";\n") -}}
+    {{ return("select v as node, r as component from (" ~ _cc_compose(first, later.name) ~ ") as composed") }}
   {%- endif -%}
 {% endmacro %}
+
+{% macro _cc_compose(mapping, later) -%}
+  {#- mapping followed by later, plus later's own vertices that mapping leaves alone. -#}
+  select m.v, coalesce(f.r, m.r) as r
+  from {{ mapping }} as m left join {{ later }} as f on f.v = m.r
+  union all
+  select f.v, f.r
+  from {{ later }} as f
+  where not exists (select 1 from {{ mapping }} as m where m.v = f.v)
+{%- endmacro %}
+
+{% macro _cc_name(identifier) -%}
+  {{- return(adapter.dispatch('cc_temp_name', 'revetl')(identifier)) -}}
+{%- endmacro %}
+
+{% macro default__cc_temp_name(identifier) -%}
+  {#- DuckDB keeps temporary tables in the `temp` catalog; qualifying them means a drop can never
+      reach a permanent table of the same name. -#}
+  {{- return('temp.main.' ~ adapter.quote(identifier)) -}}
+{%- endmacro %}
+
+{% macro cc_priority(expr, seed) -%}
+  {{ return(adapter.dispatch('cc_priority', 'revetl')(expr, seed)) }}
+{%- endmacro %}
+
+{% macro default__cc_priority(expr, seed) -%}
+  ((cast({{ hash64(expr, seed) }} >> 33 as bigint) << 32) | {{ expr }})
+{%- endmacro %}
+
+{% macro drop_connected_components_work() %}
+  {#- Drop this model's remaining work tables (post-hook; also before the first round). They are
+      temporary, so they would go with the connection anyway; this frees their memory now. -#}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- set found = run_query(adapter.dispatch('cc_temp_tables', 'revetl')(this.identifier ~ '__cc_')) -%}
+  {%- set statements = [] -%}
+  {%- for name in found.columns[0].values() -%}
+    {%- do statements.append("drop table if exists " ~ _cc_name(name)) -%}
+  {%- endfor -%}
+  {{- return(statements | join(";\n")) -}}
+{% endmacro %}
+
+{% macro default__cc_temp_tables(prefix) -%}
+  select table_name from duckdb_tables()
+  where temporary and starts_with(table_name, '{{ prefix }}')
+{%- endmacro %}

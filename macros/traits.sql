@@ -38,20 +38,20 @@
 {%- endmacro %}
 
 {% macro trait_aggregate(trait) -%}
+  {#- The trait's value over one profile's events. The value is computed only on the events that
+      match (a CASE, not a FILTER clause: FILTER still computes the aggregate's argument, a JSON
+      extraction, on every event). -#}
   {%- set cond = trait_condition(trait) -%}
   {%- set kind = trait.kind -%}
+  {%- set value = "case when " ~ cond ~ " then " ~ trait_value(trait) ~ " end" -%}
   {%- if kind == 'count' -%}
-    count(*) filter (where {{ cond }})
-  {%- elif kind == 'sum' -%}
-    sum({{ trait_value(trait) }}) filter (where {{ cond }})
-  {%- elif kind in ('avg', 'min', 'max') -%}
-    {{ kind }}({{ trait_value(trait) }}) filter (where {{ cond }})
-  {%- elif kind == 'first' -%}
-    arg_min({{ trait_value(trait) }}, ("timestamp", message_id)) filter (where {{ cond }} and {{ trait_value(trait) }} is not null)
-  {%- elif kind == 'last' -%}
-    arg_max({{ trait_value(trait) }}, ("timestamp", message_id)) filter (where {{ cond }} and {{ trait_value(trait) }} is not null)
+    count(case when {{ cond }} then 1 end)
+  {%- elif kind in ('sum', 'avg', 'min', 'max') -%}
+    {{ kind }}({{ value }})
+  {%- elif kind in ('first', 'last') -%}
+    arg_{{ 'min' if kind == 'first' else 'max' }}({{ value }}, case when ({{ value }}) is not null then ("timestamp", message_id) end)
   {%- elif kind == 'unique_list' -%}
-    list_sort(list(distinct {{ trait_value(trait) }}) filter (where {{ cond }} and {{ trait_value(trait) }} is not null))
+    list_sort(list(distinct {{ value }}) filter (where ({{ value }}) is not null))
   {%- else -%}
     {{ exceptions.raise_compiler_error("computed trait `" ~ trait.name ~ "`: unknown kind `" ~ kind ~ "`") }}
   {%- endif -%}
@@ -61,10 +61,14 @@
   {#- Most frequent value; ties go to the smallest value so the result is deterministic. -#}
   select profile_id, value as {{ adapter.quote(trait.name) }}
   from (
-      select profile_id, {{ trait_value(trait) }} as value, count(*) as occurrences
-      from {{ base }}
-      where {{ trait_condition(trait) }} and {{ trait_value(trait) }} is not null
-      group by all
+      select profile_id, value, count(*) as occurrences
+      from (
+          select profile_id, {{ trait_value(trait) }} as value
+          from {{ base }}
+          where {{ trait_condition(trait) }}
+      ) as matching
+      where value is not null
+      group by profile_id, value
   ) as counted
   qualify row_number() over (partition by profile_id order by occurrences desc, value) = 1
 {%- endmacro %}

@@ -38,7 +38,7 @@ from rich.text import Text
 from revetl import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, Row, RowResult, load_destination
-from revetl.destinations.base import secret_values
+from revetl.destinations.base import ACKNOWLEDGED, secret_values
 from revetl.errors import DestinationError, RevetlError, SyncRefused
 from revetl.http import Http, RateLimiter
 from revetl.plan import Plan, make_plan
@@ -142,11 +142,12 @@ class _Engine:
         self.progress = progress
         self.task = progress.add_task(plan.sync, total=plan.total, failed=0) if progress else None
         self.transport = transport
-        self.acks: list[state.Ack] = []
+        self.acks: list[state.Ack | Row] = []
         self.rejects: list[state.Failure] = []
         self.acked: Counter = Counter()
         self.failed = 0
         self.write_lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
         self.http: Http | None = None
 
     async def run(self) -> None:
@@ -173,7 +174,8 @@ class _Engine:
                 for task in (producer, *workers):
                     task.cancel()
                 await asyncio.gather(producer, *workers, return_exceptions=True)
-                flusher.cancel()
+                # Not cancelled: a write running in its thread would go on beside the final flush.
+                self.stopping.set()
                 await asyncio.gather(flusher, return_exceptions=True)
                 await self.flush()
 
@@ -217,6 +219,13 @@ class _Engine:
             self._record(rows, results)
 
     def _record(self, rows: Sequence[Row], results: Sequence[RowResult]) -> None:
+        if all(result is ACKNOWLEDGED for result in results):
+            # The usual batch: every row accepted as planned. A Row carries the fields of an Ack.
+            self.acks.extend(rows)
+            self.acked.update(row.op for row in rows)
+            if self.progress is not None:
+                self.progress.update(self.task, advance=len(rows))
+            return
         failed = 0
         for row, result in zip(rows, results):
             if result.ok:
@@ -230,8 +239,9 @@ class _Engine:
             self.progress.update(self.task, advance=len(rows), failed=self.failed)
 
     async def _flush_every(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
             await self.flush()
 
     async def flush(self) -> None:
@@ -242,7 +252,7 @@ class _Engine:
             if acks or rejects:
                 await asyncio.to_thread(self._write, acks, rejects)
 
-    def _write(self, acks: list[state.Ack], rejects: list[state.Failure]) -> None:
+    def _write(self, acks: list[state.Ack | Row], rejects: list[state.Failure]) -> None:
         self.writer.execute("begin transaction")
         try:
             state.record_acks(self.writer, self.plan.sync, self.run_id, acks)

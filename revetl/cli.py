@@ -301,7 +301,8 @@ def main() -> None:
     except RevetlError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

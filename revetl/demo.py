@@ -2,19 +2,26 @@
 
 The demo never touches the project's real landing directory or warehouse: it works in
 `data/demo/` (wiped at the start, so every run is the same), generates a realistic event stream
-as Segment-style JSON lines, ingests it, builds the models and prints what came out.
+as Segment-style JSON lines, ingests it, builds the models and prints what came out. Then it
+starts a local emulator for each destination the project's syncs use (Braze, Salesforce,
+Intercom), syncs every audience to them, moves the clock forward a few days, rebuilds, and syncs
+again so that the adds and removes can be seen arriving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
+from collections.abc import Iterator
+
+import httpx
 
 from rich.console import Console
 from rich.table import Table
 
-from revetl.config import Project, load_project
+from revetl.config import Project, load_project, load_sync, sync_names
 from revetl.dbt import build_project, print_results
 from revetl.generate import GenerateOptions, generate_events
 from revetl.ingest import ingest_files, print_report
@@ -63,6 +70,64 @@ def run_demo(project: Project, users: int, console: Console) -> None:
 
     console.rule("[bold]4. what the warehouse knows now")
     _print_summary(demo, console)
+
+    with _emulators(demo, console) as urls:
+        console.rule("[bold]5. sync every audience to the local destination emulators")
+        _sync_all(demo, console, urls)
+
+        later = end + dt.timedelta(days=LATER_DAYS)
+        console.rule(f"[bold]6. {LATER_DAYS} days later: rebuild as of {later:%Y-%m-%d}, plan and sync again")
+        result = build_project(demo, as_of=later, console=None)
+        if not result.ok:
+            print_results(result, console)
+            raise SystemExit(1)
+        _sync_all(demo, console, urls, show_plans=True)
+
+
+LATER_DAYS = 5
+# The environment variable each shipped sync file reads its base URL from (syncs/*.yml).
+BASE_URL_VARIABLES = {"braze": "BRAZE_REST_ENDPOINT", "salesforce": "SALESFORCE_URL", "intercom": "INTERCOM_URL"}
+
+
+@contextlib.contextmanager
+def _emulators(project: Project, console: Console) -> Iterator[dict[str, str]]:
+    """One emulator per destination type the syncs use, each on a free loopback port."""
+    from revetl.emulators import EMULATORS, running
+
+    kinds = sorted({load_sync(project, name).destination_type for name in sync_names(project)})
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for kind in kinds:
+            if kind not in EMULATORS or kind not in BASE_URL_VARIABLES:
+                console.print(f"[yellow]no emulator for destination type {kind}: its syncs are skipped")
+                continue
+            urls[kind] = stack.enter_context(running(kind))
+            os.environ[BASE_URL_VARIABLES[kind]] = urls[kind]
+        yield urls
+
+
+def _sync_all(project: Project, console: Console, urls: dict[str, str], show_plans: bool = False) -> None:
+    from revetl.apply import run_sync
+    from revetl.plan import plan_sync, print_plan
+    from revetl.report import print_result
+
+    results = []
+    for name in sync_names(project):
+        sync = load_sync(project, name)
+        if sync.destination_type not in urls:
+            continue
+        if show_plans:
+            print_plan(plan_sync(project, sync), console)
+        # --force: the demo moves the clock days ahead, which may empty a small audience on purpose.
+        results.append(run_sync(project, sync, force=True, console=console))
+    print_result(results, console)
+    for kind, url in urls.items():
+        stats = httpx.get(f"{url}/_emulator/stats", timeout=10).json()
+        applied = ", ".join(f"{n:,} {what}" for what, n in stats.get("applied", {}).items()) or "nothing"
+        console.print(f"{kind} emulator at {url}: {stats['requests_total']:,} requests, applied {applied}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise SystemExit(f"demo sync failed: {failed[0].sync}: {failed[0].message}")
 
 
 def _print_summary(project: Project, console: Console) -> None:

@@ -137,7 +137,7 @@ class Http:
         limiter: RateLimiter | None = None,
         policy: RetryPolicy = RetryPolicy(),
         timeout: float = 30.0,
-        clients: int = 4,
+        clients: int = 2,
         connections_per_client: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
         describe: Callable[[httpx.Response], str] | None = None,

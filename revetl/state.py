@@ -24,7 +24,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -86,8 +86,7 @@ LATEST = MIGRATIONS[-1][0]
 OPS = ("add", "change", "remove")
 
 
-@dataclass(frozen=True)
-class Ack:
+class Ack(NamedTuple):
     """One row the destination acknowledged. `payload`/`row_hash` are None for removes."""
 
     op: str
@@ -97,8 +96,7 @@ class Ack:
     dest_ref: str | None = None
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """One row the destination rejected, with its reason (never a secret)."""
 
     op: str
@@ -202,7 +200,10 @@ def current_state_sql(connection: duckdb.DuckDBPyConnection, sync: str) -> str:
 
 
 def record_acks(connection: duckdb.DuckDBPyConnection, sync: str, run_id: str, acks: Sequence[Ack]) -> None:
-    """Durably note acknowledged rows (one transaction). Call only after the destination said yes."""
+    """Durably note acknowledged rows. Call only after the destination said yes.
+
+    Any objects with the attributes of `Ack` will do (the engine passes planned rows as they are).
+    """
     if not acks:
         return
     now = _now()

@@ -1,16 +1,17 @@
 {#-
-  Internal: the identity graph's edges (DESIGN 3, rule 3). All usable identifiers on one event are
-  linked; a star from the event's smallest node to the others links them with fewest edges.
+  Internal: the identity graph's edges (DESIGN 3, rule 3). All usable identifiers seen together
+  (one sighting: the identifiers of one event) are linked; a star from the sighting's smallest node
+  to the others links them with fewest edges.
 -#}
-with event_nodes as (
-    select distinct o.message_id, n.node_id
+with sighting_nodes as (
+    select distinct o.sighting_id, n.node_id
     from {{ ref('identity_occurrences') }} as o
     join {{ ref('identity_nodes') }} as n
         on o.identifier_type = n.identifier_type and o.identifier_value = n.identifier_value
 ),
 anchored as (
-    select message_id, node_id, min(node_id) over (partition by message_id) as anchor
-    from event_nodes
+    select sighting_id, node_id, min(node_id) over (partition by sighting_id) as anchor
+    from sighting_nodes
 )
 select distinct anchor as src, node_id as dst
 from anchored

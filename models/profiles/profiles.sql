@@ -5,40 +5,47 @@
   (var profile_trait_columns). "Latest" is by event timestamp, ties broken by value.
 -#}
 {%- set reserved = ['profile_id', 'user_id', 'email', 'first_seen_at', 'last_seen_at', 'event_count', 'traits'] -%}
-with profiled as (
-    -- RudderStack's SDKs send identify traits only in context.traits.
-    select e.* replace (coalesce(e.traits, json_extract(e.context, '$.traits')::varchar) as traits), p.profile_id
-    from {{ ref('events') }} as e
-    join {{ ref('profile_events') }} as p using (message_id)
-),
-seen as (
+with seen as (
     select profile_id, min("timestamp") as first_seen_at, max("timestamp") as last_seen_at, count(*) as event_count
-    from profiled
+    from {{ ref('profiled_events') }}
     group by profile_id
 ),
+-- The latest occurrence of an identifier is the last time one of its sightings was seen.
 identifiers as (
     select
         g.profile_id,
-        arg_max(o.identifier_value, (o."timestamp", o.identifier_value))
+        arg_max(o.identifier_value, (o.last_seen, o.identifier_value))
             filter (where o.identifier_type = 'user_id') as user_id,
-        arg_max(o.identifier_value, (o."timestamp", o.identifier_value))
+        arg_max(o.identifier_value, (o.last_seen, o.identifier_value))
             filter (where o.identifier_type = 'email') as email
     from {{ ref('identity_occurrences') }} as o
     join {{ ref('identity_graph') }} as g
         on o.identifier_type = g.identifier_type and o.identifier_value = g.identifier_value
+    where o.identifier_type in ('user_id', 'email')
     group by g.profile_id
+),
+identifies as (
+    select profile_id, "timestamp", message_id, traits
+    from {{ ref('profiled_events') }}
+    where type = 'identify' and traits is not null
+    union all
+    -- RudderStack's SDKs send identify traits only in context.traits. (A branch of its own, so
+    -- that `context` is read only for these few events.)
+    select profile_id, "timestamp", message_id, json_extract(context, '$.traits')::varchar
+    from {{ ref('profiled_events') }}
+    where type = 'identify' and traits is null
 ),
 trait_values as (
     select
-        profiled.profile_id,
+        identifies.profile_id,
         keys.key,
         arg_max(
-            json_extract(profiled.traits, '$."' || replace(keys.key, '"', '\"') || '"'),
-            (profiled."timestamp", profiled.message_id)
+            json_extract(identifies.traits, '$."' || replace(keys.key, '"', '\"') || '"'),
+            (identifies."timestamp", identifies.message_id)
         ) as value
-    from profiled, unnest(json_keys(profiled.traits)) as keys(key)
-    where profiled.type = 'identify' and profiled.traits is not null
-    group by profiled.profile_id, keys.key
+    from identifies, unnest(json_keys(identifies.traits)) as keys(key)
+    where identifies.traits is not null
+    group by identifies.profile_id, keys.key
 ),
 merged_traits as (
     select profile_id, json_group_object(key, value) as traits

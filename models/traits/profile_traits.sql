@@ -6,24 +6,21 @@
 {%- set traits = var('computed_traits', []) -%}
 {%- set aggregated = traits | rejectattr('kind', 'equalto', 'most_frequent') | list -%}
 {%- set frequent = traits | selectattr('kind', 'equalto', 'most_frequent') | list -%}
-with profiled as (
-    select e.*, p.profile_id
-    from {{ ref('events') }} as e
-    join {{ ref('profile_events') }} as p using (message_id)
-    where e."timestamp" <= {{ as_of() }}
-),
-aggregated as (
+{%- set profiled -%}
+(select * from {{ ref('profiled_events') }} where "timestamp" <= {{ as_of() }})
+{%- endset -%}
+with aggregated as (
     select
         profile_id
         {%- for trait in aggregated %},
         {{ trait_aggregate(trait) }} as {{ adapter.quote(trait.name) }}
         {%- endfor %}
-    from profiled
+    from {{ profiled }} as profiled
     group by profile_id
 )
 {%- for trait in frequent %},
 frequent_{{ loop.index }} as (
-    {{ most_frequent_cte(trait, 'profiled') }}
+    {{ most_frequent_cte(trait, profiled ~ ' as profiled') }}
 )
 {%- endfor %}
 select

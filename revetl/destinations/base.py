@@ -20,7 +20,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field, SecretStr
 
@@ -30,9 +30,11 @@ from revetl.http import Http
 __all__ = ["Destination", "DestinationConfig", "RateLimitConfig", "Row", "RowResult", "secret_values"]
 
 
-@dataclass(frozen=True)
-class Row:
-    """One planned change. For a remove, `fields` are those last acknowledged (may be empty)."""
+class Row(NamedTuple):
+    """One planned change. For a remove, `fields` are those last acknowledged (may be empty).
+
+    A NamedTuple, not a dataclass: a sync builds one per row, and tuples are several times cheaper.
+    """
 
     op: str  # "add" | "change" | "remove"
     key: str
@@ -47,8 +49,7 @@ class Row:
         return cls(op, key, json.loads(payload or previous or "{}"), row_hash, payload, dest_ref)
 
 
-@dataclass(frozen=True)
-class RowResult:
+class RowResult(NamedTuple):
     """The destination's verdict on one row: acknowledged, or rejected with its reason."""
 
     ok: bool
