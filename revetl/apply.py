@@ -193,17 +193,22 @@ class _Engine:
             except StopIteration:
                 return None
 
+        rows: list[Row] = []  # a short tail waits for the next Arrow batch: every batch but the last is full
         while (batch := await asyncio.to_thread(read)) is not None:
             columns = batch.to_pydict()
-            rows = [
+            rows += [
                 Row(op, key, orjson.loads(payload or previous or "{}"), row_hash, payload, dest_ref)
                 for op, key, payload, row_hash, dest_ref, previous in zip(
                     columns["op"], columns["key"], columns["payload"], columns["row_hash"], columns["dest_ref"],
                     columns["previous_payload"],
                 )
             ]
-            for start in range(0, len(rows), size):
+            full = len(rows) - len(rows) % size
+            for start in range(0, full, size):
                 await queue.put(rows[start : start + size])
+            rows = rows[full:]
+        if rows:
+            await queue.put(rows)
         for _ in range(workers):
             await queue.put(None)
 
@@ -322,8 +327,9 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
             engine = _Engine(connection, destination, plan, run_id, progress, transport)
             error: BaseException | None = None
             try:
-                with progress or contextlib.nullcontext():
-                    asyncio.run(engine.run())
+                if plan.total:  # nothing to send: no connection, no authentication, no request
+                    with progress or contextlib.nullcontext():
+                        asyncio.run(engine.run())
             except (RevetlError, KeyboardInterrupt) as exc:
                 error = exc
             result.seconds = time.monotonic() - started

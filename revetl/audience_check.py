@@ -4,8 +4,10 @@ Each audience is rendered and checked (audiences.py, audience_sql.py). Its outpu
 from the warehouse when one has been built (`LIMIT 0`, reads no rows; this also catches unknown
 columns and tables), else from sqlglot; `SELECT *` without a warehouse is a problem, because the
 columns cannot be known before running. Then each sync file is checked against the audience it
-names: the file is valid, every `${VAR}` is set, the audience exists, and its `identity.from` and
-`fields` columns are output columns of that audience.
+names: the file is valid, every `${VAR}` is set, the audience exists, its `identity.from` and
+`fields` columns are output columns of that audience, and its destination accepts its settings.
+A destination's remarks on the mapping (`Destination.check`, e.g. a Salesforce Contact mapped
+without LastName) are warnings: printed, but they do not fail the check.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from revetl.audiences import (
     read_audience,
     relations,
 )
-from revetl.config import Project, expand_env, load_sync, sync_names
+from revetl.config import Project, SyncConfig, expand_env, load_sync, sync_names
+from revetl.destinations import destination_types, load_destination
 from revetl.errors import ConfigError, RevetlError
 from revetl.warehouse import connect, duckdb_path
 
@@ -119,6 +122,8 @@ def _check_sync(project: Project, name: str, columns: dict[str, list[str] | None
         sync = load_sync(project, name)
     except ConfigError as exc:
         return problems + [_from_error(path, str(exc), lines)]
+    if not problems:  # a destination cannot be configured while a ${VAR} it reads is unset
+        problems += _destination_problems(sync, path, lines)
     if sync.audience not in columns:
         known = ", ".join(columns) or "none"
         return problems + [Problem(path, lines.get(("audience",)), (
@@ -139,6 +144,26 @@ def _check_sync(project: Project, name: str, columns: dict[str, list[str] | None
                 f"fields maps `{column}`, which is not an output column of audience `{sync.audience}` (it has: {shown})"
             )))
     return problems
+
+
+def _destination_problems(sync: SyncConfig, path: Path, lines: dict[tuple[str, ...], int]) -> list[Problem]:
+    """The destination's own checks of the sync (its settings, identity, membership: errors) and its
+    warnings about the mapping (`Destination.check`). Syncs to a type not installed here are skipped."""
+    if sync.destination_type not in destination_types():
+        return []
+    try:
+        destination = load_destination(sync)
+    except ConfigError as exc:
+        message = str(exc)
+        found = re.match(rf"{re.escape(str(path))} (destination|membership):(?: `([^`]+)`)? (.*)", message, re.S)
+        if found is None:
+            return [_from_error(path, message, lines)]
+        section, key, rest = found.groups()
+        line = lines.get((section, *key.split("."))) if key else None
+        text = f"`{section}.{key}` {rest}" if key else f"{section}: {rest}"
+        return [Problem(path, line or lines.get((section,)), text)]
+    line = lines.get(("fields",)) or lines.get(("destination", "type"))
+    return [Problem(path, line, warning, warning=True) for warning in destination.check()]
 
 
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:

@@ -74,18 +74,25 @@ class Audience:
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem in a project file: `str()` gives `path:line: message`."""
+    """One problem in a project file: `str()` gives `path:line: message`.
+
+    A `warning` is worth reading but not wrong (e.g. a mapping a destination may refuse for some
+    rows): it is printed with `warning:` and does not fail `revetl audiences check`.
+    """
 
     path: Path
     line: int | None
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{self.path}:{self.line}: {message}" if self.line else f"{self.path}: {message}"
 
     def sentence(self) -> str:
         """The ConfigError form: `path, line N: message`."""
-        return f"{self.path}, line {self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{self.path}, line {self.line}: {message}" if self.line else f"{self.path}: {message}"
 
     def relative_to(self, root: Path) -> Problem:
         """The same problem with its path relative to `root` when it lies under it (for printing)."""

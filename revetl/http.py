@@ -38,6 +38,10 @@ Clock = Callable[[], float]
 # every destination operation is idempotent (upserts by key, set-membership edits).
 TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
+# The longest a server's Retry-After / X-RateLimit-Reset may hold one request or the limiter: longer
+# asks are vendor windows (a daily quota) that the destination handles, not the retry loop.
+MAX_WAIT_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -123,7 +127,7 @@ class RateLimiter:
         if remaining is not None and remaining.strip().lstrip("-").isdigit() and int(remaining) <= 0:
             wait = retry_after_seconds({"x-ratelimit-reset": headers.get("x-ratelimit-reset", "")}, time.time())
             if wait:
-                self.pause(min(wait, 60.0))
+                self.pause(min(wait, MAX_WAIT_SECONDS))
 
 
 class Http:
@@ -214,9 +218,12 @@ class Http:
     async def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
         self.retries += 1
         delay = self.policy.delay(attempt, self._rng)
-        if response is not None:
+        # A 429 waits for the window the server names; a 5xx only for an explicit Retry-After (its
+        # X-RateLimit-Reset tells when the window ends, not when the server will be well again).
+        if response is not None and (response.status_code == 429 or "retry-after" in response.headers):
             asked = retry_after_seconds(response.headers, time.time())
             if asked is not None:
+                asked = min(asked, MAX_WAIT_SECONDS)
                 if response.status_code == 429:
                     self.limiter.pause(asked)  # the whole app is limited, not just this request
                 delay = max(delay, asked)

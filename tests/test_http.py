@@ -97,6 +97,19 @@ def test_429_waits_as_long_as_retry_after_asks():
     assert sum(fake.slept) >= 5
 
 
+def test_5xx_backs_off_briefly_even_when_the_window_resets_later():
+    window = {"X-RateLimit-Remaining": "2900", "X-RateLimit-Reset": "3000000000"}  # far in the future
+    handler = scripted(httpx.Response(502, headers=window), httpx.Response(201, json={}))
+    fake = FakeTime()
+
+    async def go():
+        async with client(handler, fake, limiter=RateLimiter(100, 1.0, clock=fake.clock, sleep=fake.sleep)) as http:
+            await http.request("POST", "/users/track")
+
+    asyncio.run(go())
+    assert len(handler.calls) == 2 and sum(fake.slept) < RetryPolicy().cap
+
+
 def test_401_is_fatal_at_once_and_names_no_secret():
     handler = scripted(httpx.Response(401, json={"message": "Invalid API key: " + SECRET}))
 

@@ -37,8 +37,20 @@ def _braze(options: Mapping[str, Any]) -> Emulator:
     return BrazeEmulator(options)
 
 
+def _intercom(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.intercom import IntercomEmulator
+
+    return IntercomEmulator(options)
+
+
+def _salesforce(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.salesforce import SalesforceEmulator
+
+    return SalesforceEmulator(dict(options))
+
+
 # name -> factory(options); built-ins import lazily so `revetl emulate` loads only the one it runs.
-EMULATORS: dict[str, Factory] = {"braze": _braze}
+EMULATORS: dict[str, Factory] = {"braze": _braze, "intercom": _intercom, "salesforce": _salesforce}
 
 
 def register(name: str, factory: Factory) -> None:
