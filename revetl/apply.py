@@ -159,6 +159,7 @@ class _Engine:
             timeout=destination.config.timeout,
             transport=self.transport,
             label=f"{destination.type} (sync {self.plan.sync})",
+            connections=destination.concurrency,  # each request in flight has a connection of its own
             **destination.http_options(),
         )
         self.http = http
@@ -304,12 +305,12 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
                    console: Console | None = None, transport: httpx.AsyncBaseTransport | None = None,
                    connection: duckdb.DuckDBPyConnection | None = None) -> RunResult:
     """`run_sync` for an already compiled audience query (tests and benchmarks call it directly)."""
-    from revetl.warehouse import connect
+    from revetl.warehouse import connect, sync_memory_limit
 
     secrets = secret_values(destination.config)
     with sync_lock(project, sync.name):
         own = connection is None
-        connection = connection or connect(project)
+        connection = connection or connect(project, memory_limit=sync_memory_limit())
         try:
             state.migrate(connection)
             state.mark_crashed(connection, sync.name)

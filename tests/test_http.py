@@ -76,7 +76,7 @@ def test_5xx_and_dropped_connections_are_retried_then_succeed():
 
     async def go():
         async with client(handler, fake) as http:
-            response = await http.request("POST", "/users/track", json={})
+            response = await http.request("POST", "/users/track", content=b"{}")
             return response, http.retries
 
     response, retries = asyncio.run(go())

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -146,15 +145,11 @@ class Intercom(Destination):
 
     def http_options(self) -> dict[str, Any]:
         config: IntercomConfig = self.config  # type: ignore[assignment]
-        # Every contact in flight may hold a connection: spread them over 4 clients.
-        per_client = max(4, math.ceil(self.concurrency * self.batch_size / 4))
         return {
             "headers": {"Authorization": f"Bearer {config.token.get_secret_value()}",
                         "Intercom-Version": config.intercom_version, "Accept": "application/json",
                         "Content-Type": "application/json"},
             "describe": describe,
-            "clients": 4,
-            "connections_per_client": per_client,
         }
 
     def check(self) -> list[str]:
