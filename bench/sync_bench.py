@@ -1,6 +1,6 @@
 """Benchmark for issue 4: the sync engine against the Braze emulator in its own process.
 
-Run by hand (not a test):  .venv/bin/python bench/sync_bench.py [--rows 1000000] [--limited-rows 30000]
+Run by hand (not a test):  .venv/bin/python bench/sync_bench.py [--rows 1000000] [--limited-rows 300000]
 
 1. revetl: `revetl sync` of N adds (its own process: rows/s and peak RSS from wait4), the emulator
    started with `--no-rate-limit` and the sync told `unlimited: true`.
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--baseline-rows", type=int, default=100_000)
-    parser.add_argument("--limited-rows", type=int, default=100_000)
+    parser.add_argument("--limited-rows", type=int, default=300_000)
     args = parser.parse_args()
 
     root = project(args.rows)
@@ -154,10 +154,14 @@ def main() -> None:
         stats = httpx.get(f"{url}/_emulator/stats", timeout=60).json()
         members = httpx.get(f"{url}/_emulator/users", timeout=120).json()["count"]
     requests = stats["requests_total"]
-    limited.update(requests=requests, rate=requests / limited["seconds"], lost=args.limited_rows - members,
-                   throttled=sum(v.get("429", 0) for v in stats["requests"].values()))
+    # Two rates: over the whole run (planning, start-up and the final state write included) and over the
+    # time the emulator saw requests arrive (first to last): the share of the limit kept busy while sending.
+    window = stats["last_request_at"] - stats["first_request_at"]
+    limited.update(requests=requests, rate=requests / limited["seconds"], sending_rate=(requests - 1) / window,
+                   lost=args.limited_rows - members, throttled=sum(v.get("429", 0) for v in stats["requests"].values()))
     print(f"limited: {requests:,} requests in {limited['seconds']:.1f} s = {limited['rate']:.0f}/s of 300 "
-          f"({limited['rate'] / 300:.0%}), {limited['throttled']} answered 429, {limited['lost']} rows lost")
+          f"({limited['rate'] / 300:.0%}); while sending {limited['sending_rate']:.0f}/s "
+          f"({limited['sending_rate'] / 300:.0%}), {limited['throttled']} answered 429, {limited['lost']} rows lost")
     write_results(args, ours, baseline, limited, users)
 
 
@@ -184,8 +188,10 @@ def write_results(args, ours: dict, baseline: dict, limited: dict, users: dict) 
         "",
         f"Targets: at least 40,000 rows/s and under 400 MB; at least 5x the sequential script; at least 90% of a "
         f"300 requests/s limit with no row lost. Measured: {ours_rate:,.0f} rows/s, {ours['rss_mb']:,.0f} MB, "
-        f"{ours_rate / base_rate:.1f}x the sequential script; limited run {limited['rate']:.0f} requests/s "
-        f"({limited['rate'] / 300:.0%} of the limit), {limited['throttled']} answered 429, {limited['lost']} rows lost.",
+        f"{ours_rate / base_rate:.1f}x the sequential script; limited run {limited['requests']:,} requests, "
+        f"{limited['rate']:.0f} requests/s over the whole run ({limited['rate'] / 300:.0%} of the limit), "
+        f"{limited['sending_rate']:.0f}/s from the first request to the last ({limited['sending_rate'] / 300:.0%}), "
+        f"{limited['throttled']} answered 429, {limited['lost']} rows lost.",
         "",
     ]
     results = ROOT / "bench" / "RESULTS.md"
