@@ -149,6 +149,7 @@ class _Engine:
         self.failed = 0
         self.write_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
+        self.probed = asyncio.Event()  # the first batch came back: the other workers may start
         self.http: Http | None = None
 
     async def run(self) -> None:
@@ -168,7 +169,7 @@ class _Engine:
             await destination.open(http)
             queue: asyncio.Queue[list[Row] | None] = asyncio.Queue(maxsize=2 * destination.concurrency)
             flusher = asyncio.create_task(self._flush_every(FLUSH_SECONDS))
-            workers = [asyncio.create_task(self._work(queue)) for _ in range(destination.concurrency)]
+            workers = [asyncio.create_task(self._work(queue, first=i == 0)) for i in range(destination.concurrency)]
             producer = asyncio.create_task(self._produce(queue, len(workers)))
             try:
                 await asyncio.gather(producer, *workers)
@@ -214,8 +215,12 @@ class _Engine:
         for _ in range(workers):
             await queue.put(None)
 
-    async def _work(self, queue: asyncio.Queue) -> None:
+    async def _work(self, queue: asyncio.Queue, first: bool) -> None:
+        """Send batches until the queue says stop. The first worker sends the first batch alone: a bad
+        credential or a wrong URL then costs one request, not one per worker."""
         assert self.http is not None
+        if not first:
+            await self.probed.wait()
         while (rows := await queue.get()) is not None:
             results = await self.destination.send(self.http, rows)
             if len(results) != len(rows):
@@ -224,6 +229,8 @@ class _Engine:
                 )
             _failpoint("after_send")
             self._record(rows, results)
+            self.probed.set()
+        self.probed.set()
 
     def _record(self, rows: Sequence[Row], results: Sequence[RowResult]) -> None:
         if all(result is ACKNOWLEDGED for result in results):
