@@ -159,6 +159,7 @@ class _Aiohttp:
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}
+        self._targets: dict[tuple[str, str], tuple[yarl.URL, str | None, httpx.Request]] = {}
 
     def _open(self) -> aiohttp.ClientSession:  # inside the running loop, on first use
         context = ssl.create_default_context(cafile=certifi.where())
@@ -170,6 +171,18 @@ class _Aiohttp:
         )
         return self._session
 
+    def _target(self, method: str, url: str, params: Params) -> tuple[yarl.URL, str | None, httpx.Request]:
+        """The parsed URL, its proxy and the `httpx.Request` answers carry (read-only, so shared): parsed
+        once per method and URL, since a sync sends thousands of requests to the same few."""
+        known = self._targets.get((method, url)) if params is None else None
+        if known is None:
+            full = self.base_url + url if url.startswith("/") else url
+            target = yarl.URL(full)
+            known = target, self._proxy(target), httpx.Request(method, full, params=params)
+            if params is None and len(self._targets) < 256:  # per-contact URLs are many: keep a few
+                self._targets[(method, url)] = known
+        return known
+
     def _proxy(self, url: yarl.URL) -> str | None:
         origin = f"{url.scheme}://{url.host}"
         if origin not in self._proxies:
@@ -180,13 +193,11 @@ class _Aiohttp:
     async def send(self, method: str, url: str, content: Body, params: Params, data: Form,
                    headers: Mapping[str, str] | None) -> httpx.Response:
         session = self._session or self._open()
-        full = self.base_url + url if url.startswith("/") else url
-        target = yarl.URL(full)
-        request = httpx.Request(method, full, params=params)
+        target, proxy, request = self._target(method, url, params)
         try:
             async with session.request(method, target, params=params, data=content if data is None else dict(data),
                                        headers={**self.headers, **headers} if headers else self.headers,
-                                       allow_redirects=False, proxy=self._proxy(target)) as answer:
+                                       allow_redirects=False, proxy=proxy) as answer:
                 body = await answer.read()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.ReadTimeout(f"no answer within {self.timeout} s", request=request) from exc
