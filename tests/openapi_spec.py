@@ -1,6 +1,6 @@
 """Validate recorded requests (and emulator answers) against a vendor's OpenAPI 3.0 description.
 
-    spec = OpenApi.load("intercom-api-2.16.yaml")      # from shared/specs, beside the repository
+    spec = OpenApi.load("intercom-api-2.16.yaml")      # from tests/specs
     spec.request_problems("POST", "/contacts", body)    # [] when the body fits the operation
 
 OpenAPI 3.0 schemas are JSON Schema with dialect quirks; `_convert` makes them plain draft 7:
@@ -31,8 +31,12 @@ METHODS = ("get", "put", "post", "delete", "patch")
 
 
 def specs_dir() -> Path:
-    """shared/specs beside the repository (override with REVETL_SPECS_DIR)."""
-    return Path(os.environ.get("REVETL_SPECS_DIR") or REPO.parent / "shared" / "specs")
+    """tests/specs (override with REVETL_SPECS_DIR): vendors' descriptions, copied as published.
+
+    intercom-api-2.16.yaml: Intercom's official OpenAPI description of API 2.16 (MIT licence, see
+    its `info.license`), kept in the repository so that the tests validating against it always run.
+    """
+    return Path(os.environ.get("REVETL_SPECS_DIR") or REPO / "tests" / "specs")
 
 
 def _convert(node: Any) -> Any:

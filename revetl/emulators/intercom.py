@@ -1,6 +1,6 @@
 """Intercom REST API emulator: contacts, tags and data attributes as Intercom documents them.
 
-What it relies on (Intercom's OpenAPI description 2.16 in shared/specs, its "Rate Limiting"
+What it relies on (Intercom's OpenAPI description 2.16 in tests/specs/intercom-api-2.16.yaml, its "Rate Limiting"
 reference page and the search description; texts marked "ours" are not documented):
 
 - `Authorization: Bearer <access token>`; a wrong or missing token is `401` with the error list

@@ -1,7 +1,7 @@
 """The Intercom destination through real sockets, against its emulator in a thread.
 
 Every test that talks to the emulator ends by checking each request the destination sent against
-Intercom's OpenAPI description (shared/specs/intercom-api-2.16.yaml): the body schema of the
+Intercom's OpenAPI description (tests/specs/intercom-api-2.16.yaml): the body schema of the
 operation, and no property the operation does not declare.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from openapi_spec import OpenApi, specs_dir
+from openapi_spec import OpenApi
 
 from revetl.apply import RunResult, apply_audience
 from revetl.config import Project, SyncConfig
@@ -31,8 +31,6 @@ SPEC = "intercom-api-2.16.yaml"
 AUDIENCE = "select * from audience_rows"
 ROWS = [("u1", "ann@example.com", "Ann", "pro"), ("u2", "bob@example.com", "Bob", "free"),
         ("u3", "cy@example.com", "Cy", "pro")]
-
-pytestmark = pytest.mark.skipif(not (specs_dir() / SPEC).exists(), reason="shared/specs not beside the repository")
 
 
 @pytest.fixture(scope="module")
