@@ -198,10 +198,9 @@ def write_results(args: argparse.Namespace, runs: list[tuple[str, int, dict, flo
     lines += [
         "",
         f"**Calls.** First sync: {first['requests']:,} for a target of {target:,} "
-        f"({first['requests'] - target:+,}). Every upsert carried 200 records except where the engine's "
-        "batches meet the Arrow record batches DuckDB streams (asked for 20,000 rows, it hands back uneven "
-        "ones, e.g. 2,880 then 17,120): `apply._produce` cuts batches within each Arrow batch, so each such seam "
-        "sends one short batch. Carrying the remainder into the next Arrow batch would make the count exact. "
+        f"({first['requests'] - target:+,}). Every upsert carries 200 records but the last: `apply._produce` carries "
+        "the rows left over from one Arrow record batch into the next (DuckDB hands back uneven ones, e.g. 2,880 "
+        "then 17,120; before that fix each seam cost a short batch, 1,002 calls). "
         "A campaign add costs a second call per batch (the CampaignMember create); the token and the campaign's "
         "lookup by name are once per run. A run with nothing to send makes no call, not even for a token.",
         "",
