@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import sqlglot
-from wh import REPO, redirect
+from wh import empty_project
 
 from revetl.audiences import (
     audience_names,
@@ -33,14 +32,7 @@ HEADER = "-- description: Test audience.\n-- key: user_id\n"  # the SQL body sta
 @pytest.fixture
 def proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """A copy of the repository's project with no audiences, no syncs and no warehouse yet."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "models", root / "models")
-    (root / "audiences").mkdir()
-    (root / "syncs").mkdir()
-    return redirect(tmp_path, monkeypatch, root)
+    return empty_project(tmp_path, monkeypatch)
 
 
 @pytest.fixture

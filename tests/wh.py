@@ -23,6 +23,21 @@ def redirect(base: Path, monkeypatch: pytest.MonkeyPatch, root: Path = REPO) -> 
     return load_project(root)
 
 
+def empty_project(base: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A copy of the repository's project with empty audiences/ and syncs/ and no warehouse yet,
+    redirected into `base`."""
+    import shutil
+
+    root = base / "project"
+    root.mkdir()
+    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "models", root / "models")
+    (root / "audiences").mkdir()
+    (root / "syncs").mkdir()
+    return redirect(base, monkeypatch, root)
+
+
 def land(project: Project, payloads: list[dict], received_at=None) -> None:
     """Normalize wire payloads and land them as one batch (received now unless given)."""
     import datetime as dt

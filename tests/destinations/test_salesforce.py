@@ -321,21 +321,13 @@ membership: {checkbox: In_Members__c}
 @pytest.fixture
 def checked_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """A project with one audience (no warehouse: columns from sqlglot) and one Salesforce sync."""
-    import shutil
+    from wh import empty_project
 
-    from wh import REPO, redirect
-
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "models", root / "models")
-    (root / "audiences").mkdir()
-    (root / "audiences" / "members.sql").write_text(
+    project = empty_project(tmp_path, monkeypatch)
+    (project.audiences_dir / "members.sql").write_text(
         "-- description: Test audience.\n-- key: user_id\nselect user_id, email, name from {{ ref('profiles') }}\n")
-    (root / "syncs").mkdir()
-    (root / "syncs" / "members_to_salesforce.yml").write_text(SYNC_FILE)
-    return redirect(tmp_path, monkeypatch, root)
+    (project.syncs_dir / "members_to_salesforce.yml").write_text(SYNC_FILE)
+    return project
 
 
 def test_audiences_check_reports_the_mapping_warning_without_failing(checked_project):
