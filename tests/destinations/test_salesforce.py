@@ -169,8 +169,10 @@ def test_an_expired_session_is_refreshed_once_and_the_batch_resent(project, sf):
 
 def test_sessions_expiring_during_a_run_are_renewed_without_losing_rows(project):
     set_people(project, people(1200))
-    # 6 batches, 2 at a time, each answered in 50-70 ms: a session of 80 ms expires at least once.
-    options = {"client_secret": SECRET, "token_ttl": 0.08, "latency_ms": [50, 70], "seed": 2}
+    # 6 batches (the first alone, then 2 at a time) answered in 50-70 ms: 4 rounds, 200 ms at least, so a
+    # session of 120 ms expires at least once; a resent batch still reaches the emulator (another 50-70 ms)
+    # well within its new session's 120 ms even when the machine is busy.
+    options = {"client_secret": SECRET, "token_ttl": 0.12, "latency_ms": [50, 70], "seed": 2}
     with running("salesforce", options) as url:
         result = run(project, sync_for(url, concurrency=2))
         assert result.ok and result.acked["add"] == 1200
