@@ -233,7 +233,7 @@ def write_results(args, ours: dict, baseline: dict, limited: dict, slow: dict, s
         "**The 5x target against the sequential script** assumes a slow network: on loopback that script makes a "
         "round trip in about 2.6 ms, 29k rows/s, and 5x would be 145k rows/s, twice Braze's own published limit "
         "(3,000 requests per 3 s x 75 = 75k rows/s). With 50 ms added to each answer, as between a data centre "
-        "and Braze, the same script does 1.4k rows/s and revetl is 15x faster; that is what the 32 requests in flight "
+        "and Braze, the same script does 1.4k rows/s and revetl is about 15x faster; that is what the 32 requests in flight "
         "by default are for (8 in flight gave 9k rows/s there, 32 gave 22k, 64 gave 25k).",
         "",
     ]
