@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.segment import Segments
 from rich.table import Table
 
 from revetl.apply import RunResult
@@ -37,10 +38,21 @@ def print_result(results: Sequence[RunResult], console: Console) -> None:
             f"{r.acked['remove']:,}/{plan.removes:,}", f"{r.failed:,}", f"{r.seconds:.1f}", f"{rate:,.0f}",
             f"{r.requests:,}" + (f" ({r.retries:,} retried)" if r.retries else ""),
         )
-    console.print(table)
+    _print_whole(table, console)
     for r in results:
         if r.message:
             console.print(f"{r.sync}: {r.message}", highlight=False)
+
+
+def _print_whole(table: Table, console: Console) -> None:
+    """Print `table` without cutting any cell. A terminal gets it fitted to its width; a log or a pipe
+    (cron mail, CI), where rich would assume 80 columns and cut names and figures short, gets it as
+    wide as its content."""
+    needed = console.measure(table, options=console.options.update_width(1_000)).maximum
+    if console.is_terminal or needed <= console.width:
+        console.print(table)
+    else:
+        console.print(Segments(console.render(table, console.options.update_width(needed))), crop=False)
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -62,7 +74,7 @@ def print_runs(runs: Sequence[RunRecord], console: Console) -> None:
             f"{aa:,}/{pa:,}", f"{ac:,}/{pc:,}", f"{ar:,}/{pr:,}", f"{run.failed:,}",
             f"{run.duration:.1f}" if run.duration is not None else "-", run.message or "",
         )
-    console.print(table)
+    _print_whole(table, console)
 
 
 def print_failures(sync: str, rows: Sequence[tuple], console: Console) -> None:
@@ -74,4 +86,4 @@ def print_failures(sync: str, rows: Sequence[tuple], console: Console) -> None:
         table.add_column(column)
     for _run, key, op, reason, at in rows:
         table.add_row(key, op, reason, _when(at))
-    console.print(table)
+    _print_whole(table, console)
