@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 from sqlglot import exp
 
 from revetl.audience_sql import inspect_sql
-from revetl.config import PROJECT_FILE, Project, Strict, read_yaml
+from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
 from revetl.errors import ConfigError, WarehouseError
 from revetl.warehouse import duckdb_path, target_config
 
@@ -114,16 +114,12 @@ class Header(Strict):
 
 def audience_names(project: Project) -> list[str]:
     """Names of the audience files in `audiences/`, sorted."""
-    return sorted(p.stem for p in project.audiences_dir.glob("*.sql"))
+    return names_in(project.audiences_dir, ".sql")
 
 
 def load_audience(project: Project, name: str) -> Audience:
     """Read `audiences/NAME.sql` and validate its header; an unknown name lists the known ones."""
-    path = project.audiences_dir / f"{name}.sql"
-    if not path.is_file():
-        known = ", ".join(audience_names(project)) or "none"
-        raise ConfigError(f"no audience named {name!r} (no {path}); known audiences: {known}")
-    found = read_audience(path)
+    found = read_audience(named_file(project.audiences_dir, name, ".sql", "audience"))
     if isinstance(found, Problem):
         raise ConfigError(found.sentence())
     return found

@@ -29,6 +29,8 @@ __all__ = [
     "find_project_root",
     "load_project",
     "load_sync",
+    "named_file",
+    "names_in",
     "read_yaml",
     "sync_names",
 ]
@@ -188,17 +190,28 @@ class SyncConfig(Strict):
         return str(self.destination.get("type", ""))
 
 
+def names_in(directory: Path, suffix: str) -> list[str]:
+    """Names (stems) of the `*suffix` files in `directory`, sorted."""
+    return sorted(p.stem for p in directory.glob(f"*{suffix}"))
+
+
+def named_file(directory: Path, name: str, suffix: str, kind: str) -> Path:
+    """`directory/NAME+suffix`; an unknown name is an error that lists the known ones."""
+    path = directory / f"{name}{suffix}"
+    if not path.is_file():
+        known = ", ".join(names_in(directory, suffix)) or "none"
+        raise ConfigError(f"no {kind} named {name!r} (no {path}); known {kind}s: {known}")
+    return path
+
+
 def sync_names(project: Project) -> list[str]:
     """Names of the sync files in `syncs/`, sorted."""
-    return sorted(p.stem for p in project.syncs_dir.glob("*.yml"))
+    return names_in(project.syncs_dir, ".yml")
 
 
 def load_sync(project: Project, name: str) -> SyncConfig:
     """Read and validate `syncs/NAME.yml`; an unknown name lists the ones that exist."""
-    path = project.syncs_dir / f"{name}.yml"
-    if not path.is_file():
-        known = ", ".join(sync_names(project)) or "none"
-        raise ConfigError(f"no sync named {name!r} (no {path}); known syncs: {known}")
+    path = named_file(project.syncs_dir, name, ".yml", "sync")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sync file is a mapping (audience, destination, identity, ...)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wh import REPO, redirect
+from wh import audience_project
 
 from revetl.apply import sync_lock
 from revetl.config import Project
@@ -26,14 +26,8 @@ select user_id, email, plan from members
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    root = tmp_path / "project"
-    (root / "audiences").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    for name in ("dbt_project.yml", "profiles.yml"):
-        (root / name).write_text((REPO / name).read_text())
-    (root / "audiences" / "people.sql").write_text(AUDIENCE)
     monkeypatch.setenv("BRAZE_API_KEY", KEY)
-    return redirect(tmp_path, monkeypatch, root=root)
+    return audience_project(tmp_path, monkeypatch, {"people": AUDIENCE})
 
 
 def members(project: Project, n: int, bad: int = 0) -> None:

@@ -38,6 +38,19 @@ def empty_project(base: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     return redirect(base, monkeypatch, root)
 
 
+def audience_project(base: Path, monkeypatch: pytest.MonkeyPatch, audiences: dict[str, str]) -> Project:
+    """A minimal project redirected into `base`: the repo's dbt settings, the given audience files
+    (name -> text, usually SELECTs over plain warehouse tables) and an empty syncs/."""
+    root = base / "project"
+    (root / "audiences").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    for name in ("dbt_project.yml", "profiles.yml"):
+        (root / name).write_text((REPO / name).read_text())
+    for name, text in audiences.items():
+        (root / "audiences" / f"{name}.sql").write_text(text)
+    return redirect(base, monkeypatch, root=root)
+
+
 def land(project: Project, payloads: list[dict], received_at=None) -> None:
     """Normalize wire payloads and land them as one batch (received now unless given)."""
     import datetime as dt

@@ -348,7 +348,8 @@ class Emulator:
         self.limiter = FixedWindowLimiter(*self._limits, clock=self.clock)
         self._rng = random.Random(self.seed)
         self._counts: dict[str, dict[str, int]] = {}  # "METHOD route" -> status -> requests
-        self._span: list[float] = []  # wall clock of the first and the last request (benchmarks' rates)
+        self._first: float | None = None  # wall clock of the first and the last request (benchmarks' rates)
+        self._last: float | None = None
         self._applied: dict[str, int] = {}
         self._injected = dict.fromkeys(_INJECTED, 0)
         self._log: deque[dict[str, Any]] = deque(maxlen=self.record_requests or 1)
@@ -357,9 +358,8 @@ class Emulator:
     def stats_body(self) -> dict[str, Any]:
         """Requests by "METHOD route" and status, objects applied, faults injected."""
         total = sum(sum(by_status.values()) for by_status in self._counts.values())
-        first, last = (self._span[0], self._span[-1]) if self._span else (None, None)
         return {"emulator": self.name, "requests_total": total, "requests": self._counts,
-                "first_request_at": first, "last_request_at": last,
+                "first_request_at": self._first, "last_request_at": self._last,
                 "applied": self._applied, "faults_injected": self._injected}
 
     def _faults_body(self) -> dict[str, Any]:
@@ -412,11 +412,8 @@ class Emulator:
         # By route pattern, not path: /contacts/{id} would otherwise grow a key per contact.
         by_status = self._counts.setdefault(f"{request.method} {request.route or '(no route)'}", {})
         by_status[str(status)] = by_status.get(str(status), 0) + 1
-        now = time.time()
-        if self._span:
-            self._span[1:] = [now]
-        else:
-            self._span.append(now)
+        self._last = time.time()
+        self._first = self._first or self._last
 
     # -- dispatch --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 from cases import CASES, Case
-from wh import REPO, redirect
+from wh import audience_project
 
 from revetl import state
 from revetl.apply import run_sync
@@ -44,13 +44,7 @@ def people(n: int, start: int = 0, plan: str = "pro") -> list[tuple]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """A minimal project: the repo's dbt settings, one audience over a plain warehouse table."""
-    root = tmp_path / "project"
-    (root / "audiences").mkdir(parents=True)
-    (root / "syncs").mkdir()
-    for name in ("dbt_project.yml", "profiles.yml"):
-        (root / name).write_text((REPO / name).read_text())
-    (root / "audiences" / "contract.sql").write_text(AUDIENCE)
-    project = redirect(tmp_path, monkeypatch, root=root)
+    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE})
     set_members(project, people(30))
     return project
 
