@@ -41,7 +41,7 @@ from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, Row, RowResult, load_destination
 from revetl.destinations.base import ACKNOWLEDGED, secret_values
 from revetl.errors import DestinationError, RevetlError, SyncRefused
-from revetl.http import Http, RateLimiter
+from revetl.http import Http, RateLimiter, RetryPolicy
 from revetl.plan import Plan, make_plan
 
 __all__ = ["RunResult", "apply_audience", "run_sync", "sync_lock"]
@@ -162,6 +162,7 @@ class _Engine:
             transport=self.transport,
             label=f"{destination.type} (sync {self.plan.sync})",
             connections=destination.concurrency,  # each request in flight has a connection of its own
+            policy=RetryPolicy(attempts=destination.config.attempts),
             **destination.http_options(),
         )
         self.http = http

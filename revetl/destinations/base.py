@@ -78,6 +78,7 @@ class DestinationConfig(Strict):
     concurrency: int | None = Field(None, ge=1, le=256)  # requests in flight; default: the destination's
     rate_limit: RateLimitConfig | None = None  # override the published limit (e.g. your plan's)
     unlimited: bool = False  # no client-side limit (emulators, benchmarks)
+    attempts: int = Field(8, ge=1, le=30)  # tries per request through 429/5xx/timeouts before the run stops
 
 
 def secret_values(config: Strict) -> list[str]:
@@ -119,7 +120,7 @@ class Destination(ABC):
         return self.published_rate_limit
 
     def http_options(self) -> dict[str, Any]:
-        """Keyword arguments for `Http`: at least `headers`; may add `describe`, `policy`."""
+        """Keyword arguments for `Http`: at least `headers`; may add `describe`, `reauthenticate`."""
         return {"headers": {}}
 
     async def open(self, http: Http) -> None:
