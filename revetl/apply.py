@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import duckdb
 import httpx
-import orjson
 import pyarrow as pa
 import uvloop
 from rich.console import Console
@@ -43,6 +42,7 @@ from revetl.destinations.base import ACKNOWLEDGED, secret_values
 from revetl.errors import DestinationError, RevetlError, SyncRefused
 from revetl.http import Http, RateLimiter, RetryPolicy
 from revetl.plan import Plan, make_plan
+from revetl.runtime import fewer_collections
 
 __all__ = ["RunResult", "apply_audience", "run_sync", "sync_lock"]
 
@@ -199,14 +199,7 @@ class _Engine:
 
         rows: list[Row] = []  # a short tail waits for the next Arrow batch: every batch but the last is full
         while (batch := await asyncio.to_thread(read)) is not None:
-            columns = batch.to_pydict()
-            rows += [
-                Row(op, key, orjson.loads(payload or previous or "{}"), row_hash, payload, dest_ref)
-                for op, key, payload, row_hash, dest_ref, previous in zip(
-                    columns["op"], columns["key"], columns["payload"], columns["row_hash"], columns["dest_ref"],
-                    columns["previous_payload"],
-                )
-            ]
+            rows += map(Row._make, zip(*(column.to_pylist() for column in batch.columns)))
             full = len(rows) - len(rows) % size
             for start in range(0, full, size):
                 await queue.put(rows[start : start + size])
@@ -339,7 +332,7 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
             try:
                 if plan.total:  # nothing to send: no connection, no authentication, no request
                     # uvloop: 41k rows/s against 37k with asyncio's own loop (bench/sync_bench.py, 1M rows)
-                    with (progress or contextlib.nullcontext(),
+                    with (progress or contextlib.nullcontext(), fewer_collections(),
                           asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop):
                         loop.run(engine.run())
             except (RevetlError, KeyboardInterrupt) as exc:

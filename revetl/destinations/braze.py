@@ -56,6 +56,17 @@ class Braze(Destination):
             )
         raw = self.sync.membership or {"attribute": f"in_{self.sync.audience}"}
         self.membership: Membership = validate(Membership, raw, self.sync.path, where=" membership")
+        # `body` splices the plan's JSON text unless a mapped field shares a name with the identifier
+        # or the membership attribute: then `attributes` decides which value wins, as a dict does.
+        ident, member = self.sync.identity.to, self.membership.attribute
+        self._splice = not {ident, member, "_update_existing_only"} & set(self.sync.fields.values())
+
+        def text(value: Any) -> str:
+            return orjson.dumps(value).decode()
+
+        self._open = "{" + text(ident) + ":"
+        self._add_tail = f",{text(member)}:{text(self._member(True))}}}"
+        self._remove_tail = f',"_update_existing_only":true,{text(member)}:{text(self._member(False))}}}'
 
     def http_options(self) -> dict[str, Any]:
         key = self.config.api_key.get_secret_value()  # type: ignore[attr-defined]
@@ -77,8 +88,27 @@ class Braze(Destination):
         obj[self.membership.attribute] = self._member(row.op != "remove")
         return obj
 
+    def body(self, rows: Sequence[Row]) -> bytes:
+        """The request body for a batch: `{"attributes": [...]}`, equal to dumping `attributes` of each row.
+
+        Built from the payload text as the plan wrote it (a JSON object, keys already the destination's
+        names), not parsed and dumped again: that round trip was a fifth of a sync's CPU.
+        """
+        if not self._splice:
+            return orjson.dumps({"attributes": [self.attributes(row) for row in rows]})
+        parts = []
+        for op, key, payload, _, _, _ in rows:
+            head = self._open + orjson.dumps(key).decode()
+            if op == "remove":
+                parts.append(head + self._remove_tail)
+            elif payload is None or len(payload) <= 2:  # no mapped fields: "{}"
+                parts.append(head + self._add_tail)
+            else:
+                parts.append(f"{head},{payload[1:-1]}{self._add_tail}")
+        return ('{"attributes":[' + ",".join(parts) + "]}").encode()
+
     async def send(self, http: Http, rows: Sequence[Row]) -> list[RowResult]:
-        body = orjson.dumps({"attributes": [self.attributes(row) for row in rows]})
+        body = self.body(rows)
         response = await http.request("POST", "/users/track", content=body)
         try:
             answer = response.json()

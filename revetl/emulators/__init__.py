@@ -25,6 +25,7 @@ from typing import Any
 
 from revetl.emulators.base import Emulator, EmulatorServer
 from revetl.errors import ConfigError
+from revetl.runtime import fewer_collections
 
 __all__ = ["EMULATORS", "EmulatorThread", "create", "register", "running", "serve"]
 
@@ -166,5 +167,5 @@ def serve(
         await stop.wait()
         await server.stop()
 
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
+    with fewer_collections(), asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(main())

@@ -63,22 +63,23 @@ CURRENCY = re.compile(r"[A-Za-z]{3}\Z")
 
 
 class _User:
-    """One Braze profile."""
+    """One Braze profile. Aliases, events and purchases stay empty (None) until a request writes them:
+    a sync creates a million profiles with attributes only."""
 
     __slots__ = ("braze_id", "external_id", "aliases", "attributes", "events", "purchases", "updated")
 
     def __init__(self, braze_id: str, external_id: str | None) -> None:
         self.braze_id, self.external_id = braze_id, external_id
-        self.aliases: list[tuple[str, str]] = []
+        self.aliases: tuple[tuple[str, str], ...] = ()
         self.attributes: dict[str, Any] = {}
-        self.events: dict[str, dict[str, Any]] = {}
-        self.purchases: dict[str, int] = {}
+        self.events: dict[str, dict[str, Any]] | None = None
+        self.purchases: dict[str, int] | None = None
         self.updated = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"braze_id": self.braze_id, "external_id": self.external_id,
                 "user_aliases": [{"alias_label": label, "alias_name": name} for label, name in self.aliases],
-                "attributes": self.attributes, "custom_events": self.events, "purchases": self.purchases}
+                "attributes": self.attributes, "custom_events": self.events or {}, "purchases": self.purchases or {}}
 
 
 class BrazeEmulator(Emulator):
@@ -272,6 +273,8 @@ class BrazeEmulator(Emulator):
             return problem
         user = self._resolve(obj, create_alias=True, create=obj.get("_update_existing_only") is not True)
         if user is not None:
+            if user.events is None:
+                user.events = {}
             seen = user.events.setdefault(obj["name"], {"count": 0, "first": obj["time"], "last": obj["time"]})
             seen["count"] += 1
             seen["last"] = obj["time"]
@@ -285,6 +288,8 @@ class BrazeEmulator(Emulator):
         user = self._resolve(obj, create_alias=True, create=obj.get("_update_existing_only") is not True)
         if user is not None:
             product = obj["product_id"]
+            if user.purchases is None:
+                user.purchases = {}
             user.purchases[product] = user.purchases.get(product, 0) + int(obj.get("quantity", 1))
             user.updated = next(self._clock_tick)
         return None
@@ -305,7 +310,7 @@ class BrazeEmulator(Emulator):
             user = self._by_alias.get(key)
             if user is None and create_alias:
                 user = self._by_alias[key] = self._new_user(None)
-                user.aliases.append(key)
+                user.aliases += (key,)
             return user
         kind = "email" if obj.get("email") is not None else "phone"
         value = str(obj[kind])

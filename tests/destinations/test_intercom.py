@@ -143,7 +143,7 @@ def test_fields_go_to_standard_fields_or_custom_attributes() -> None:
     sync = sync_config(fields={"email": "email", "plan": "plan", "seats": "custom_attributes.seats",
                                "joined": "signed_up_at"})
     dest = Intercom(sync=sync, config=dest.config)
-    body = dest.contact_body(Row("add", "u1", {"email": "a@x.io", "plan": "pro", "custom_attributes.seats": 3,
+    body = dest.contact_body(Row.of("add", "u1", {"email": "a@x.io", "plan": "pro", "custom_attributes.seats": 3,
                                               "signed_up_at": "2026-01-02T00:00:00"}))
     assert body == {"external_id": "u1", "email": "a@x.io", "signed_up_at": 1767312000,
                     "custom_attributes": {"plan": "pro", "seats": 3}}
@@ -267,7 +267,7 @@ def test_removes_find_contacts_they_have_no_id_for(intercom) -> None:
     intercom.post(f"/contacts/{created['id']}/tags", json={"id": tag["id"]})
     dest = destination(url, create_attributes=False)
     dest = Intercom(sync=sync_config(fields={}), config=dest.config)
-    results = asyncio.run(_send(url, dest, [Row("remove", "u9", {}), Row("remove", "nobody", {})]))
+    results = asyncio.run(_send(url, dest, [Row.of("remove", "u9", {}), Row.of("remove", "nobody", {})]))
     assert [(r.ok, r.dest_ref) for r in results] == [(True, created["id"]), (True, None)]
     assert contacts(intercom)["u9"]["tags"] == []
     assert "GET /contacts/find_by_external_id/u9" in calls(intercom)

@@ -152,7 +152,7 @@ def test_unable_to_lock_row_is_retried_then_rejected(project, sf):
 def test_an_expired_session_is_refreshed_once_and_the_batch_resent(project, sf):
     sync = sync_for(sf)
     destination = load_destination(sync)
-    rows = [Row("add", f"u{i}", {"Email": f"p{i}@example.com", "LastName": f"P{i}"}) for i in range(6)]
+    rows = [Row.of("add", f"u{i}", {"Email": f"p{i}@example.com", "LastName": f"P{i}"}) for i in range(6)]
 
     async def send_before_and_after_expiry() -> list:
         async with Http(sf, **destination.http_options()) as http:
