@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "build"
@@ -246,7 +247,6 @@ def main() -> None:
     write_results(rows, comparisons, args.repeat, write=not args.no_write)
 
 
-GENERATED_END = "<!-- end of figures written by bench/build_bench.py; notes below are kept -->"
 
 
 def write_results(rows: list[dict], comparisons: list[dict], repeat: int, write: bool = True) -> None:
@@ -288,24 +288,9 @@ def write_results(rows: list[dict], comparisons: list[dict], repeat: int, write:
         runs = "; ".join(f"{o:.2f} / {sp:.2f}" for o, sp in zip(c["all_ours_s"], c["all_splink_s"]))
         lines.append(f"| {c['label']} | {c['nodes']:,} | {c['edges']:,} | {c['rounds']} | {c['ours_s']:.2f} | "
                      f"{c['components_s']:.2f} | {c['splink_s']:.2f} | {c['ratio']:.2f}x | {c['same_partition']} | {runs} |")
-    lines += ["", GENERATED_END]
     section = "\n".join(lines) + "\n"
-    if not write:
-        print(section)
-        return
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    start = text.find("## Build (issue 2)")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        end = len(text) if end < 0 else end + 1
-        old = text[start:end]
-        notes = old[old.find(GENERATED_END) + len(GENERATED_END):].strip("\n") if GENERATED_END in old else ""
-        section += ("\n" + notes + "\n" if notes else "")
-        text = text[:start] + section + ("\n" + text[end:] if end < len(text) else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
+    if write:
+        write_section(section)
     print(section)
 
 

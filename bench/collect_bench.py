@@ -29,9 +29,9 @@ import uuid
 from pathlib import Path
 
 import duckdb
+from results_file import RESULTS, write_section
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Collector (issue 5)"
 WRITE_KEY = "bench-write-key"
 
@@ -215,16 +215,6 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
-
-
-def write_section(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(updated)
 
 
 def run_once(args: argparse.Namespace) -> dict[str, float]:

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-intercom-token"
@@ -127,15 +128,7 @@ def write_results(args: argparse.Namespace, run: dict, back: dict) -> None:
         f"{run['acked']:,}, rejected {run['failed']}; emulator holds {back['contacts']:,} contacts.",
         "",
     ]
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"  # read right before writing
-    if SECTION in text:  # replace only this section: others write theirs
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + "\n".join(lines) + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    results.write_text(text)
+    write_section("\n".join(lines))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ sync state acknowledging the previous version of it; the current version has 1% 
 - python: the obvious approach, fetch both sides into dicts and compare payloads;
 - revetl on a no-change plan of a 1M audience.
 
-Results are appended to bench/RESULTS.md under "## Plan (issue 3)".
+Results replace the section "## Plan (issue 3)" of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "plan"
@@ -172,13 +174,7 @@ def write_results(args, runs: dict, ours: dict, theirs: dict, same: bool) -> Non
         f"{theirs['rss_mb'] / ours['rss_mb']:.1f}x less memory. Same counts from both: {same}.",
         "",
     ]
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"
-    if "## Plan (issue 3)" in text:  # replace the previous run's section
-        head, _, rest = text.partition("\n## Plan (issue 3)")
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        text = head.rstrip("\n") + "\n" + tail
-    results.write_text(text.rstrip("\n") + "\n" + "\n".join(lines))
+    write_section("\n".join(lines))
 
 
 if __name__ == "__main__":

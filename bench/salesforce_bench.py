@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "salesforce"
@@ -209,13 +210,7 @@ def write_results(args: argparse.Namespace, runs: list[tuple[str, int, dict, flo
         "and storing every record; more calls in flight (8) was slower, not faster, on this machine.",
         "",
     ]
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"  # read right before writing
-    if f"\n{SECTION}" in text:  # replace only this section: others write theirs
-        head, _, rest = text.partition(f"\n{SECTION}")
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head.rstrip("\n") + "\n" + tail
-    results.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines))
+    write_section("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Run by hand (not a test):  .venv/bin/python bench/sync_bench.py [--rows 1000000]
 3. limited: the emulator limited to 300 requests/s (900 per 3 s); the sync told the same limit;
    achieved request rate as a share of the limit, rows lost (emulator members vs audience).
 
-Results are appended to bench/RESULTS.md under "## Sync (issue 4)".
+Results replace the section "## Sync (issue 4)" of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "sync"
@@ -272,13 +273,7 @@ def write_results(args, ours: dict, baseline: dict, limited: dict, latency: list
         "50 ms before the CPU changes of 2026-11-23: 8 in flight gave 9k rows/s, 32 gave 22k, 64 gave 25k).",
         "",
     ]
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text()
-    if "\n## Sync (issue 4)" in text:
-        head, _, rest = text.partition("\n## Sync (issue 4)")
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head.rstrip("\n") + "\n" + tail
-    results.write_text(text.rstrip("\n") + "\n" + "\n".join(lines))
+    write_section("\n".join(lines))
 
 
 if __name__ == "__main__":
