@@ -92,7 +92,8 @@ class Braze(Destination):
         """The request body for a batch: `{"attributes": [...]}`, equal to dumping `attributes` of each row.
 
         Built from the payload text as the plan wrote it (a JSON object, keys already the destination's
-        names), not parsed and dumped again: that round trip was a fifth of a sync's CPU.
+        names), not parsed and dumped again: that round trip took about a quarter of a 1M-row sync's
+        event-loop time (py-spy).
         """
         if not self._splice:
             return orjson.dumps({"attributes": [self.attributes(row) for row in rows]})

@@ -79,7 +79,8 @@ class _User:
     def as_dict(self) -> dict[str, Any]:
         return {"braze_id": self.braze_id, "external_id": self.external_id,
                 "user_aliases": [{"alias_label": label, "alias_name": name} for label, name in self.aliases],
-                "attributes": self.attributes, "custom_events": self.events or {}, "purchases": self.purchases or {}}
+                "attributes": self.attributes, "custom_events": self.events or {},
+                "purchases": self.purchases or {}}
 
 
 class BrazeEmulator(Emulator):
