@@ -226,20 +226,30 @@ def sync_command(
     """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
     from revetl.apply import run_sync
     from revetl.config import load_sync, sync_names
+    from revetl.errors import SyncCancelled
     from revetl.report import print_result
 
     project = _project()
     names = sync_names(project) if all_syncs else list(syncs or [])
     if not names:
         raise typer.BadParameter("name at least one sync, or use --all")
-    results = []
+    results, errors = [], []
     try:
-        for name in names:
-            results.append(run_sync(project, load_sync(project, name), force=force, console=console))
+        for name in names:  # one sync failing does not stop the others (cron runs them all)
+            try:
+                results.append(run_sync(project, load_sync(project, name), force=force, console=console))
+            except RevetlError as exc:
+                if getattr(exc, "result", None) is not None:
+                    results.append(exc.result)  # type: ignore[attr-defined]
+                if len(names) == 1 or isinstance(exc, SyncCancelled):
+                    raise
+                errors.append(exc)
     finally:
         if results:
             print_result(results, console)
-    if not all(result.ok for result in results):
+        for exc in errors:
+            _print_error(exc)
+    if errors or not all(result.ok for result in results):
         raise typer.Exit(1)
 
 
@@ -248,13 +258,16 @@ def runs(
     sync: Annotated[Optional[str], typer.Argument(help="Only this sync's runs.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
 ) -> None:
-    """List past sync runs, newest first: counts, duration, status."""
+    """List past sync runs, newest first: counts, duration, status (a run in progress: what it has acknowledged)."""
     from revetl import state
+    from revetl.apply import live_runs
     from revetl.report import print_runs
     from revetl.warehouse import connect
 
-    with contextlib.closing(connect(_project(), read_only=True)) as connection:
-        print_runs(state.runs(connection, sync, limit=limit), console)
+    project = _project()
+    with contextlib.closing(connect(project, read_only=True)) as connection:
+        records = state.runs(connection, sync, limit=limit)
+    print_runs(live_runs(project, records), console)
 
 
 @app.command()
@@ -283,17 +296,26 @@ def state_reset(
 ) -> None:
     """Forget what the destination acknowledged: the next run sends every member again (full resync)."""
     from revetl import state
-    from revetl.apply import sync_lock
+    from revetl.apply import forget
     from revetl.config import load_sync
-    from revetl.warehouse import connect
 
     project = _project()
     load_sync(project, sync)  # an unknown sync name fails here, before asking
     if not yes:
         typer.confirm(f"Forget everything sync {sync} sent, so that its next run resends every member?", abort=True)
-    with sync_lock(project, sync), contextlib.closing(connect(project)) as connection:
-        forgotten = state.reset(connection, sync)
+    forgotten = forget(project, sync, lambda connection: state.reset(connection, sync))
     console.print(f"sync {sync}: forgot {forgotten:,} acknowledged rows; the next run is a full resync")
+
+
+def _print_error(exc: BaseException) -> None:
+    # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).
+    # Text: the sentence quotes user data, which may contain rich [markup]; URL passwords are hidden.
+    from rich.text import Text
+
+    from revetl.errors import scrub_urls
+
+    err_console.print(Text("error: ", style="bold red") + Text(scrub_urls(str(exc))), highlight=False,
+                      soft_wrap=True)
 
 
 def main() -> None:
@@ -304,8 +326,7 @@ def main() -> None:
     except RevetlError as exc:
         if _state["debug"]:
             raise
-        # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(exc)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

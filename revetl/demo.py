@@ -143,7 +143,7 @@ def _print_summary(project: Project, console: Console) -> None:
             ("conflicting identifiers", "select count(*) from identity_conflicts"),
             ("identity rounds", "select rounds from identity_graph__cc_stats"),
         ]:
-            counts.add_row(label, f"{connection.execute(sql).fetchone()[0]:,}")
+            counts.add_row(label, f"{connection.execute(sql).fetchall()[0][0]:,}")
         console.print(counts)
 
         kinds = Table(title="identifiers by type")

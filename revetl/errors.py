@@ -7,7 +7,10 @@
     ├── BuildError              a dbt model or test failed: the message names it
     ├── CollectError            the collector cannot start, or refuses one request (`status` to answer)
     ├── WarehouseError          the warehouse could not be opened or queried
+    ├── StateError              a sync's journal or state could not be written (a full disk): the run stops,
+    │                           what was acknowledged is kept and the next run resumes from it
     ├── SyncRefused             a sync may not start: another run holds its lock, or the guard refused the plan
+    ├── SyncCancelled           Ctrl-C or SIGTERM stopped a sync: recorded as cancelled, the next run resumes
     └── DestinationError        talking to a destination failed
         ├── FatalDestinationError   stop this sync now, retrying cannot help (bad credentials, quota used up)
         └── RetriesExhausted        retryable failures (429, 5xx, timeouts) outlasted the retry policy: stop,
@@ -18,19 +21,31 @@ Each error carries its context (file, line, record, model) in its message, never
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BuildError",
     "CollectError",
     "DestinationError",
     "FatalDestinationError",
     "RetriesExhausted",
+    "StateError",
+    "SyncCancelled",
     "SyncRefused",
     "ConfigError",
     "InvalidEvent",
     "LandingError",
     "RevetlError",
     "WarehouseError",
+    "scrub_urls",
 ]
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^/@\s]*@")
+
+
+def scrub_urls(text: str) -> str:
+    """Hide the password of every URL in `text` (`https://user:PASS@host` -> `https://user:***@host`)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 class RevetlError(Exception):
@@ -72,6 +87,14 @@ class BuildError(RevetlError):
 
 class WarehouseError(RevetlError):
     """The warehouse could not be opened or queried."""
+
+
+class StateError(RevetlError):
+    """A sync's journal or state tables could not be written (e.g. no space left on the device)."""
+
+
+class SyncCancelled(RevetlError):
+    """A sync run was stopped by Ctrl-C or SIGTERM; what was acknowledged is kept."""
 
 
 class SyncRefused(RevetlError):

@@ -1,7 +1,8 @@
 """Plan: an audience's current rows diffed against its sync's acknowledged state, in SQL (DESIGN 6).
 
-`make_plan` reads only. It builds connection-local temp tables and keeps the last, which `apply`
-streams (the others are dropped once counted, so that their memory is free for the sync):
+`make_plan` reads only. It builds connection-local temp tables and keeps the last, which
+`write_diff` streams into a Parquet file for `apply` (the others are dropped once counted, so that
+their memory is free for the sync):
 
     revetl_current     key, payload, row_hash     the audience's rows, mapped (not deduplicated)
     revetl_duplicates  key, n                     keys held by more than one row
@@ -25,24 +26,39 @@ Decisions (README, "Plan"):
 - A null key, or a key held by more than one row, is left out and reported; a duplicated key is left
   out of both sides (neither sent nor removed) until the audience is fixed.
 - In `upsert` mode, keys that left the audience are not removed.
+- Floating-point columns are rounded to 15 significant digits (6 for FLOAT) before they enter the
+  payload, and NaN and infinities become null (JSON has neither): the last digits of a double
+  depend on summation order, and a sync must not send a "change" that is only that noise.
+
+The diff leaves the warehouse as a Parquet file (`Diff`), so that a sync sends from a file and holds
+the warehouse only while it plans: other syncs, plans, previews and builds run meanwhile.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
 
 from revetl import state
 from revetl.config import Project, SyncConfig
+from revetl.destinations.base import Row
+from revetl.errors import StateError, WarehouseError
+from revetl.journal import JournalContents
 
-__all__ = ["Guard", "Plan", "make_plan", "plan_sync", "print_plan"]
+__all__ = ["Diff", "Guard", "Plan", "make_plan", "plan_sync", "print_plan", "write_diff"]
+
+READ_ROWS = 20_000  # rows per Arrow batch streamed out of the warehouse
+DIFF_COLUMNS = ("op", "key", "payload", "row_hash", "dest_ref", "previous")  # the fields of `Row`, in order
 
 
 @dataclass(frozen=True)
@@ -89,26 +105,64 @@ def _ident(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
-def _payload_sql(sync: SyncConfig) -> str:
+# Significant digits kept of floating-point values: what survives a round trip through text.
+_DIGITS = {"DOUBLE": 15, "FLOAT": 6}
+
+
+def _field_sql(column: str, types: dict[str, str]) -> str:
+    """A mapped column as it enters the payload: floating-point values rounded (see the module docstring)."""
+    digits = _DIGITS.get(types.get(column.lower(), ""))
+    name = _ident(column)
+    if digits is None:
+        return name
+    return f"case when isfinite({name}) then cast(printf('%.{digits}g', {name}) as double) end"
+
+
+def _payload_sql(sync: SyncConfig, types: dict[str, str]) -> str:
     """JSON text of the mapped fields, keyed by destination field name (sorted: a stable hash)."""
     if not sync.fields:
         return "'{}'"
     pairs = ", ".join(
-        f"{_ident(dest)} := {_ident(column)}" for column, dest in sorted(sync.fields.items(), key=lambda kv: kv[1])
+        f"{_ident(dest)} := {_field_sql(column, types)}"
+        for column, dest in sorted(sync.fields.items(), key=lambda kv: kv[1])
     )
     return f"to_json(struct_pack({pairs}))::varchar"
 
 
-def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int = 5) -> Plan:
+def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int = 5,
+              pending: Sequence[JournalContents] = ()) -> Plan:
     """Diff `audience_sql` (a compiled audience) against the sync's state on `connection`.
 
-    Leaves `revetl_diff` as a temp table on the connection for `apply`.
+    `pending` are journals of runs not folded into the state yet: what they acknowledged counts.
+    Leaves `revetl_diff` as a temp table on the connection for `write_diff`. An error of the engine
+    (a bad cast on some row, a full disk while spilling) becomes one WarehouseError sentence.
     """
+    has_pending = state.register_pending(connection, pending)
+    try:
+        return _make_plan(connection, sync, audience_sql, samples, has_pending)
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {_first_line(exc)}"
+        ) from exc
+    finally:
+        if has_pending:
+            connection.unregister(state.PENDING)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int,
+               has_pending: bool) -> Plan:
+    relation = connection.sql(f"select * from ({audience_sql}) as audience")
+    types = {name.lower(): str(kind) for name, kind in zip(relation.columns, relation.types)}
     key = _ident(sync.key)
     connection.execute(
         f"""create or replace temp table revetl_current as
             select cast({key} as varchar) as key, payload, md5(payload) as row_hash
-            from (select *, {_payload_sql(sync)} as payload from ({audience_sql}) as audience)"""
+            from (select *, {_payload_sql(sync, types)} as payload from ({audience_sql}) as audience)"""
     )
     connection.execute(
         """create or replace temp table revetl_duplicates as
@@ -119,7 +173,7 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
            where key is not null and hash(key) in (select h from suspects)
            group by key having count(*) > 1"""
     )
-    acked_sql = state.current_state_sql(connection, sync.name)
+    acked_sql = state.current_state_sql(connection, has_pending)
     removes = "true" if sync.mode == "mirror" else "false"
     connection.execute(
         f"""create or replace temp table revetl_changed as
@@ -148,16 +202,16 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
     counts = dict(connection.execute("select op, count(*) from revetl_changed group by op").fetchall())
     rows, null_keys = connection.execute(
         "select count(*), count(*) filter (where key is null) from revetl_current"
-    ).fetchone()
+    ).fetchall()[0]
     duplicate_keys, duplicate_rows = connection.execute(
         "select count(*), coalesce(sum(n), 0) from revetl_duplicates"
-    ).fetchone()
+    ).fetchall()[0]
     members = rows - null_keys - duplicate_rows
     examples = tuple(
         row[0] for row in connection.execute("select key from revetl_duplicates order by n desc, key limit 5").fetchall()
     )
     connection.execute("drop table revetl_current; drop table revetl_duplicates; drop table revetl_changed")
-    previous = connection.execute(f"select count(*) from ({acked_sql})", {"sync": sync.name}).fetchone()[0]
+    previous = connection.execute(f"select count(*) from ({acked_sql})", {"sync": sync.name}).fetchall()[0][0]
     sample_rows: dict[str, tuple[dict[str, Any], ...]] = {}
     for op in state.OPS:
         if counts.get(op):
@@ -200,18 +254,68 @@ def _guard(sync: SyncConfig, members: int, previous: int, removes: int) -> Guard
 
 
 def plan_sync(project: Project, sync: SyncConfig, connection: duckdb.DuckDBPyConnection | None = None) -> Plan:
-    """Compile the sync's audience and plan it; opens the warehouse read-only unless given a connection."""
+    """Compile the sync's audience and plan it (`revetl plan`): a read-only, sandboxed connection unless
+    given one; runs in progress or left by a crash count with what their journals acknowledged."""
     from revetl.audiences import compile_audience, load_audience
-    from revetl.warehouse import connect, sync_memory_limit
+    from revetl.journal import pending_journals, read_journal
+    from revetl.warehouse import connect, sync_memory_limit, work_dir
 
     sql = compile_audience(project, load_audience(project, sync.audience))
+    pending = [read_journal(path) for path in pending_journals(work_dir(project), sync.name)]
     own = connection is None
-    connection = connection or connect(project, read_only=True, memory_limit=sync_memory_limit())
+    connection = connection or connect(project, read_only=True, memory_limit=sync_memory_limit(), sandbox=True)
     try:
-        return make_plan(connection, sync, sql)
+        return make_plan(connection, sync, sql, pending=pending)
     finally:
         if own:
             connection.close()
+
+
+@dataclass(frozen=True)
+class Diff:
+    """A plan's rows to send, in a Parquet file: `op, key, payload, row_hash, dest_ref, previous`."""
+
+    path: Path
+    rows: int
+
+    def batches(self, size: int) -> Iterator[list[Row]]:
+        """The rows as `Row`s, in lists of `size` (the last may be shorter); reads one Arrow batch at a time."""
+        if not self.rows:
+            return
+        rows: list[Row] = []
+        for batch in pq.ParquetFile(self.path).iter_batches(READ_ROWS, columns=list(DIFF_COLUMNS)):
+            rows += map(Row._make, zip(*(column.to_pylist() for column in batch.columns)))
+            full = len(rows) - len(rows) % size
+            for start in range(0, full, size):
+                yield rows[start:start + size]
+            rows = rows[full:]
+        if rows:
+            yield rows
+
+
+def write_diff(connection: duckdb.DuckDBPyConnection, path: Path) -> Diff:
+    """Stream the plan's `revetl_diff` into a Parquet file at `path` (memory: one Arrow batch)."""
+    reader = connection.sql(
+        "select op, key, payload, row_hash, dest_ref, previous_payload as previous from revetl_diff"
+    ).to_arrow_reader(READ_ROWS)
+    rows = 0
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(temporary, reader.schema, compression="lz4") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise StateError(f"could not write the plan to {path}: {exc.strerror or exc}") from None
+    except duckdb.Error as exc:
+        temporary.unlink(missing_ok=True)
+        raise WarehouseError(f"could not read the plan out of the warehouse: {_first_line(exc)}") from exc
+    finally:
+        reader.close()
+    return Diff(path, rows)
 
 
 def print_plan(plan: Plan, console: Console) -> None:

@@ -15,7 +15,7 @@ from revetl.state import RunRecord
 __all__ = ["print_failures", "print_result", "print_runs"]
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "crashed": "red", "refused": "yellow",
-                "interrupted": "yellow", "running": "cyan"}
+                "cancelled": "yellow", "running": "cyan"}
 
 
 def _status(status: str) -> str:

@@ -5,15 +5,15 @@ Tables, in schema `revetl_state`, created and migrated by `migrate()` (versioned
     migrations    version, description, applied_at
     acknowledged  per sync, the last row the destination acknowledged for each key:
                   key, row_hash, payload (JSON), dest_ref (the destination's own id, if any)
-    journal       acknowledgements of the run in progress, appended batch by batch
     runs          one row per `revetl sync` run: counts, timing, status, message
     failures      rows the destination rejected, with its reason, per run
 
-Why a journal: a run acknowledges thousands of small batches. Appending each to `journal` is
-cheap and durable at once; rewriting `acknowledged` per batch would rescan it every time. The
-journal is folded into `acknowledged` in one set-based statement at the end of the run, and at
-the start of the next one if the process died. Readers (`current_state_sql`) see both, so an
-acknowledged batch counts from the moment its journal insert commits.
+While a run sends, its acknowledgements go to a journal file beside the warehouse (`journal.py`),
+not to the warehouse: an embedded warehouse admits one writing process, and a run takes minutes.
+`apply_journal` folds a journal into `acknowledged`, `failures` and the run's record in one
+transaction, at the end of the run, or at the start of the next one if the process died. Readers
+(`current_state_sql`) also see journals not folded yet, registered as `revetl_pending`, so an
+acknowledged batch counts from the moment its journal write returned.
 
 Keys are text: the audience's key column cast to VARCHAR, compared exactly (case matters).
 """
@@ -30,24 +30,25 @@ import duckdb
 import pyarrow as pa
 
 from revetl.errors import WarehouseError
+from revetl.journal import JournalContents
 
 __all__ = [
+    "PENDING",
     "SCHEMA",
-    "Ack",
-    "Failure",
     "RunRecord",
-    "current_state_sql",
     "acknowledged_rows",
+    "apply_journal",
+    "close_dead_runs",
+    "current_state_sql",
     "failures",
-    "fold",
     "finish_run",
     "has_state",
     "last_sizes",
-    "mark_crashed",
     "migrate",
-    "record_acks",
-    "record_failures",
+    "new_run_id",
+    "register_pending",
     "reset",
+    "run_status",
     "runs",
     "start_run",
     "state_version",
@@ -80,29 +81,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 reason varchar not null, payload json, failed_at timestamptz not null)""",
         ],
     ),
+    (
+        2,
+        "acknowledgements of a run in progress move to a journal file beside the warehouse",
+        [
+            # Fold what a run of an older revetl left in the table journal, then drop it.
+            f"""create temp table revetl_fold_v2 as
+                select * from (
+                    select *, row_number() over (partition by sync, key order by seq desc) as newest
+                    from {SCHEMA}.journal
+                ) where newest = 1""",
+            f"""delete from {SCHEMA}.acknowledged a using revetl_fold_v2 f
+                where a.sync = f.sync and a.key = f.key""",
+            f"""insert into {SCHEMA}.acknowledged
+                select sync, key, row_hash, payload, dest_ref, run_id, acknowledged_at
+                from revetl_fold_v2 where op <> 'remove'""",
+            "drop table revetl_fold_v2",
+            f"drop table {SCHEMA}.journal",
+            f"drop sequence {SCHEMA}.journal_seq",
+        ],
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
+PENDING = "revetl_pending"  # journals not folded yet, registered on a connection by `register_pending`
+_CHUNK = 100_000  # acknowledgements per Arrow chunk when folding a journal
 
 OPS = ("add", "change", "remove")
-
-
-class Ack(NamedTuple):
-    """One row the destination acknowledged. `payload`/`row_hash` are None for removes."""
-
-    op: str
-    key: str
-    row_hash: str | None = None
-    payload: str | None = None  # JSON text, as planned
-    dest_ref: str | None = None
-
-
-class Failure(NamedTuple):
-    """One row the destination rejected, with its reason (never a secret)."""
-
-    op: str
-    key: str
-    reason: str
-    payload: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,10 @@ def state_version(connection: duckdb.DuckDBPyConnection) -> int:
     exists = connection.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = 'migrations'",
         [SCHEMA],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return 0
-    return connection.execute(f"select coalesce(max(version), 0) from {SCHEMA}.migrations").fetchone()[0]
+    return connection.execute(f"select coalesce(max(version), 0) from {SCHEMA}.migrations").fetchall()[0][0]
 
 
 def has_state(connection: duckdb.DuckDBPyConnection) -> bool:
@@ -171,133 +175,137 @@ def migrate(connection: duckdb.DuckDBPyConnection) -> int:
     return LATEST
 
 
-def current_state_sql(connection: duckdb.DuckDBPyConnection, sync: str) -> str:
+def current_state_sql(connection: duckdb.DuckDBPyConnection, pending: bool = False) -> str:
     """A SELECT of (key, row_hash, payload, dest_ref) acknowledged for the sync bound to `$sync`.
 
-    Sees the folded rows and any journal not folded yet (a run in progress, or one that died).
-    When revetl never wrote state to this warehouse, it is an empty relation: reading writes nothing.
+    With `pending`, journals not folded yet (registered as `revetl_pending` by `register_pending`)
+    override the folded rows, key by key. When revetl never wrote state to this warehouse, the folded
+    part is an empty relation: reading writes nothing.
     """
-    if not has_state(connection):
-        return (
+    if has_state(connection):
+        folded = f"select key, row_hash, payload, dest_ref from {SCHEMA}.acknowledged where sync = $sync"
+    else:
+        folded = (
             "select null::varchar as key, null::varchar as row_hash, null::json as payload, "
             "null::varchar as dest_ref where $sync is null"
         )
-    folded = f"select key, row_hash, payload, dest_ref from {SCHEMA}.acknowledged where sync = $sync"
-    pending = connection.execute(f"select count(*) from {SCHEMA}.journal where sync = ?", [sync]).fetchone()[0]
     if not pending:  # the usual case: no run in progress, a plain scan
         return folded
     return f"""
         with latest as (
             select key, op, row_hash, payload, dest_ref,
                    row_number() over (partition by key order by seq desc) as newest
-            from {SCHEMA}.journal where sync = $sync
+            from {PENDING}
         )
-        select key, row_hash, payload, dest_ref from {SCHEMA}.acknowledged a
-        where sync = $sync and not exists (select 1 from latest j where j.key = a.key)
+        select key, row_hash, payload, dest_ref from ({folded}) a
+        where not exists (select 1 from latest j where j.key = a.key)
         union all
-        select key, row_hash, payload, dest_ref from latest where newest = 1 and op <> 'remove'
+        select key, row_hash, payload::json, dest_ref from latest where newest = 1 and op <> 'remove'
     """
 
 
-def record_acks(connection: duckdb.DuckDBPyConnection, sync: str, run_id: str, acks: Sequence[Ack]) -> None:
-    """Durably note acknowledged rows. Call only after the destination said yes.
+def _acks_table(acks: Sequence[tuple], first_seq: int) -> pa.Table:
+    columns = list(zip(*acks)) if acks else [()] * 5
+    return pa.table({
+        "op": pa.array(columns[0], pa.string()),
+        "key": pa.array(columns[1], pa.string()),
+        "row_hash": pa.array(columns[2], pa.string()),
+        "payload": pa.array(columns[3], pa.string()),
+        "dest_ref": pa.array(columns[4], pa.string()),
+        "seq": pa.array(range(first_seq, first_seq + len(acks)), pa.int64()),
+    })
 
-    Any objects with the attributes of `Ack` will do (the engine passes planned rows as they are).
-    """
+
+def register_pending(connection: duckdb.DuckDBPyConnection, journals: Sequence[JournalContents]) -> bool:
+    """Register the acknowledgements of unfolded journals (oldest first) as `revetl_pending`.
+
+    Returns whether there were any; `current_state_sql(connection, pending=True)` then reads them."""
+    acks = [ack for contents in journals for ack in contents.acks]
     if not acks:
-        return
+        return False
+    connection.register(PENDING, _acks_table(acks, 0))
+    return True
+
+
+def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: JournalContents,
+                  status: str | None = None, message: str | None = None) -> bool:
+    """Fold one run's journal into the state, in one transaction: its acknowledged rows into
+    `acknowledged`, its rejected rows into `failures`, its counts, status and message onto its run.
+
+    `status`/`message` default to what the journal says about its own end, else `crashed`. A journal
+    whose run is already closed was folded before (a crash after the fold, before the file was
+    deleted): it is left alone and False returned, so folding is idempotent.
+    """
+    run_id = contents.run_id
+    if run_id is not None:
+        found = connection.execute(f"select status from {SCHEMA}.runs where run_id = ?", [run_id]).fetchall()
+        if found and found[0][0] != "running":
+            return False
+    status = status or contents.status or "crashed"
+    if message is None:
+        message = contents.message
+    if message is None and status == "crashed":
+        kept = len(contents.acks)
+        message = f"the process stopped before the run ended; the {kept:,} rows it had acknowledged were kept"
     now = _now()
-    table = pa.table(
-        {
-            "op": [a.op for a in acks],
-            "key": [a.key for a in acks],
-            "row_hash": [a.row_hash for a in acks],
-            "payload": [a.payload for a in acks],
-            "dest_ref": [a.dest_ref for a in acks],
-        }
-    )
-    connection.register("revetl_acks", table)
-    try:
-        connection.execute(
-            f"""insert into {SCHEMA}.journal
-                select nextval('{SCHEMA}.journal_seq'), ?, ?, op, key, row_hash, payload::json, dest_ref, ?
-                from revetl_acks""",
-            [sync, run_id, now],
-        )
-    finally:
-        connection.unregister("revetl_acks")
-
-
-def record_failures(
-    connection: duckdb.DuckDBPyConnection, sync: str, run_id: str, rejected: Sequence[Failure]
-) -> None:
-    """Note rows the destination rejected; they stay out of `acknowledged`, so the next plan retries them."""
-    if not rejected:
-        return
-    table = pa.table(
-        {
-            "key": [f.key for f in rejected],
-            "op": [f.op for f in rejected],
-            "reason": [f.reason for f in rejected],
-            "payload": [f.payload for f in rejected],
-        }
-    )
-    connection.register("revetl_failures", table)
-    try:
-        connection.execute(
-            f"insert into {SCHEMA}.failures select ?, ?, key, op, reason, payload::json, ? from revetl_failures",
-            [run_id, sync, _now()],
-        )
-    finally:
-        connection.unregister("revetl_failures")
-
-
-def mark_crashed(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
-    """Close runs of `sync` left 'running' by a killed process. Call while holding the sync's lock."""
-    return connection.execute(
-        f"""update {SCHEMA}.runs set status = 'crashed', message = 'the process stopped before the run ended'
-            where sync = ? and status = 'running' returning run_id""",
-        [sync],
-    ).fetchall().__len__()
-
-
-def fold(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
-    """Move the sync's journal into `acknowledged` in one transaction; returns the rows folded."""
-    pending = connection.execute(f"select count(*) from {SCHEMA}.journal where sync = ?", [sync]).fetchone()[0]
-    if not pending:
-        return 0
     connection.execute("begin transaction")
     try:
-        connection.execute(
-            f"""create temp table revetl_fold as
-                select * from (
-                    select *, row_number() over (partition by key order by seq desc) as newest
-                    from {SCHEMA}.journal where sync = $sync
-                ) where newest = 1""",
-            {"sync": sync},
-        )
-        connection.execute(
-            f"delete from {SCHEMA}.acknowledged where sync = $sync and key in (select key from revetl_fold)",
-            {"sync": sync},
-        )
-        connection.execute(
-            f"""insert into {SCHEMA}.acknowledged
-                select sync, key, row_hash, payload, dest_ref, run_id, acknowledged_at
-                from revetl_fold where op <> 'remove'"""
-        )
-        connection.execute(f"delete from {SCHEMA}.journal where sync = ?", [sync])
-        connection.execute("drop table revetl_fold")
+        if contents.acks:
+            connection.execute(
+                "create or replace temp table revetl_fold (op varchar, key varchar, row_hash varchar, "
+                "payload varchar, dest_ref varchar, seq bigint)"
+            )
+            for start in range(0, len(contents.acks), _CHUNK):
+                connection.register("revetl_chunk", _acks_table(contents.acks[start:start + _CHUNK], start))
+                connection.execute("insert into revetl_fold select * from revetl_chunk")
+                connection.unregister("revetl_chunk")
+            connection.execute(
+                f"""delete from {SCHEMA}.acknowledged
+                    where sync = $sync and key in (select key from revetl_fold)""",
+                {"sync": sync},
+            )
+            connection.execute(
+                f"""insert into {SCHEMA}.acknowledged
+                    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
+                    from (select *, row_number() over (partition by key order by seq desc) as newest
+                          from revetl_fold)
+                    where newest = 1 and op <> 'remove'""",
+                {"sync": sync, "run": run_id, "now": now},
+            )
+            connection.execute("drop table revetl_fold")
+        if contents.rejects:
+            columns = list(zip(*contents.rejects))
+            connection.register("revetl_rejects", pa.table({
+                "op": pa.array(columns[0], pa.string()), "key": pa.array(columns[1], pa.string()),
+                "reason": pa.array(columns[2], pa.string()), "payload": pa.array(columns[3], pa.string()),
+            }))
+            connection.execute(
+                f"insert into {SCHEMA}.failures select ?, ?, key, op, reason, payload::json, ? from revetl_rejects",
+                [run_id or "unknown", sync, now],
+            )
+            connection.unregister("revetl_rejects")
+        if run_id is not None:
+            ended = None
+            if status == "crashed" and contents.path.is_file():  # when it last wrote, not when this fold runs
+                ended = dt.datetime.fromtimestamp(contents.path.stat().st_mtime, dt.timezone.utc)
+            finish_run(connection, run_id, status, contents.counts, len(contents.rejects), message, ended)
         connection.execute("commit")
-    except Exception:
+    except BaseException:
         connection.execute("rollback")
         raise
-    return pending
+    return True
 
 
-def start_run(connection: duckdb.DuckDBPyConnection, sync: str, audience: str, members: int,
-              planned: tuple[int, int, int], status: str = "running", message: str | None = None) -> str:
-    """Open a run record and return its id. Runs left 'running' by a killed process read as 'crashed'."""
-    run_id = uuid.uuid4().hex[:16]
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def start_run(connection: duckdb.DuckDBPyConnection, sync: str, audience: str, members: int | None,
+              planned: tuple[int | None, int | None, int | None], status: str = "running",
+              message: str | None = None, run_id: str | None = None) -> str:
+    """Open a run record and return its id (a new one unless given). A status other than `running`
+    records a run that ended at once (refused by the guard, nothing to send, failed to plan)."""
+    run_id = run_id or new_run_id()
     finished = _now() if status != "running" else None
     connection.execute(
         f"""insert into {SCHEMA}.runs (run_id, sync, audience, started_at, finished_at, status, members,
@@ -308,13 +316,25 @@ def start_run(connection: duckdb.DuckDBPyConnection, sync: str, audience: str, m
     return run_id
 
 
+def close_dead_runs(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
+    """Close runs of `sync` still marked running that left no journal (killed before their first batch).
+    Call while holding the sync's lock, after folding its journals."""
+    return len(connection.execute(
+        f"""update {SCHEMA}.runs set status = 'crashed', finished_at = ?,
+                message = 'the process stopped before the run sent anything'
+            where sync = ? and status = 'running' returning run_id""",
+        [_now(), sync],
+    ).fetchall())
+
+
 def finish_run(connection: duckdb.DuckDBPyConnection, run_id: str, status: str,
-               acked: tuple[int, int, int], failed: int, message: str | None = None) -> None:
+               acked: tuple[int, int, int], failed: int, message: str | None = None,
+               finished_at: dt.datetime | None = None) -> None:
     """Close a run record with its outcome."""
     connection.execute(
         f"""update {SCHEMA}.runs set finished_at = ?, status = ?, acked_adds = ?, acked_changes = ?,
                 acked_removes = ?, failed = ?, message = ? where run_id = ?""",
-        [_now(), status, *acked, failed, message, run_id],
+        [finished_at or _now(), status, *acked, failed, message, run_id],
     )
 
 
@@ -347,10 +367,10 @@ def failures(connection: duckdb.DuckDBPyConnection, sync: str, run_id: str | Non
     if run_id is None:
         found = connection.execute(
             f"select run_id from {SCHEMA}.failures where sync = ? order by failed_at desc limit 1", [sync]
-        ).fetchone()
+        ).fetchall()
         if not found:
             return []
-        run_id = found[0]
+        run_id = found[0][0]
     return connection.execute(
         f"""select run_id, key, op, reason, failed_at from {SCHEMA}.failures
             where sync = ? and run_id = ? order by failed_at, key limit ?""",
@@ -378,9 +398,8 @@ def reset(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
         return 0
     connection.execute("begin transaction")
     try:
-        count = connection.execute(f"select count(*) from {SCHEMA}.acknowledged where sync = ?", [sync]).fetchone()[0]
+        count = connection.execute(f"select count(*) from {SCHEMA}.acknowledged where sync = ?", [sync]).fetchall()[0][0]
         connection.execute(f"delete from {SCHEMA}.acknowledged where sync = ?", [sync])
-        connection.execute(f"delete from {SCHEMA}.journal where sync = ?", [sync])
         connection.execute("commit")
     except Exception:
         connection.execute("rollback")
@@ -388,9 +407,23 @@ def reset(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
     return count
 
 
-def acknowledged_rows(connection: duckdb.DuckDBPyConnection, sync: str) -> Iterable[tuple[str, str, str]]:
-    """(key, row_hash, payload) as currently acknowledged: for tests and `revetl state show`."""
-    if not has_state(connection):
+def acknowledged_rows(connection: duckdb.DuckDBPyConnection, sync: str,
+                      journals: Sequence[JournalContents] = ()) -> Iterable[tuple[str, str, str, str]]:
+    """(key, row_hash, payload, dest_ref) as currently acknowledged, unfolded `journals` included."""
+    if not has_state(connection) and not any(contents.acks for contents in journals):
         return []
-    sql = current_state_sql(connection, sync)
-    return connection.execute(f"select * from ({sql}) order by key", {"sync": sync}).fetchall()
+    pending = register_pending(connection, journals)
+    try:
+        sql = current_state_sql(connection, pending)
+        return connection.execute(f"select * from ({sql}) order by key", {"sync": sync}).fetchall()
+    finally:
+        if pending:
+            connection.unregister(PENDING)
+
+
+def run_status(connection: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
+    """The recorded status of a run, or None if there is no such run."""
+    if not has_state(connection):
+        return None
+    found = connection.execute(f"select status from {SCHEMA}.runs where run_id = ?", [run_id]).fetchall()
+    return found[0][0] if found else None

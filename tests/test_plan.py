@@ -12,6 +12,7 @@ import pytest
 from revetl import state
 from revetl.config import SyncConfig
 from revetl.errors import WarehouseError
+from revetl.journal import JournalContents
 from revetl.plan import make_plan
 
 AUDIENCE = "select * from audience_rows"
@@ -45,12 +46,16 @@ def members(connection, rows) -> None:
         connection.executemany("insert into audience_rows values (?, ?, ?, ?)", rows)
 
 
+def journal_of(rows) -> JournalContents:
+    """A run's journal that acknowledged `rows` (op, key, row_hash, payload, dest_ref)."""
+    return JournalContents(Path("run-1.journal"), acks=[tuple(row) for row in rows])
+
+
 def acknowledge_all(connection, sync: SyncConfig) -> None:
-    """What a successful run does: every diff row acknowledged, then folded."""
+    """What a successful run does: every diff row acknowledged in its journal, then folded."""
     state.migrate(connection)
     rows = connection.execute("select op, key, row_hash, payload, dest_ref from revetl_diff").fetchall()
-    state.record_acks(connection, sync.name, "run-1", [state.Ack(*row) for row in rows])
-    state.fold(connection, sync.name)
+    state.apply_journal(connection, sync.name, journal_of(rows))
 
 
 def diff(connection) -> set[tuple[str, str]]:
@@ -164,11 +169,11 @@ def test_partially_applied_run_plans_only_the_rest(warehouse):
     state.migrate(warehouse)
     rows = warehouse.execute("select op, key, row_hash, payload, dest_ref from revetl_diff order by key").fetchall()
     # A run acknowledged four rows, then died before folding its journal.
-    state.record_acks(warehouse, sync.name, "run-1", [state.Ack(*row) for row in rows[:4]])
-    plan = make_plan(warehouse, sync, AUDIENCE)
+    pending = journal_of(rows[:4])
+    plan = make_plan(warehouse, sync, AUDIENCE, pending=[pending])
     assert (plan.adds, plan.previous) == (6, 4)
     assert {key for _, key in diff(warehouse)} == {row[1] for row in rows[4:]}
-    state.fold(warehouse, sync.name)
+    state.apply_journal(warehouse, sync.name, pending)
     assert make_plan(warehouse, sync, AUDIENCE).adds == 6
 
 

@@ -16,6 +16,7 @@ Register a destination under the entry-point group `revetl.destinations` (built-
 
 from __future__ import annotations
 
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,8 +93,17 @@ class DestinationConfig(Strict):
 
 
 def secret_values(config: Strict) -> list[str]:
-    """Every secret in a config, to scrub from any text that could leave the process."""
-    return [value.get_secret_value() for value in config.__dict__.values() if isinstance(value, SecretStr)]
+    """Every secret in a config, to scrub from any text that could leave the process: SecretStr values
+    and the credentials of URLs (`https://user:PASS@host`)."""
+    found = []
+    for value in config.__dict__.values():
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, str) and "@" in value and "://" in value:
+            password = urllib.parse.urlsplit(value).password
+            if password:
+                found += [password, urllib.parse.unquote(password)]
+    return found
 
 
 @dataclass

@@ -35,7 +35,9 @@ def planned_rows(destination: Braze) -> list[Row]:
         ('ünï ✓', 'b@x.io', 'line
 break', 0, 1e20, null, {'city': null, 'zip': '1'}, timestamp '1999-12-31 23:59:59.5', null)
         ) t(user_id, email, plan, seats, score, tags, address, signed_up_at, trial)""")
-    texts = c.execute(f"select user_id, {_payload_sql(destination.sync)} from audience").fetchall()
+    relation = c.sql("select * from audience")
+    types = {name: str(kind) for name, kind in zip(relation.columns, relation.types)}
+    texts = c.execute(f"select user_id, {_payload_sql(destination.sync, types)} from audience").fetchall()
     rows = [Row("add", key, payload) for key, payload in texts]
     rows.append(Row("change", texts[0][0], texts[0][1], dest_ref="b-1"))
     rows += [Row("remove", key, None, previous=payload) for key, payload in texts[:2]]

@@ -1,0 +1,202 @@
+"""A sync run's journal: what the destination answered, batch by batch, in a file beside the warehouse.
+
+A run writes `<work_dir>/syncs/<sync>/<started>-<run_id>.journal` while it sends. Each answered
+batch is appended (its acknowledged and its rejected rows) and made durable before the worker that
+sent it takes the next batch, so a kill at any moment loses at most the batches that were in flight:
+at most `concurrency` batches are sent again by the next run, never an acknowledged one. The
+warehouse is not held while sending: the journal is folded into the state tables in one short
+transaction when the run ends, or by the next run if this one died (`state.apply_journal`).
+
+Why a file and not the warehouse: an embedded DuckDB file admits one writing process at a time, so a
+sync that wrote its acknowledgements there would lock out every other sync, plan, preview and build
+for its whole run.
+
+Format: records `length (u32 LE) | CRC-32 (u32 LE) | JSON`; the first is the header
+`{"run_id", "sync"}`, then one `{"acks": [[op, key, row_hash, payload, dest_ref], ...],
+"rejects": [[op, key, reason, payload], ...]}` per batch, and last, when the run could end
+properly, `{"end": status, "message": ...}`. A torn or corrupt record ends the file (a crash
+mid-write): what precedes it is intact, and that batch was never counted as acknowledged.
+
+Concurrent workers share one fdatasync (group commit in a writer thread), as the collector's log does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from revetl.errors import StateError
+
+__all__ = ["JournalContents", "JournalWriter", "journal_dir", "new_journal_path", "pending_journals", "read_journal"]
+
+SUFFIX = ".journal"
+_HEADER = struct.Struct("<II")
+
+Ack = Sequence[Any]  # (op, key, row_hash, payload, dest_ref)
+Reject = Sequence[Any]  # (op, key, reason, payload)
+
+
+def journal_dir(work_dir: Path, sync: str) -> Path:
+    """Where a sync's journals (and the plan file of its run in progress) live."""
+    return work_dir / "syncs" / sync
+
+
+def pending_journals(work_dir: Path, sync: str) -> list[Path]:
+    """Journals of the sync not folded into the warehouse yet, oldest run first."""
+    directory = journal_dir(work_dir, sync)
+    return sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass
+class JournalContents:
+    """What a journal file holds: its run, every acknowledged and rejected row, and how it ended."""
+
+    path: Path
+    run_id: str | None = None
+    acks: list[tuple] = field(default_factory=list)
+    rejects: list[tuple] = field(default_factory=list)
+    status: str | None = None  # written by a run that could end properly; None after a crash
+    message: str | None = None
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """Acknowledged (adds, changes, removes)."""
+        ops = [ack[0] for ack in self.acks]
+        return ops.count("add"), ops.count("change"), ops.count("remove")
+
+
+def _records(data: bytes) -> Iterator[bytes]:
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        start, end = offset + _HEADER.size, offset + _HEADER.size + length
+        if end > len(data) or zlib.crc32(data[start:end]) != crc:
+            return
+        yield data[start:end]
+        offset = end
+
+
+def read_journal(path: Path) -> JournalContents:
+    """Read a journal up to its first torn record."""
+    contents = JournalContents(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return contents
+    for raw in _records(data):
+        record = orjson.loads(raw)
+        if "run_id" in record:
+            contents.run_id = record["run_id"]
+        elif "end" in record:
+            contents.status, contents.message = record["end"], record.get("message")
+        else:
+            contents.acks += map(tuple, record.get("acks", ()))
+            contents.rejects += map(tuple, record.get("rejects", ()))
+    return contents
+
+
+class JournalWriter:
+    """Appends to one run's journal from a writer thread; `await write(...)` returns once it is durable.
+
+    A failed write (a full disk) fails that call and every later one with StateError: the engine
+    stops, and what was written before stays valid."""
+
+    def __init__(self, path: Path, sync: str, run_id: str, durable: bool = True) -> None:
+        self.path = path
+        self._durable = durable
+        self._queue: queue.SimpleQueue[tuple[bytes, concurrent.futures.Future] | None] = queue.SimpleQueue()
+        self.failure: StateError | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise self._error(exc) from None
+        self._thread = threading.Thread(target=self._run, name=f"revetl-journal-{sync}", daemon=True)
+        self._thread.start()
+        self._submit(orjson.dumps({"run_id": run_id, "sync": sync})).result()
+
+    def _error(self, exc: OSError) -> StateError:
+        return StateError(f"could not write the sync journal {self.path}: {exc.strerror or exc}")
+
+    def _submit(self, payload: bytes) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self.failure is not None:
+            future.set_exception(self.failure)
+        else:
+            self._queue.put((_frame(payload), future))
+        return future
+
+    async def write(self, acks: Sequence[Ack], rejects: Sequence[Reject] = ()) -> None:
+        """Append one answered batch; returns once it is on disk."""
+        await asyncio.wrap_future(self._submit(orjson.dumps({"acks": acks, "rejects": rejects})))
+
+    def end(self, status: str, message: str | None) -> None:
+        """Append how the run ended (read by the fold, and by the next run if the fold cannot happen now)."""
+        future = self._submit(orjson.dumps({"end": status, "message": message}))
+        try:
+            future.result()
+        except StateError:
+            pass  # the run's outcome is still recorded in the warehouse if it can be; the acks are what matter
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            pending = [entry for entry in batch if entry is not None]
+            if pending:
+                self._write(pending)
+            if stop:
+                return
+
+    def _write(self, pending: list[tuple[bytes, concurrent.futures.Future]]) -> None:
+        if self.failure is None:
+            try:
+                data = memoryview(b"".join(frame for frame, _ in pending))
+                while data:
+                    data = data[os.write(self._fd, data):]
+                if self._durable:
+                    (getattr(os, "fdatasync", None) or os.fsync)(self._fd)
+            except OSError as exc:
+                # What was written before stays readable (records are framed); nothing after this counts.
+                self.failure = self._error(exc)
+        for _, future in pending:
+            if self.failure is not None:
+                future.set_exception(self.failure)
+            else:
+                future.set_result(None)
+
+
+def new_journal_path(directory: Path, run_id: str) -> Path:
+    """A fresh journal name in a sync's `journal_dir`: names sort in the order runs started."""
+    return directory / f"{time.time_ns():020d}-{run_id}{SUFFIX}"
