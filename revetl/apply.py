@@ -215,19 +215,16 @@ class _Engine:
         assert self.http is not None
         if not first:
             await self.probed.wait()
-        try:
-            while (rows := await queue.get()) is not None:
-                results = await self.destination.send(self.http, rows)
-                if len(results) != len(rows):
-                    raise DestinationError(
-                        f"{self.destination.type} returned {len(results)} results for {len(rows)} rows "
-                        "(a destination bug)"
-                    )
-                _failpoint("after_send")
-                await self._record(rows, results)
-                self.probed.set()
-        finally:
-            self.probed.set()  # the others start, or see the queue's end, whatever happened to this one
+        while (rows := await queue.get()) is not None:
+            results = await self.destination.send(self.http, rows)
+            if len(results) != len(rows):
+                raise DestinationError(
+                    f"{self.destination.type} returned {len(results)} results for {len(rows)} rows (a destination bug)"
+                )
+            _failpoint("after_send")
+            await self._record(rows, results)
+            self.probed.set()
+        self.probed.set()  # a plan of one batch: the others see the queue's end (after a failure they are cancelled)
 
     async def _record(self, rows: Sequence[Row], results: Sequence[RowResult]) -> None:
         """Journal one answered batch (durably), then count it."""
@@ -290,6 +287,10 @@ class _Stop:
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    def reinstall(self) -> None:
+        """After the event loop closed (it resets the handlers it had)."""
+        signal.signal(signal.SIGTERM, self._terminate)
+
     def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
         def terminate() -> None:
             self.signal = "SIGTERM"
@@ -349,9 +350,15 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
         error = _send_step(destination, plan, diff, result, directory, stop, console, transport, secrets)
         _end_step(project, connection, sync, result, diff, error, stop)
         if error is not None:
-            raised = SyncCancelled(result.message) if isinstance(error, KeyboardInterrupt) else type(error)(result.message)
+            if isinstance(error, KeyboardInterrupt):
+                raised: RevetlError = SyncCancelled(result.message)
+            elif isinstance(error, RevetlError):
+                raised = type(error)(result.message)
+            else:  # a bug: one sentence here, the traceback with --debug
+                raised = RevetlError(result.message)
+                raised.__cause__ = error
             raised.result = result  # type: ignore[attr-defined]  # the CLI's summary shows it
-            raise raised from None
+            raise raised from None if isinstance(error, RevetlError | KeyboardInterrupt) else error
         return result
 
 
@@ -423,8 +430,11 @@ def _send_step(destination: Destination, plan: Plan, diff: Diff, result: RunResu
         with (progress or contextlib.nullcontext(), fewer_collections(),
               asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner):
             runner.run(_engine_main(engine, stop))
-    except (RevetlError, KeyboardInterrupt, asyncio.CancelledError) as exc:
-        error = KeyboardInterrupt() if isinstance(exc, asyncio.CancelledError) else exc
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        error = KeyboardInterrupt()
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, the run is recorded and says why
+        error = exc
+    stop.reinstall()
     result.seconds = time.monotonic() - started
     if engine.http is not None:
         result.requests, result.retries = engine.http.requests, engine.http.retries
@@ -451,7 +461,8 @@ def _conclude(result: RunResult, engine: _Engine, error: BaseException | None, s
         result.message = f"sync {sync} was stopped by {stop.signal}; {done}, the next run resumes"
     elif error is not None:
         result.status = "failed"
-        result.message = _scrub(f"{error or type(error).__name__}; {done}, the next run resumes", secrets)
+        reason = str(error) if isinstance(error, RevetlError) else f"unexpected {type(error).__name__}: {error}"
+        result.message = _scrub(f"{reason}; {done}, the next run resumes", secrets)
     elif result.failed:
         result.status = "failed"
         result.message = f"{result.failed:,} rows rejected by {engine.destination.type}; see `revetl failures {sync}`"

@@ -339,4 +339,8 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if _state["debug"]:
+            raise
+        # A revetl bug: still one sentence (secrets scrubbed), the traceback with --debug.
+        _print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (a revetl bug; --debug shows where)"))
+        sys.exit(1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import ssl
 import time
 import urllib.request
@@ -327,11 +328,16 @@ class Http:
 
 
 def _describe(response: httpx.Response) -> str:
-    """A short, secret-free reading of an error body: its `message`/`error` field, else its start."""
+    """A short, secret-free reading of an error body: its `message`/`error` field, an HTML page's
+    title (a proxy's error page), else its start."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
+        text = response.text.strip()
+        if text.startswith("<"):
+            title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+            text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+        return " ".join(text.split())[:200] or response.reason_phrase
     if isinstance(body, dict):
         for name in ("message", "error_description", "error", "errors"):
             if body.get(name):

@@ -246,7 +246,8 @@ def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: Jo
         message = contents.message
     if message is None and status == "crashed":
         kept = len(contents.acks)
-        message = f"the process stopped before the run ended; the {kept:,} rows it had acknowledged were kept"
+        message = (f"the process stopped before the run ended; the {kept:,} rows it had acknowledged are kept"
+                   if kept else "the process stopped before the run ended, before any row was acknowledged")
     now = _now()
     connection.execute("begin transaction")
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from revetl.config import Strict, SyncConfig
 from revetl.http import Http
@@ -90,6 +90,20 @@ class DestinationConfig(Strict):
     rate_limit: RateLimitConfig | None = None  # override the published limit (e.g. your plan's)
     unlimited: bool = False  # no client-side limit (emulators, benchmarks)
     attempts: int = Field(8, ge=1, le=30)  # tries per request through 429/5xx/timeouts before the run stops
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        # Every destination authenticates with its own keys (headers); a user:password@ in the URL would
+        # clash with them, and would be printed wherever the URL is. The message never repeats the value.
+        parts = urllib.parse.urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not hold credentials (user:password@); give the destination's own keys through ${VAR}"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
 
 def secret_values(config: Strict) -> list[str]:

@@ -1,0 +1,176 @@
+"""Every way a sync of a large plan can stop ends the same way, through the real CLI: one sentence
+with the reason (the destination's status and message, never a secret), exit 1, the run recorded with
+that message, and what was acknowledged kept, so that the next run sends only the rest.
+
+Large: 6,000 rows, more than one Arrow batch of the plan, where these stops used to end in an
+unrelated ResourceInUseException traceback with the run left `running`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cases import BRAZE, CASES, Case
+from test_contract import people, set_members, write_sync
+from wh import audience_project
+
+from revetl import state
+from revetl.config import Project
+from revetl.emulators import running
+from revetl.warehouse import connect
+
+pytestmark = pytest.mark.slow
+
+ROWS = 6_000
+AUDIENCE = """-- description: people the contract suite syncs
+-- key: user_id
+
+select user_id, email, name, plan from contract_members
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE})
+    set_members(project, people(ROWS))
+    return project
+
+
+def command(project: Project, *args: str) -> list[str]:
+    return [sys.executable, "-m", "revetl", "--project-dir", str(project.root), *args]
+
+
+def revetl(project: Project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(project, *args), capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def last_run(project: Project) -> state.RunRecord:
+    connection = connect(project, read_only=True)
+    try:
+        return state.runs(connection, "contract")[0]
+    finally:
+        connection.close()
+
+
+def planned_adds(project: Project) -> int:
+    plan = revetl(project, "plan", "contract", "--json")
+    assert plan.returncode == 0, plan.stderr
+    return json.loads(plan.stdout)["adds"]
+
+
+def assert_one_sentence(run: subprocess.CompletedProcess, *expected: str, secrets: tuple[str, ...] = ()) -> str:
+    """Exit 1, no traceback, exactly one `error:` sentence holding `expected`, no secret anywhere."""
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    for secret in secrets:
+        assert secret not in run.stdout + run.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_credentials_stop_a_large_plan_with_the_destinations_answer(case: Case, project, monkeypatch):
+    with running(case.emulator, {"seed": 11, **case.emulator_options}) as url:
+        write_sync(project, case, url, monkeypatch, env=case.bad_env)
+        run = revetl(project, "sync", "contract")
+    secrets = tuple({**case.env, **case.bad_env}.values())
+    assert_one_sentence(run, case.fatal_text, "0 of 6,000 rows acknowledged", secrets=secrets)
+    record = last_run(project)
+    assert record.status == "failed" and case.fatal_text in (record.message or "")
+    assert not any(secret in (record.message or "") for secret in secrets)
+
+
+def test_an_unreachable_host_stops_a_large_plan(project, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_sync(project, BRAZE, f"http://127.0.0.1:{port}", monkeypatch, attempts=2)
+    run = revetl(project, "sync", "contract")
+    assert_one_sentence(run, "still failing after 2 attempts", "ConnectError on POST /users/track")
+    record = last_run(project)
+    assert record.status == "failed" and "ConnectError" in (record.message or "")
+
+
+def test_retries_exhausted_stop_a_large_plan(project, monkeypatch):
+    with running("braze", {"seed": 12, "error_share": 1.0, **BRAZE.emulator_options}) as url:
+        write_sync(project, BRAZE, url, monkeypatch, attempts=2)
+        run = revetl(project, "sync", "contract")
+    assert_one_sentence(run, "still failing after 2 attempts", "last: 50")  # 500, 502 or 503, as the faults fall
+    assert last_run(project).status == "failed"
+
+
+class Emulator:
+    """`revetl emulate braze` in its own process, so that it can die mid-run."""
+
+    def __init__(self, latency_ms: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "revetl", "emulate", "braze", "--port", "0", "--latency-ms", str(latency_ms),
+             "--no-rate-limit"],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "BRAZE_API_KEY": BRAZE.env["BRAZE_API_KEY"]},
+        )
+        assert self.process.stdout is not None
+        self.url = json.loads(self.process.stdout.readline())["url"]
+
+    def requests(self) -> int:
+        return httpx.get(f"{self.url}/_emulator/stats", timeout=5).json()["requests_total"]
+
+    def wait_for(self, requests: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.requests() < requests:
+            assert time.monotonic() < deadline, "the sync never got going"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_a_destination_dying_mid_run_keeps_what_it_acknowledged(project, monkeypatch):
+    emulator = Emulator(latency_ms=40)
+    try:
+        write_sync(project, BRAZE, emulator.url, monkeypatch, concurrency=2, attempts=2)
+        sync = subprocess.Popen(command(project, "sync", "contract"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        emulator.wait_for(10)
+    finally:
+        emulator.kill()
+    out, err = sync.communicate(timeout=120)
+    run = subprocess.CompletedProcess(sync.args, sync.returncode, out, err)
+    assert_one_sentence(run, "still failing after 2 attempts", "the next run resumes")
+    record = last_run(project)
+    kept = record.acked[0]
+    assert record.status == "failed" and 0 < kept < ROWS
+    assert planned_adds(project) == ROWS - kept  # nothing acknowledged is planned again
+
+
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_and_sigterm_cancel_a_run_cleanly(project, monkeypatch, signum, name):
+    emulator = Emulator(latency_ms=40)
+    try:
+        write_sync(project, BRAZE, emulator.url, monkeypatch, concurrency=2)
+        sync = subprocess.Popen(command(project, "sync", "contract"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        emulator.wait_for(10)
+        sync.send_signal(signum)
+        out, err = sync.communicate(timeout=60)
+    finally:
+        emulator.kill()
+    run = subprocess.CompletedProcess(sync.args, sync.returncode, out, err)
+    assert_one_sentence(run, f"sync contract was stopped by {name}", "the next run resumes")
+    record = last_run(project)
+    kept = record.acked[0]
+    assert record.status == "cancelled" and 0 < kept < ROWS
+    assert planned_adds(project) == ROWS - kept

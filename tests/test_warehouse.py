@@ -1,0 +1,79 @@
+"""The warehouse seam: commands wait their turn for the embedded file, and analyst SQL is sandboxed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from wh import audience_project
+
+from revetl.errors import WarehouseError
+from revetl.warehouse import connect
+
+HOLD = """
+import duckdb, sys, time
+c = duckdb.connect(sys.argv[1])
+c.execute("create table if not exists t as select 42 as answer")
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    return audience_project(tmp_path, monkeypatch, {})
+
+
+def hold(project, seconds: float) -> subprocess.Popen:
+    """Another process holding the warehouse file read-write for `seconds`."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(project.root.parent / "warehouse.duckdb"), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_command_waits_for_the_warehouse_another_process_holds(project, capfd):
+    holder = hold(project, 1.5)
+    try:
+        started = time.monotonic()
+        connection = connect(project, read_only=True, wait=30)
+        waited = time.monotonic() - started
+        assert connection.execute("select answer from t").fetchall() == [(42,)]
+        connection.close()
+    finally:
+        holder.wait()
+    assert waited > 0.5  # it did wait for the holder, and then got in
+    assert f"process {holder.pid} is using it" in capfd.readouterr().err
+
+
+def test_waiting_gives_up_with_one_sentence_naming_the_holder(project):
+    holder = hold(project, 30)
+    try:
+        with pytest.raises(WarehouseError) as caught:
+            connect(project, wait=0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(caught.value)
+    assert f"is still in use by process {holder.pid} after 0.3 s" in message and "REVETL_LOCK_WAIT" in message
+    assert "\n" not in message
+
+
+def test_a_sandboxed_connection_reaches_no_file_and_changes_no_setting(project, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    connection = connect(project, sandbox=True)
+    try:
+        for sql in (f"select * from read_text('{secret}')", f"select * from '{secret}'",
+                    f"attach '{tmp_path / 'other.duckdb'}' as other", f"copy (select 1) to '{tmp_path / 'out.csv'}'",
+                    "install spatial", "set memory_limit = '10GB'", "set enable_external_access = true"):
+            with pytest.raises(duckdb.Error):
+                connection.execute(sql)
+        assert connection.execute("select 1 + 1").fetchall() == [(2,)]  # the warehouse itself still works
+    finally:
+        connection.close()
+    assert not (tmp_path / "out.csv").exists()
