@@ -34,6 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from revetl.config import PROJECT_FILE, Project, read_yaml
 from revetl.errors import BuildError, ConfigError
@@ -324,7 +325,8 @@ def _publish(project: Project, staging: Path) -> int:
                     connection.execute("create or replace view" + sql.strip()[len("create view"):])
             connection.execute("commit")
         except BaseException:
-            connection.execute("rollback")
+            with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                connection.execute("rollback")
             raise
         connection.execute("detach revetl_build")
     except duckdb.Error as exc:
@@ -386,7 +388,8 @@ def print_results(result: BuildResult, console: Console) -> None:
         )
     console.print(table)
     if result.error:
-        console.print(f"[bold red]build failed:[/] {result.error}")
+        # soft_wrap: the sentence names a path, which must not be cut by the terminal width.
+        console.print(Text("build failed: ", style="bold red") + Text(result.error), soft_wrap=True)
     elif result.failures:
         names = ", ".join(f"{node.kind} {node.name}" for node in result.failures)
         skipped = f" ({len(result.skipped)} downstream skipped)" if result.skipped else ""

@@ -141,6 +141,11 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
     try:
         return _make_plan(connection, sync, audience_sql, samples, has_pending)
     except duckdb.Error as exc:
+        if "failed to offload" in str(exc) or "No space left" in str(exc):
+            raise WarehouseError(
+                f"planning sync {sync.name} ran out of disk space for DuckDB's temporary files beside the warehouse "
+                f"({_first_line(exc)}); free some space, or give it more memory with REVETL_SYNC_MEMORY_LIMIT"
+            ) from exc
         raise WarehouseError(
             f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {_first_line(exc)}"
         ) from exc

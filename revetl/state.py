@@ -20,6 +20,7 @@ Keys are text: the audience's key column cast to VARCHAR, compared exactly (case
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
@@ -170,7 +171,8 @@ def migrate(connection: duckdb.DuckDBPyConnection) -> int:
             connection.execute(f"insert into {SCHEMA}.migrations values (?, ?, ?)", [number, description, _now()])
             connection.execute("commit")
         except Exception:
-            connection.execute("rollback")
+            with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                connection.execute("rollback")
             raise
     return LATEST
 
@@ -292,7 +294,8 @@ def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: Jo
             finish_run(connection, run_id, status, contents.counts, len(contents.rejects), message, ended)
         connection.execute("commit")
     except BaseException:
-        connection.execute("rollback")
+        with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+            connection.execute("rollback")
         raise
     return True
 
@@ -403,7 +406,8 @@ def reset(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
         connection.execute(f"delete from {SCHEMA}.acknowledged where sync = ?", [sync])
         connection.execute("commit")
     except Exception:
-        connection.execute("rollback")
+        with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+            connection.execute("rollback")
         raise
     return count
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from wh import REPO, land, redirect
+from wh import REPO, land, query, redirect
 from identity_reference import wire
 
 from revetl.dbt import build_project
@@ -67,3 +67,37 @@ def test_cli_reports_a_trait_typo_as_one_sentence(tmp_path, monkeypatch):
     assert run.returncode == 1
     assert "traits.yml, line 2: trait `x`: unknown kind 'cnt'" in " ".join(run.stderr.split())
     assert "Traceback" not in run.stderr
+
+
+def test_a_failed_build_leaves_every_model_and_the_as_of_time_as_they_were(tmp_path, monkeypatch):
+    root = _copy_project(tmp_path)
+    project = redirect(tmp_path, monkeypatch, root)
+    land(project, [wire("identify", "m1", userId="u1", traits={"email": "a@x.io"}),
+                   wire("track", "m2", userId="u2", event="Signed Up")])
+    first = _revetl("build", "--as-of", "2026-01-31T00:00:00", cwd=root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = query(project, "select (select as_of from build_info), (select count(*) from profiles)")
+
+    # A truncated landing file (as a crashed copy by some other tool would leave it) fails the build.
+    broken = project.landing_dir / "received_date=2026-01-02" / "copied.parquet"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"PAR1 cut short")
+    land(project, [wire("track", "m3", userId="u3", event="Signed Up")])
+    failed = _revetl("build", "--as-of", "2026-02-28T00:00:00", cwd=root)
+    assert failed.returncode == 1
+    said = " ".join(failed.stdout.split())
+    assert f"build failed: the landing file {broken} cannot be read as Parquet" in said
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert query(project, "select (select as_of from build_info), (select count(*) from profiles)") == before
+
+    # So does a model that breaks: nothing of that build reaches the warehouse either.
+    broken.unlink()
+    (root / "models" / "broken_model.sql").write_text("select no_such_column from {{ ref('events') }}\n")
+    assert _revetl("build", "--as-of", "2026-02-28T00:00:00", cwd=root).returncode == 1
+    assert query(project, "select (select as_of from build_info), (select count(*) from profiles)") == before
+
+    (root / "models" / "broken_model.sql").unlink()
+    fixed = _revetl("build", "--as-of", "2026-02-28T00:00:00", cwd=root)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    as_of, profiles = query(project, "select (select as_of from build_info), (select count(*) from profiles)")[0]
+    assert str(as_of) == "2026-02-28 00:00:00" and profiles == before[0][1] + 1

@@ -234,3 +234,27 @@ def test_to_json_has_the_counts(warehouse):
     assert {k: data[k] for k in ("sync", "adds", "changes", "removes")} == {
         "sync": "churn_to_braze", "adds": 3, "changes": 0, "removes": 0,
     }
+
+
+def test_float_noise_is_not_a_change(warehouse):
+    """Summation order moves the last digits of a double (194.06 vs 194.06000000000003): not a change."""
+    sync = sync_config(fields={"revenue": "revenue", "score": "score"})
+    warehouse.execute("create table money (user_id varchar, revenue double, score float)")
+    warehouse.execute("insert into money values ('u1', 194.06, 0.1), ('u2', 10.5, 2.5)")
+    make_plan(warehouse, sync, "select * from money")
+    acknowledge_all(warehouse, sync)
+    warehouse.execute("update money set revenue = 194.06000000000003 where user_id = 'u1'")
+    warehouse.execute("update money set revenue = 10.500000000000002, score = 2.5000002 where user_id = 'u2'")
+    plan = make_plan(warehouse, sync, "select * from money")
+    assert (plan.adds, plan.changes, plan.removes) == (0, 0, 0)
+    warehouse.execute("update money set revenue = 194.07 where user_id = 'u1'")
+    plan = make_plan(warehouse, sync, "select * from money")
+    assert plan.changes == 1 and plan.samples["change"][0]["fields"] == {"revenue": 194.07, "score": 0.1}
+
+
+def test_payload_floats_are_json_numbers_and_not_nan(warehouse):
+    sync = sync_config(fields={"revenue": "revenue"})
+    warehouse.execute("create table odd (user_id varchar, revenue double)")
+    warehouse.execute("insert into odd values ('u1', 'nan'::double), ('u2', 'inf'::double), ('u3', 1e300)")
+    plan = make_plan(warehouse, sync, "select * from odd")
+    assert [row["fields"] for row in plan.samples["add"]] == [{"revenue": None}, {"revenue": None}, {"revenue": 1e300}]

@@ -33,6 +33,7 @@ def empty_project(base: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "models", root / "models")
+    shutil.copytree(REPO / "macros", root / "macros")
     (root / "audiences").mkdir()
     (root / "syncs").mkdir()
     return redirect(base, monkeypatch, root)

@@ -174,3 +174,45 @@ def test_ctrl_c_and_sigterm_cancel_a_run_cleanly(project, monkeypatch, signum, n
     kept = record.acked[0]
     assert record.status == "cancelled" and 0 < kept < ROWS
     assert planned_adds(project) == ROWS - kept
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, project, monkeypatch):
+    """A SIGKILL right after a batch was applied, before its acknowledgement was journaled: the next run
+    sends again at most the batches that were in flight (one per worker), and `revetl runs` shows
+    what the killed run had acknowledged, before and after it is folded."""
+    from test_contract import acknowledged
+
+    concurrency, total = 4, max(600, 20 * case.batch_size)
+    set_members(project, people(total))
+    with running(case.emulator, {"seed": 13, "record_requests": 100_000, **case.emulator_options}) as url:
+        write_sync(project, case, url, monkeypatch, concurrency=concurrency)
+        env = {**os.environ, "REVETL_FAILPOINT": "after_send:12"}
+        crashed = subprocess.run(command(project, "sync", "contract"), env=env, capture_output=True, timeout=180)
+        assert crashed.returncode == -signal.SIGKILL
+        log = httpx.get(f"{url}/_emulator/requests", params={"limit": 100_000}).json()["requests"]
+        applied = set().union(*(case.sent_keys(r) for r in log))
+        kept = len(acknowledged(project))
+        assert 0 < kept < total
+        shown = revetl(project, "runs", "contract").stdout
+        assert "crashed" in shown and f"{kept:,}/{total:,}" in shown
+
+        resumed = revetl(project, "sync", "contract")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        later = httpx.get(f"{url}/_emulator/requests", params={"limit": 100_000}).json()["requests"][len(log):]
+        resent = set().union(*(case.sent_keys(r) for r in later)) & applied
+        assert len(resent) <= concurrency * case.batch_size
+        assert case.members(url) == {k: v for k, v in expected_members(case, total).items()}
+    connection = connect(project, read_only=True)
+    try:
+        killed = state.runs(connection, "contract")[-1]
+    finally:
+        connection.close()
+    assert killed.status == "crashed" and killed.acked[0] == kept
+    assert f"the {kept:,} rows it had acknowledged are kept" in (killed.message or "")
+
+
+def expected_members(case: Case, total: int) -> dict:
+    from test_contract import expected
+
+    return expected(people(total), case)
