@@ -60,11 +60,12 @@ def check_audiences(
 
 @contextlib.contextmanager
 def warehouse_if_built(project: Project) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """A read-only connection if the warehouse exists and can be opened now, else None."""
+    """A read-only, sandboxed connection (it runs audiences) if the warehouse exists and can be opened
+    now, else None."""
     connection = None
     if duckdb_path(project).exists():
         with contextlib.suppress(RevetlError):  # e.g. a build holds the write lock: check without it
-            connection = connect(project, read_only=True)
+            connection = connect(project, read_only=True, sandbox=True)
     try:
         yield connection
     finally:
