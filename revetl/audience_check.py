@@ -32,10 +32,11 @@ from revetl.audiences import (
     read_audience,
     relations,
 )
-from revetl.config import Project, SyncConfig, check_sync, expand_env, key_line, sync_names
+from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
 from revetl.destinations import load_destination, settings_problems, unknown_type
 from revetl.errors import ConfigError, RevetlError
 from revetl.warehouse import connect, duckdb_path
+from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]
 

@@ -2,7 +2,9 @@
 
 The project is the directory holding `dbt_project.yml` (found by walking up from the working
 directory, as dbt does). revetl's own settings live in `revetl.yml` beside it; the warehouse
-connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`).
+connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`). YAML is
+read by yaml_files.py (lines of keys; non-UTF-8 files and alias bombs refused); `read_yaml` is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field, SecretStr
 
 from revetl.errors import ConfigError
+from revetl.yaml_files import YamlFile, key_line, read_yaml, read_yaml_file
 
 __all__ = [
     "CollectSettings",
@@ -27,17 +29,14 @@ __all__ = [
     "Settings",
     "SyncConfig",
     "SyncFile",
-    "YamlFile",
     "check_sync",
     "expand_env",
     "find_project_root",
-    "key_line",
     "load_project",
     "load_sync",
     "named_file",
     "names_in",
     "read_yaml",
-    "read_yaml_file",
     "sync_names",
     "validation_problems",
 ]
@@ -125,124 +124,6 @@ def load_project(root: Path | None = None) -> Project:
         traits_file=root / settings.traits_file,
         target_dir=target if target.is_absolute() else root / target,
     )
-
-
-# How many values a YAML document may hold once its aliases are expanded. Project files hold
-# hundreds; a "billion laughs" (aliases of aliases) holds billions and would take minutes to walk.
-YAML_BUDGET = 10_000
-
-
-@dataclass(frozen=True)
-class YamlFile:
-    """A YAML file read: its data, its node tree (for lines) and the line of each mapping key path."""
-
-    path: Path
-    data: Any
-    root: yaml.Node | None
-    lines: dict[tuple[str, ...], int] = field(default_factory=dict)  # ("identity", "from") -> line
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a problem (not UTF-8, a syntax error, an alias bomb) names the file and line."""
-    return read_yaml_file(path).data
-
-
-def read_yaml_file(path: Path) -> YamlFile:
-    """`read_yaml`, keeping the node tree and where each key is written."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}, line {line}: the file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                          "save it as UTF-8") from None
-    loader = _BudgetLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: the YAML is nested too deeply") from None
-    finally:
-        loader.dispose()
-    return YamlFile(path, data or {}, root, _key_lines(root))
-
-
-class _BudgetLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a document whose aliases expand past YAML_BUDGET values, or refer to
-    the node they are written in, as soon as such an alias is read: before anything walks the expansion."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._expanded = 0
-        self._sizes: dict[int, int] = {}
-        self._open: set[str] = set()  # anchors of the collections being composed
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self._open:
-                raise yaml.composer.ComposerError(
-                    None, None, f"the YAML alias `{event.anchor}` refers to itself", event.start_mark
-                )
-            node = self.anchors.get(event.anchor)
-            self._expanded += self._size(node) if node is not None else 0
-            if self._expanded > YAML_BUDGET:
-                raise yaml.composer.ComposerError(
-                    None, None, f"the YAML aliases expand to more than {YAML_BUDGET:,} values (an alias bomb?)",
-                    event.start_mark,
-                )
-            return super().compose_node(parent, index)
-        anchor = getattr(event, "anchor", None)
-        if anchor is None:
-            return super().compose_node(parent, index)
-        self._open.add(anchor)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._open.discard(anchor)
-
-    def _size(self, node: yaml.Node) -> int:
-        """Values under `node` with its aliases expanded, memoized (aliases share nodes; no cycles by now)."""
-        if id(node) not in self._sizes:
-            children: list[yaml.Node] = []
-            if isinstance(node, yaml.SequenceNode):
-                children = node.value
-            elif isinstance(node, yaml.MappingNode):
-                children = [part for pair in node.value for part in pair]
-            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
-        return self._sizes[id(node)]
-
-
-def _key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
-    """Path of mapping keys (`("identity", "from")`) -> the line it is written on; aliased nodes once."""
-    found: dict[tuple[str, ...], int] = {}
-    seen: set[int] = set()
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                here = (*path, str(key.value))
-                found.setdefault(here, key.start_mark.line + 1)
-                walk(value, here)
-        elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                walk(item, path)
-
-    if root is not None:
-        walk(root, ())
-    return found
 
 
 def validation_problems(model: type[BaseModel], raw: Any) -> list[tuple[tuple[str, ...], str]]:
@@ -394,11 +275,6 @@ def check_sync(project: Project, name: str) -> SyncFile:
     problems.sort(key=lambda problem: (problem[0] is None, problem[0] or 0))  # keys not written last
     sync = None if problems else SyncConfig.model_validate({**raw, "name": name, "path": path})
     return SyncFile(parsed, sync, problems)
-
-
-def key_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
-    """The line of key path `loc`, or of the nearest enclosing key written in the file."""
-    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
 
 
 def load_sync(project: Project, name: str) -> SyncConfig:
