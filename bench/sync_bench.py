@@ -76,8 +76,10 @@ def project(rows: int) -> Path:
     (root / "syncs").mkdir(exist_ok=True)
     for name in ("dbt_project.yml", "profiles.yml"):
         (root / name).write_text((ROOT / name).read_text())
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "members.sql").write_text("-- placeholder: the bench creates table members itself\n")
     (root / "audiences" / "bench.sql").write_text(
-        "-- description: bench members\n-- key: user_id\n\nselect user_id, email, plan from members\n"
+        "-- description: bench members\n-- key: user_id\n\nselect user_id, email, plan from {{ ref('members') }}\n"
     )
     import duckdb
 

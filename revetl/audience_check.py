@@ -3,9 +3,10 @@
 Each audience is rendered and checked (audiences.py, audience_sql.py). Its output columns come
 from the warehouse when one has been built (`LIMIT 0`, reads no rows; this also catches unknown
 columns and tables), else from sqlglot; `SELECT *` without a warehouse is a problem, because the
-columns cannot be known before running. Then each sync file is checked against the audience it
-names: the file is valid, every `${VAR}` is set, the audience exists, its `identity.from` and
-`fields` columns are output columns of that audience, and its destination accepts its settings.
+columns cannot be known before running. Then each sync file, reporting every problem with its
+line (config.check_sync): the file is valid (an unknown key names the nearest known one), every
+`${VAR}` is set, the destination type is installed and accepts its settings, the audience exists
+and outputs the `identity.from` and `fields` columns.
 A destination's remarks on the mapping (`Destination.check`, e.g. a Salesforce Contact mapped
 without LastName) are warnings: printed, but they do not fail the check.
 """
@@ -31,10 +32,11 @@ from revetl.audiences import (
     read_audience,
     relations,
 )
-from revetl.config import Project, SyncConfig, expand_env, load_sync, sync_names
-from revetl.destinations import destination_types, load_destination
+from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
+from revetl.destinations import load_destination, settings_problems, unknown_type
 from revetl.errors import ConfigError, RevetlError
 from revetl.warehouse import connect, duckdb_path
+from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]
 
@@ -60,11 +62,12 @@ def check_audiences(
 
 @contextlib.contextmanager
 def warehouse_if_built(project: Project) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """A read-only connection if the warehouse exists and can be opened now, else None."""
+    """A read-only, sandboxed connection (it runs audiences) if the warehouse exists and can be opened
+    now, else None."""
     connection = None
     if duckdb_path(project).exists():
         with contextlib.suppress(RevetlError):  # e.g. a build holds the write lock: check without it
-            connection = connect(project, read_only=True)
+            connection = connect(project, read_only=True, sandbox=True)
     try:
         yield connection
     finally:
@@ -112,82 +115,91 @@ def _warehouse_columns(
 
 
 def _check_sync(project: Project, name: str, columns: dict[str, list[str] | None]) -> list[Problem]:
+    """Every problem of one sync file: the file itself (each with its line), its `${VAR}`s, then
+    what it names (audience, columns, destination type) as far as the file can be read."""
     path = project.syncs_dir / f"{name}.yml"
-    text, lines = "", {}
-    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):  # load_sync reports these
-        text = path.read_text(encoding="utf-8")
-        lines = _key_lines(text)
-    problems = _unset_variables(path, text) if lines else []
-    try:
-        sync = load_sync(project, name)
-    except ConfigError as exc:
-        return problems + [_from_error(path, str(exc), lines)]
-    if not problems:  # a destination cannot be configured while a ${VAR} it reads is unset
-        problems += _destination_problems(sync, path, lines)
-    if sync.audience not in columns:
-        known = ", ".join(columns) or "none"
-        return problems + [Problem(path, lines.get(("audience",)), (
-            f"audience `{sync.audience}` does not exist (no audiences/{sync.audience}.sql); known audiences: {known}"
-        ))]
-    output = columns[sync.audience]
-    if output is None:  # the audience's own problems are reported on its file
+    checked = check_sync(project, name)
+    problems = [Problem(path, line, message) for line, message in checked.problems]
+    if checked.yaml is None or not isinstance(checked.yaml.data, dict):
         return problems
+    raw, lines = checked.yaml.data, checked.yaml.lines
+    unset = _unset_variables(path, checked.yaml.root)
+    problems += unset
+    destination = raw.get("destination")
+    kind = destination.get("type") if isinstance(destination, dict) else None
+    if isinstance(kind, str) and kind and (unknown := unknown_type(kind)):
+        problems.append(Problem(path, lines.get(("destination", "type")), unknown))
+    elif checked.sync is not None and not unset:  # settings cannot be checked while a ${VAR} is unset
+        problems += _destination_problems(checked.sync, path, lines)
+    return problems + _column_problems(raw, path, lines, columns)
+
+
+def _column_problems(
+    raw: dict, path: Path, lines: dict[tuple[str, ...], int], columns: dict[str, list[str] | None]
+) -> list[Problem]:
+    """The audience the sync names exists, and outputs its `identity.from` and `fields` columns."""
+    audience = raw.get("audience")
+    if not isinstance(audience, str) or not audience:
+        return []  # reported by check_sync
+    if audience not in columns:
+        known = ", ".join(columns) or "none"
+        return [Problem(path, lines.get(("audience",)), (
+            f"audience `{audience}` does not exist (no audiences/{audience}.sql); known audiences: {known}"
+        ))]
+    output = columns[audience]
+    if output is None:  # the audience's own problems are reported on its file
+        return []
     have = {c.lower() for c in output}
     shown = ", ".join(output)
-    if sync.key.lower() not in have:
+    problems = []
+    identity = raw.get("identity")
+    key = identity.get("from") if isinstance(identity, dict) else None
+    if isinstance(key, str) and key.lower() not in have:
         problems.append(Problem(path, lines.get(("identity", "from"), lines.get(("identity",))), (
-            f"identity.from column `{sync.key}` is not an output column of audience `{sync.audience}` (it has: {shown})"
+            f"identity.from column `{key}` is not an output column of audience `{audience}` (it has: {shown})"
         )))
-    for column in sync.fields:
-        if column.lower() not in have:
-            problems.append(Problem(path, lines.get(("fields", column), lines.get(("fields",))), (
-                f"fields maps `{column}`, which is not an output column of audience `{sync.audience}` (it has: {shown})"
+    fields = raw.get("fields")
+    for column in fields if isinstance(fields, dict) else {}:
+        if str(column).lower() not in have:
+            problems.append(Problem(path, lines.get(("fields", str(column)), lines.get(("fields",))), (
+                f"fields maps `{column}`, which is not an output column of audience `{audience}` (it has: {shown})"
             )))
     return problems
 
 
 def _destination_problems(sync: SyncConfig, path: Path, lines: dict[tuple[str, ...], int]) -> list[Problem]:
-    """The destination's own checks of the sync (its settings, identity, membership: errors) and its
-    warnings about the mapping (`Destination.check`). Syncs to a type not installed here are skipped."""
-    if sync.destination_type not in destination_types():
-        return []
+    """Every problem of the destination's settings, then its own checks of the sync (identity,
+    membership: the first error) and its warnings about the mapping (`Destination.check`)."""
+    settings = settings_problems(sync)
+    if settings:
+        return [
+            Problem(path, key_line(lines, ("destination", *loc)), f"`destination.{'.'.join(loc)}` {message}")
+            for loc, message in settings
+        ]
     try:
         destination = load_destination(sync)
     except ConfigError as exc:
         message = str(exc)
         found = re.match(rf"{re.escape(str(path))} (destination|membership):(?: `([^`]+)`)? (.*)", message, re.S)
         if found is None:
-            return [_from_error(path, message, lines)]
+            return [Problem(path, None, message.removeprefix(f"{path}:").strip())]
         section, key, rest = found.groups()
-        line = lines.get((section, *key.split("."))) if key else None
+        line = key_line(lines, (section, *key.split("."))) if key else None
         text = f"`{section}.{key}` {rest}" if key else f"{section}: {rest}"
         return [Problem(path, line or lines.get((section,)), text)]
     line = lines.get(("fields",)) or lines.get(("destination", "type"))
     return [Problem(path, line, warning, warning=True) for warning in destination.check()]
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Path of mapping keys (`("identity", "from")`) -> the line it is written on."""
-    found: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                here = (*path, str(key.value))
-                found.setdefault(here, key.start_mark.line + 1)
-                walk(value, here)
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
-    return found
-
-
-def _unset_variables(path: Path, text: str) -> list[Problem]:
+def _unset_variables(path: Path, root: yaml.Node | None) -> list[Problem]:
     """A problem for each `${VAR}` (without a `:-default`) that the environment does not set."""
     problems = []
+    seen: set[int] = set()
 
     def walk(node: yaml.Node) -> None:
+        if id(node) in seen:  # an aliased node is reported once, where it is written
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.ScalarNode) and "${" in node.value:
             first = node.start_mark.line + 1 + (node.style in ("|", ">"))
             for match in re.finditer(r"\$\{[^}]*\}", node.value):
@@ -205,22 +217,6 @@ def _unset_variables(path: Path, text: str) -> list[Problem]:
             for item in node.value:
                 walk(item)
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
         walk(root)
     return problems
-
-
-def _from_error(path: Path, message: str, lines: dict[tuple[str, ...], int]) -> Problem:
-    """A ConfigError from load_sync (`<path>, line N: ...` or `<path>: ...`) as a Problem with a line."""
-    line: int | None = None
-    if message.startswith(f"{path}, line "):
-        number, _, message = message.removeprefix(f"{path}, line ").partition(": ")
-        line = int(number) if number.isdigit() else None
-    else:
-        message = message.removeprefix(f"{path}:").strip()
-        named = re.match(r"`([^`]+)`", message)  # validate() names the key: `identity.from` field required
-        if named:
-            parts = tuple(named.group(1).split("."))
-            line = next((lines[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in lines), None)
-    return Problem(path, line, message)

@@ -1,7 +1,8 @@
 """`revetl audiences list` and `revetl audiences preview`: what each audience is, and who is in it.
 
-Both only read: the preview runs the compiled audience on a read-only connection (a count, then
-the first rows ordered by the key, so the sample is the same on every run of the same build).
+Both only read: the preview runs the compiled audience on a read-only, sandboxed connection (a
+count, then the first rows ordered by the key, so the sample is the same on every run of the same
+build).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def preview_audience(
     audience = load_audience(project, name)
     sql = compile_audience(project, audience)
     own = connection is None
-    connection = connection or connect(project, read_only=True)
+    connection = connection or connect(project, read_only=True, sandbox=True)
     try:
         try:
             columns = audience_columns(connection, sql)

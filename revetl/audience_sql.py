@@ -1,4 +1,4 @@
-"""One audience's rendered SQL -> its problems, with sqlglot (DuckDB dialect).
+"""One audience's rendered SQL -> its problems, with sqlglot (DuckDB dialect) and DuckDB's parser.
 
 An audience is exactly one read-only query. `inspect_sql` tokenizes the SQL once, splits it into
 statements at `;` and parses each, then reports, with the line of the offending token:
@@ -6,9 +6,9 @@ statements at `;` and parses each, then reports, with the line of the offending 
 - no statement, or more than one;
 - a statement that is not a query: DDL, DML, ATTACH, COPY, INSTALL/LOAD, PRAGMA, SET, ...
   (also nested, e.g. an INSERT inside a CTE);
-- a function that reads outside the warehouse's tables: files (read_csv, read_parquet, glob, ...),
-  other databases (sqlite_scan, postgres_scan, ...), SQL in a string (query), the environment
-  (getenv), and a file path used as a table (`FROM 'x.csv'`);
+- what a query reaches that an audience may not (audience_sandbox.py, deny by default): a
+  function or table function outside the allowlist of pure ones, a relation that is neither one
+  ref() renders nor a CTE (a bare table, `revetl_state.*`, a file path);
 - output columns that are unnamed (`select count(*)`) or named twice.
 
 Line numbers are those of the SQL given; the caller maps them back to the file.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -27,19 +27,9 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
-__all__ = ["SqlReport", "inspect_sql", "reads_outside_warehouse"]
+from revetl.audience_sandbox import sandbox_problems
 
-# Table and scalar functions that reach outside the warehouse's tables. Anything named read_*,
-# *_scan, *_attach, *_query or *_execute does too (read_json_auto, iceberg_scan, mysql_query, ...).
-_OUTSIDE = frozenset({
-    "glob", "query", "query_table", "sniff_csv", "st_read", "st_read_meta",
-    "parquet_metadata", "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata",
-    "iceberg_metadata", "iceberg_snapshots", "delta_scan",
-    "getenv", "current_setting", "duckdb_settings", "duckdb_secrets", "which_secret",
-    "load_aws_credentials",
-})
-_OUTSIDE_PREFIXES = ("read_",)
-_OUTSIDE_SUFFIXES = ("_scan", "_attach", "_query", "_execute")
+__all__ = ["SqlReport", "inspect_sql"]
 
 # Statements (or parts of them) that change the warehouse, the connection or the files around it.
 _NOT_READ_ONLY = (
@@ -63,14 +53,12 @@ class SqlReport:
     problems: list[tuple[int | None, str]] = field(default_factory=list)
 
 
-def reads_outside_warehouse(name: str) -> bool:
-    """Whether the DuckDB function `name` reads files, other databases or the environment."""
-    name = name.lower()
-    return name in _OUTSIDE or name.startswith(_OUTSIDE_PREFIXES) or name.endswith(_OUTSIDE_SUFFIXES)
+def inspect_sql(sql: str, relations: Collection[str] = ()) -> SqlReport:
+    """Check that `sql` is exactly one read-only query and find its output columns.
 
-
-def inspect_sql(sql: str) -> SqlReport:
-    """Check that `sql` is exactly one read-only query and find its output columns."""
+    `relations` are the only relations it may read (as ref() renders them, DuckDB SQL); its own
+    CTEs aside, any other is a problem."""
+    allowed = {_parts(relation) for relation in relations}
     report = SqlReport()
     try:
         tokens = DuckDB().tokenize(sql)
@@ -94,7 +82,9 @@ def inspect_sql(sql: str) -> SqlReport:
                 f"`{_keyword(statement, parsed)}` is not allowed: an audience is one read-only SELECT"
             )))
             continue
-        _check_query(parsed, sql, report)
+        before = len(report.problems)
+        _check_query(parsed, report)
+        _check_reach(statement, sql, allowed, report, quiet=len(report.problems) > before)
         if number == 0:
             report.query, report.end = parsed, statement[-1].end + 1
             report.columns = _columns(parsed, report) if len(statements) == 1 else None
@@ -160,38 +150,33 @@ def _line(node: exp.Expr) -> int | None:
     return None
 
 
-def _function_name(node: exp.Func, sql: str) -> str:
-    """The function's name as written (sqlglot maps some, e.g. read_csv_auto, onto its own classes)."""
-    start, end = node.meta.get("start"), node.meta.get("end")
-    if isinstance(start, int) and isinstance(end, int):
-        return sql[start:end + 1].strip('"').lower()
-    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-
-
-def _check_query(query: exp.Query, sql: str, report: SqlReport) -> None:
+def _check_query(query: exp.Query, report: SqlReport) -> None:
     for node in query.walk():
         if isinstance(node, _NOT_READ_ONLY):
             report.problems.append((_line(node), (
                 f"`{node.key.upper()}` is not allowed: an audience is one read-only SELECT"
             )))
-        elif isinstance(node, exp.Func) and reads_outside_warehouse(name := _function_name(node, sql)):
-            report.problems.append((_line(node), (
-                f"`{name}()` reads outside the warehouse (files, other databases or the environment); "
-                "an audience reads only warehouse models, through ref()"
-            )))
-        elif isinstance(node, exp.Table) and _is_file_path(node):
-            report.problems.append((_line(node), (
-                f"`'{node.name}'` reads a file directly; an audience reads only warehouse models, through ref()"
-            )))
 
 
-def _is_file_path(table: exp.Table) -> bool:
-    """DuckDB reads `FROM 'x.csv'` (or "x.csv", 's3://...') as a file: a quoted name with a path in it."""
-    name = table.this
-    if table.args.get("db") or not isinstance(name, exp.Identifier | exp.Literal):
-        return False
-    quoted = isinstance(name, exp.Literal) or name.quoted
-    return quoted and any(mark in name.name for mark in "./\\:*")
+def _check_reach(
+    statement: list[Token], sql: str, allowed: set[tuple[str, ...]], report: SqlReport, quiet: bool
+) -> None:
+    """The functions and relations the statement reaches, on DuckDB's parse tree (audience_sandbox.py).
+
+    `quiet`: sqlglot already found this statement wrong, so DuckDB's refusal to parse it says nothing new."""
+    start = statement[0].start
+    text = sql[start:statement[-1].end + 1]
+    encoded = text.encode("utf-8")
+    for offset, message in sandbox_problems(text, allowed):
+        if quiet and message.startswith("the SQL cannot be parsed"):
+            continue
+        before = start + len(encoded[:offset].decode("utf-8", errors="ignore"))  # DuckDB counts bytes
+        report.problems.append((sql.count("\n", 0, before) + 1, message))
+
+
+def _parts(relation: str) -> tuple[str, ...]:
+    """`"catalog"."schema"."name"` -> ("catalog", "schema", "name"), lower-case (DuckDB ignores case)."""
+    return tuple(part.name.lower() for part in exp.to_table(relation, dialect="duckdb").parts)
 
 
 def _columns(query: exp.Query, report: SqlReport) -> list[str] | None:

@@ -236,7 +236,7 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
         name = str(names[-1]) if names else ""
         if name not in refs:
             unknown.append(name)
-            return exp.to_identifier(name or "missing", quoted=True).sql("duckdb")
+            return _unknown_relation(name)
         return refs[name]
 
     def as_of() -> str:
@@ -255,7 +255,9 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
         what = f"as_of() needs the `{BUILD_INFO}` model" if name == BUILD_INFO else f"ref('{name}') names no dbt model"
         problems.append(Problem(path, offset + line if line else None, f"{what}; known models: {known}"))
     lines = _line_map(audience.template, rendered, offset)
-    report = inspect_sql(rendered)
+    # An unknown ref() is reported above; reading it is not a second problem.
+    readable = [*refs.values(), *(_unknown_relation(name) for name in unknown)]
+    report = inspect_sql(rendered, readable)
     problems += [
         Problem(path, _file_line(lines, line) if line else audience.body_line, message)
         for line, message in report.problems
@@ -264,6 +266,11 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
         problems.append(key_problem(audience, report.columns))
     sql = rendered[: report.end] if report.query is not None else None
     return Compiled(audience, sql, report.columns, sorted(problems, key=lambda p: p.line or 0), lines)
+
+
+def _unknown_relation(name: str) -> str:
+    """What ref() renders for a model it does not know (reported as a problem; the SQL still parses)."""
+    return exp.to_identifier(name or "missing", quoted=True).sql("duckdb")
 
 
 def key_problem(audience: Audience, columns: list[str]) -> Problem:
@@ -352,7 +359,7 @@ def last_known_size(project: Project, name: str) -> int | None:
     if not duckdb_path(project).exists():
         return None
     try:
-        connection = connect(project, read_only=True)
+        connection = connect(project, read_only=True, sandbox=True)
     except WarehouseError:  # e.g. a sync holds the warehouse right now
         return None
     try:

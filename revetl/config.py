@@ -2,22 +2,25 @@
 
 The project is the directory holding `dbt_project.yml` (found by walking up from the working
 directory, as dbt does). revetl's own settings live in `revetl.yml` beside it; the warehouse
-connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`).
+connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`). YAML is
+read by yaml_files.py (lines of keys; non-UTF-8 files and alias bombs refused); `read_yaml` is
+re-exported here.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field, SecretStr
 
 from revetl.errors import ConfigError
+from revetl.yaml_files import YamlFile, key_line, read_yaml, read_yaml_file
 
 __all__ = [
     "CollectSettings",
@@ -25,6 +28,8 @@ __all__ = [
     "Project",
     "Settings",
     "SyncConfig",
+    "SyncFile",
+    "check_sync",
     "expand_env",
     "find_project_root",
     "load_project",
@@ -33,6 +38,7 @@ __all__ = [
     "names_in",
     "read_yaml",
     "sync_names",
+    "validation_problems",
 ]
 
 PROJECT_FILE = "dbt_project.yml"
@@ -120,32 +126,54 @@ def load_project(root: Path | None = None) -> Project:
     )
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a syntax error names the file and line."""
+def validation_problems(model: type[BaseModel], raw: Any) -> list[tuple[tuple[str, ...], str]]:
+    """Every problem of `raw` against a Strict model: (key path, sentence), in the file's order.
+
+    An unknown key names the nearest known one (`mdoe` -> did you mean `mode`?); a required key
+    that such a typo stands for is not reported a second time as missing."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}: {problem}") from None
+        model.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    else:
+        return []
+    problems: list[tuple[tuple[str, ...], str]] = []
+    meant: set[tuple[str, ...]] = set()
+    for error in errors:
+        loc = tuple(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            nearest = difflib.get_close_matches(loc[-1], _known_keys(model, loc[:-1]), n=1, cutoff=0.6)
+            hint = f"; did you mean `{nearest[0]}`?" if nearest else ""
+            meant.update((*loc[:-1], key) for key in nearest)
+            problems.append((loc, f"unknown key{hint}"))
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append((loc, message[:1].lower() + message[1:]))
+    return [
+        (loc, message) for loc, message in problems
+        if not (message == "field required" and loc in meant)
+    ]
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The keys a mapping at `loc` under `model` may hold (none known when it is not a model)."""
+    for part in loc:
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        annotation = fields[part].annotation if part in fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
     """Validate `raw` against a Strict model; the first problem becomes one sentence."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        field = f" `{loc}`" if loc else ""
-        message = first["msg"].removeprefix("Value error, ")
-        message = "unknown key" if first["type"] == "extra_forbidden" else message[:1].lower() + message[1:]
-        raise ConfigError(f"{path}{where}:{field} {message}") from None
+    problems = validation_problems(model, raw)
+    if problems:
+        loc, message = problems[0]
+        field_ = f" `{'.'.join(loc)}`" if loc else ""
+        raise ConfigError(f"{path}{where}:{field_} {message}")
+    return model.model_validate(raw)
 
 
 class Identity(Strict):
@@ -209,15 +237,57 @@ def sync_names(project: Project) -> list[str]:
     return names_in(project.syncs_dir, ".yml")
 
 
-def load_sync(project: Project, name: str) -> SyncConfig:
-    """Read and validate `syncs/NAME.yml`; an unknown name lists the ones that exist."""
+@dataclass(frozen=True)
+class SyncFile:
+    """A sync file checked: the config when valid, and every problem as (line or None, sentence)."""
+
+    yaml: YamlFile | None  # None when the file could not be read or parsed
+    sync: SyncConfig | None
+    problems: list[tuple[int | None, str]]
+
+
+def check_sync(project: Project, name: str) -> SyncFile:
+    """Read and validate `syncs/NAME.yml`, collecting every problem with its line.
+
+    Unknown keys name the nearest known one; the destination's own settings are its plugin's to
+    check (destinations.load_destination)."""
     path = named_file(project.syncs_dir, name, ".yml", "sync")
-    raw = read_yaml(path)
+    try:
+        parsed = read_yaml_file(path)
+    except ConfigError as exc:
+        message = str(exc)
+        found = re.match(rf"{re.escape(str(path))}, line (\d+): (.*)", message, re.S)
+        if found:
+            return SyncFile(None, None, [(int(found.group(1)), found.group(2))])
+        return SyncFile(None, None, [(None, message.removeprefix(f"{path}: "))])
+    raw = parsed.data
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a sync file is a mapping (audience, destination, identity, ...)")
-    if not isinstance(raw.get("destination"), dict) or not raw["destination"].get("type"):
-        raise ConfigError(f"{path}: `destination` needs a `type` (braze, salesforce, intercom, ...)")
-    return validate(SyncConfig, {**raw, "name": name, "path": path}, path)
+        return SyncFile(parsed, None, [(1, "a sync file is a mapping (audience, destination, identity, ...)")])
+    problems: list[tuple[int | None, str]] = []
+    for loc, message in validation_problems(SyncConfig, {**raw, "name": name, "path": path}):
+        shown = f"`{'.'.join(loc)}` " if loc else ""
+        problems.append((key_line(parsed.lines, loc), f"{shown}{message}"))
+    destination = raw.get("destination")
+    if isinstance(destination, dict) and not destination.get("type"):
+        problems.append((parsed.lines.get(("destination",)), (
+            "`destination` needs a `type` (braze, salesforce, intercom, ...)"
+        )))
+    problems.sort(key=lambda problem: (problem[0] is None, problem[0] or 0))  # keys not written last
+    sync = None if problems else SyncConfig.model_validate({**raw, "name": name, "path": path})
+    return SyncFile(parsed, sync, problems)
+
+
+def load_sync(project: Project, name: str) -> SyncConfig:
+    """Read and validate `syncs/NAME.yml`; the first problem is a ConfigError naming the file and line.
+
+    An unknown name lists the syncs that exist."""
+    checked = check_sync(project, name)
+    if checked.problems:
+        line, message = checked.problems[0]
+        path = project.syncs_dir / f"{name}.yml"
+        raise ConfigError(f"{path}, line {line}: {message}" if line else f"{path}: {message}")
+    assert checked.sync is not None
+    return checked.sync
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

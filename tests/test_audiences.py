@@ -247,7 +247,7 @@ def test_sync_problems_name_the_sync_file_and_line(proj, monkeypatch):
         (columns.name, 9, "fields maps `seats`, which is not an output column of audience `members` "
                           "(it has: user_id, email, plan)"),
         (typo.name, 5, "environment variable AUD_TEST_UNSET_KEY is not set"),
-        (typo.name, 10, "`mdoe` unknown key"),
+        (typo.name, 10, "`mdoe` unknown key; did you mean `mode`?"),
     ])
     monkeypatch.setenv("AUD_TEST_UNSET_KEY", "secret")
     assert [p.path.name for p in check_project(proj)] == [columns.name, columns.name, typo.name, unknown.name]

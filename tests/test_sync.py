@@ -20,14 +20,14 @@ KEY = "sync-test-braze-key"
 AUDIENCE = """-- description: people
 -- key: user_id
 
-select user_id, email, plan from members
+select user_id, email, plan from {{ ref('members') }}
 """
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("BRAZE_API_KEY", KEY)
-    return audience_project(tmp_path, monkeypatch, {"people": AUDIENCE})
+    return audience_project(tmp_path, monkeypatch, {"people": AUDIENCE}, tables=("members",))
 
 
 def members(project: Project, n: int, bad: int = 0) -> None:

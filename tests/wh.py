@@ -39,14 +39,24 @@ def empty_project(base: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     return redirect(base, monkeypatch, root)
 
 
-def audience_project(base: Path, monkeypatch: pytest.MonkeyPatch, audiences: dict[str, str]) -> Project:
+def audience_project(
+    base: Path, monkeypatch: pytest.MonkeyPatch, audiences: dict[str, str], tables: tuple[str, ...] = ()
+) -> Project:
     """A minimal project redirected into `base`: the repo's dbt settings, the given audience files
-    (name -> text, usually SELECTs over plain warehouse tables) and an empty syncs/."""
+    (name -> text) and an empty syncs/.
+
+    An audience reads only what `ref()` renders, so the plain tables a test creates itself in the
+    warehouse's main schema (`create table members ...`) are named in `tables`: each gets a
+    placeholder model file `models/NAME.sql` (never built), and the audiences read it as
+    `{{ ref('NAME') }}`."""
     root = base / "project"
     (root / "audiences").mkdir(parents=True)
     (root / "syncs").mkdir()
+    (root / "models").mkdir()
     for name in ("dbt_project.yml", "profiles.yml"):
         (root / name).write_text((REPO / name).read_text())
+    for name in tables:
+        (root / "models" / f"{name}.sql").write_text(f"-- placeholder: the test creates table {name} itself\n")
     for name, text in audiences.items():
         (root / "audiences" / f"{name}.sql").write_text(text)
     return redirect(base, monkeypatch, root=root)

@@ -6,14 +6,17 @@ its settings from the environment and validates them with the class's strict sch
 
 from __future__ import annotations
 
+import difflib
 from importlib.metadata import entry_points
 from typing import Any
 
-from revetl.config import SyncConfig, expand_env, validate
+from revetl.config import SyncConfig, expand_env, validate, validation_problems
 from revetl.destinations.base import Destination, Row, RowResult
 from revetl.errors import ConfigError
 
-__all__ = ["Destination", "Row", "RowResult", "destination_types", "load_destination"]
+__all__ = [
+    "Destination", "Row", "RowResult", "destination_types", "load_destination", "settings_problems", "unknown_type",
+]
 
 GROUP = "revetl.destinations"
 
@@ -21,6 +24,16 @@ GROUP = "revetl.destinations"
 def destination_types() -> dict[str, Any]:
     """Registered destination name -> entry point."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def unknown_type(kind: str) -> str | None:
+    """None when destination type `kind` is installed, else a sentence naming the nearest and the installed ones."""
+    types = sorted(destination_types())
+    if kind in types:
+        return None
+    nearest = difflib.get_close_matches(kind, types, n=1, cutoff=0.6)
+    hint = f"; did you mean `{nearest[0]}`?" if nearest else ""
+    return f"unknown destination type `{kind}`{hint} (installed: {', '.join(types) or 'none'})"
 
 
 def _expand(value: Any, sync: SyncConfig, key: str, environ: dict[str, str] | None) -> Any:
@@ -36,12 +49,19 @@ def _expand(value: Any, sync: SyncConfig, key: str, environ: dict[str, str] | No
 
 def load_destination(sync: SyncConfig, environ: dict[str, str] | None = None) -> Destination:
     """The configured destination of `sync`; a ConfigError names the sync file and key."""
-    types = destination_types()
-    kind = sync.destination_type
-    if kind not in types:
-        known = ", ".join(sorted(types)) or "none installed"
-        raise ConfigError(f"{sync.path}: unknown destination type {kind!r} (known: {known})")
-    cls: type[Destination] = types[kind].load()
+    problem = unknown_type(sync.destination_type)
+    if problem:
+        raise ConfigError(f"{sync.path}: {problem}")
+    cls: type[Destination] = destination_types()[sync.destination_type].load()
     raw = {k: _expand(v, sync, k, environ) for k, v in sync.destination.items()}
     config = validate(cls.config_model, raw, sync.path, where=" destination")
     return cls(sync=sync, config=config)
+
+
+def settings_problems(sync: SyncConfig, environ: dict[str, str] | None = None) -> list[tuple[tuple[str, ...], str]]:
+    """Every problem of the sync's `destination:` settings against its type's schema, as (key path, sentence).
+
+    For `revetl audiences check`; the type must be installed and its `${VAR}`s set."""
+    cls: type[Destination] = destination_types()[sync.destination_type].load()
+    raw = {k: _expand(v, sync, k, environ) for k, v in sync.destination.items()}
+    return validation_problems(cls.config_model, raw)

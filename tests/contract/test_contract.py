@@ -33,7 +33,7 @@ pytestmark = pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 AUDIENCE = """-- description: people the contract suite syncs
 -- key: user_id
 
-select user_id, email, name, plan from contract_members
+select user_id, email, name, plan from {{ ref('contract_members') }}
 """
 
 
@@ -44,7 +44,7 @@ def people(n: int, start: int = 0, plan: str = "pro") -> list[tuple]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """A minimal project: the repo's dbt settings, one audience over a plain warehouse table."""
-    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE})
+    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
     set_members(project, people(30))
     return project
 

@@ -353,7 +353,9 @@ def test_audiences_check_reports_destination_settings_with_their_line(checked_pr
     path.write_text(SYNC_FILE.replace("  object: Contact\n", "  object: Contact\n  api_verison: '60.0'\n"))
     problems = check_project(checked_project)
     errors = [p for p in problems if not p.warning]
-    assert [(p.line, p.message) for p in errors] == [(8, "`destination.api_verison` unknown key")]
+    assert [(p.line, p.message) for p in errors] == [
+        (8, "`destination.api_verison` unknown key; did you mean `api_version`?")
+    ]
 
 
 def test_keys_are_quoted_as_soql_text_literals():

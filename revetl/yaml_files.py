@@ -1,0 +1,142 @@
+"""YAML project files -> data, with the line of each key; hostile files refused with file and line.
+
+Every YAML file revetl reads (revetl.yml, traits.yml, sync files, dbt_project.yml) goes through
+`read_yaml_file`: a file that is not UTF-8 names the line of the first bad byte; a syntax error
+names its line; a document whose aliases expand past YAML_BUDGET values (a "billion laughs") or
+refer to the collection they are written in is refused while it is being composed, before
+anything walks the expansion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from revetl.errors import ConfigError
+
+__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "read_yaml", "read_yaml_file"]
+
+# How many values a YAML document may hold once its aliases are expanded. Project files hold
+# hundreds; a "billion laughs" (aliases of aliases) holds billions and would take minutes to walk.
+YAML_BUDGET = 10_000
+
+
+@dataclass(frozen=True)
+class YamlFile:
+    """A YAML file read: its data, its node tree (for lines) and the line of each mapping key path."""
+
+    path: Path
+    data: Any
+    root: yaml.Node | None
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)  # ("identity", "from") -> line
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a problem (not UTF-8, a syntax error, an alias bomb) names the file and line."""
+    return read_yaml_file(path).data
+
+
+def read_yaml_file(path: Path) -> YamlFile:
+    """`read_yaml`, keeping the node tree and where each key is written."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}, line {line}: the file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                          "save it as UTF-8") from None
+    loader = _BudgetLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+    return YamlFile(path, data or {}, root, _key_lines(root))
+
+
+class _BudgetLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a document whose aliases expand past YAML_BUDGET values, or refer to
+    the node they are written in, as soon as such an alias is read: before anything walks the expansion."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}
+        self._open: set[str] = set()  # anchors of the collections being composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the YAML alias `{event.anchor}` refers to itself", event.start_mark
+                )
+            node = self.anchors.get(event.anchor)
+            self._expanded += self._size(node) if node is not None else 0
+            if self._expanded > YAML_BUDGET:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the YAML aliases expand to more than {YAML_BUDGET:,} values (an alias bomb?)",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.discard(anchor)
+
+    def _size(self, node: yaml.Node) -> int:
+        """Values under `node` with its aliases expanded, memoized (aliases share nodes; no cycles by now)."""
+        if id(node) not in self._sizes:
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
+        return self._sizes[id(node)]
+
+
+def _key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Path of mapping keys (`("identity", "from")`) -> the line it is written on; aliased nodes once."""
+    found: dict[tuple[str, ...], int] = {}
+    seen: set[int] = set()
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                here = (*path, str(key.value))
+                found.setdefault(here, key.start_mark.line + 1)
+                walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item, path)
+
+    if root is not None:
+        walk(root, ())
+    return found
+
+
+def key_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    """The line of key path `loc`, or of the nearest enclosing key written in the file."""
+    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
