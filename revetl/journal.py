@@ -175,11 +175,20 @@ class JournalWriter:
             stop = None in batch
             pending = [entry for entry in batch if entry is not None]
             if pending:
-                self._write(pending)
+                try:
+                    self._write(pending)
+                except BaseException as exc:  # noqa: BLE001 - never leave a waiter hanging on a dead thread
+                    self.failure = self.failure or StateError(f"the sync journal {self.path} failed: {exc!r}")
+                    for _, future in pending:
+                        if not future.done():
+                            future.set_exception(self.failure)
             if stop:
                 return
 
     def _write(self, pending: list[tuple[bytes, concurrent.futures.Future]]) -> None:
+        # A batch whose worker was cancelled meanwhile is written all the same (its destination has
+        # applied it): only nobody waits for the answer. After this, its future can no longer be cancelled.
+        waiting = [future for _, future in pending if future.set_running_or_notify_cancel()]
         if self.failure is None:
             try:
                 data = memoryview(b"".join(frame for frame, _ in pending))
@@ -190,7 +199,7 @@ class JournalWriter:
             except OSError as exc:
                 # What was written before stays readable (records are framed); nothing after this counts.
                 self.failure = self._error(exc)
-        for _, future in pending:
+        for future in waiting:
             if self.failure is not None:
                 future.set_exception(self.failure)
             else:

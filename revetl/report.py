@@ -70,11 +70,20 @@ def print_runs(runs: Sequence[RunRecord], console: Console) -> None:
     for run in runs:
         (pa, pc, pr), (aa, ac, ar) = run.planned, run.acked
         table.add_row(
-            run.run_id, run.sync, _when(run.started_at), _status(run.status), f"{run.members or 0:,}",
-            f"{aa:,}/{pa:,}", f"{ac:,}/{pc:,}", f"{ar:,}/{pr:,}", f"{run.failed:,}",
+            run.run_id, run.sync, _when(run.started_at), _status(run.status), _count(run.members),
+            _of(aa, pa), _of(ac, pc), _of(ar, pr), _count(run.failed),
             f"{run.duration:.1f}" if run.duration is not None else "-", run.message or "",
         )
     _print_whole(table, console)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _of(done: int | None, planned: int | None) -> str:
+    """`acknowledged/planned`; a run that stopped before planning has no counts."""
+    return "-" if planned is None else f"{done or 0:,}/{planned:,}"
 
 
 def print_failures(sync: str, rows: Sequence[tuple], console: Console) -> None:

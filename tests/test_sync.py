@@ -123,3 +123,49 @@ def test_state_reset_needs_confirmation_and_resyncs_everything(project):
         reset = revetl(project, "state", "reset", "people", "--yes")
         assert "forgot 10 acknowledged rows" in reset.stdout
         assert '"adds": 10' in revetl(project, "plan", "people", "--json").stdout
+
+
+@pytest.mark.slow
+def test_an_audience_that_fails_on_some_rows_is_named_in_one_sentence(project):
+    """A bad cast only some rows hit passes `audiences check` (it is valid SQL) and fails when it runs."""
+    connection = connect(project)
+    connection.execute("""create or replace table members as
+                          select 'u' || i as user_id, case when i = 7 then 'seven' else i::varchar end as seats,
+                                 'pro' as plan
+                          from range(100) t(i)""")
+    connection.close()
+    (project.audiences_dir / "people.sql").write_text(
+        "-- description: people\n-- key: user_id\n\n"
+        "select user_id, cast(seats as integer) as email, plan from {{ ref('members') }}\n"
+    )
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        assert revetl(project, "audiences", "check").returncode == 0
+        for command in (("plan", "people"), ("sync", "people")):
+            run = revetl(project, *command)
+            assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr
+            errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1, run.stderr
+            assert "audience people failed in the warehouse while planning sync people: Conversion Error" in errors[0]
+            assert "'seven'" in errors[0]
+    runs = revetl(project, "runs", "people")
+    assert "│ failed " in runs.stdout and "Conversion Error" in runs.stdout, runs.stderr
+
+
+def test_a_password_in_a_base_url_is_refused_and_never_printed(project):
+    members(project, 3)
+    sync_file(project, "http://admin:S3cretPassw0rd@127.0.0.1:9")
+    for command in (("sync", "people"), ("audiences", "check")):
+        run = revetl(project, *command)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "must not hold credentials" in run.stdout + run.stderr
+        assert "S3cretPassw0rd" not in run.stdout + run.stderr
+
+
+def test_any_url_password_in_an_error_is_hidden():
+    from revetl.errors import scrub_urls
+
+    text = "cannot reach https://user:S3cret@crm.example.com/x and postgres://u:p%40ss@db/warehouse, nor http://a@b"
+    assert scrub_urls(text) == (
+        "cannot reach https://user:***@crm.example.com/x and postgres://u:***@db/warehouse, nor http://a@b"
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cases import BRAZE
-from test_contract import acknowledged, expected, people, set_members, write_sync
+from test_contract import AUDIENCE, acknowledged, expected, people, set_members, write_sync
 from wh import audience_project
 
 from revetl import state
@@ -28,12 +28,6 @@ from revetl.emulators import running
 from revetl.warehouse import connect
 
 pytestmark = pytest.mark.slow
-
-AUDIENCE = """-- description: people the contract suite syncs
--- key: user_id
-
-select user_id, email, name, plan from contract_members
-"""
 
 
 @contextlib.contextmanager
@@ -83,7 +77,7 @@ def one_sentence(run: subprocess.CompletedProcess, *expected_text: str) -> None:
 
 
 def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(tmp_path, monkeypatch):
-    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE})
+    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
     set_members(project, people(6_000))
     journals = tmp_path / "warehouse.revetl" / "syncs" / "contract"
     with small_disk(journals, "2m"), running("braze", {"seed": 21, "record_requests": 50_000,
@@ -111,7 +105,7 @@ def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(t
 
 def test_a_full_disk_under_the_warehouse_keeps_the_journal_for_the_next_run(tmp_path, monkeypatch):
     with small_disk(tmp_path / "disk", "32m") as disk:
-        project = audience_project(disk, monkeypatch, {"contract": AUDIENCE})
+        project = audience_project(disk, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
         set_members(project, people(6_000))
         # The journal has room (its own disk); the warehouse fills up while the run sends.
         with small_disk(disk / "warehouse.revetl", "64m"), running(
@@ -148,7 +142,7 @@ def test_a_plan_that_spills_onto_a_full_disk_fails_in_one_sentence(tmp_path, mon
     # 300,000 members planned within 48 MB: DuckDB spills about 70 MB beside the warehouse.
     monkeypatch.setenv("REVETL_SYNC_MEMORY_LIMIT", "48MB")
     with small_disk(tmp_path / "disk", "160m") as disk:
-        project = audience_project(disk, monkeypatch, {"contract": AUDIENCE})
+        project = audience_project(disk, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
         connection = connect(project)
         connection.execute(
             """create table contract_members as

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cases import BRAZE, CASES, Case
-from test_contract import people, set_members, write_sync
+from test_contract import AUDIENCE, people, set_members, write_sync
 from wh import audience_project
 
 from revetl import state
@@ -31,16 +31,11 @@ from revetl.warehouse import connect
 pytestmark = pytest.mark.slow
 
 ROWS = 6_000
-AUDIENCE = """-- description: people the contract suite syncs
--- key: user_id
-
-select user_id, email, name, plan from contract_members
-"""
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE})
+    project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
     set_members(project, people(ROWS))
     return project
 
