@@ -11,6 +11,10 @@ Decisions (DESIGN 2):
 - `timestamp` falls back to `originalTimestamp`, then `receivedAt`, then the time of receipt.
 - For `page` and `screen` the page/screen `name` goes to the `event` column.
 - Numbers given as `userId`/`anonymousId` are kept as their decimal text (Segment does the same).
+- Text that is not valid Unicode, a lone UTF-16 surrogate (JSON `"\\ud800"`, what JavaScript writes
+  for a string cut in the middle of an emoji), is kept with each lone surrogate replaced by U+FFFD,
+  as Segment's API does (Go's JSON decoder): one bad character costs neither its event nor its
+  neighbours, and every landed string encodes as UTF-8 (Parquet, the collector's log, JSON answers).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pyarrow as pa
 
 from revetl.errors import InvalidEvent
 
-__all__ = ["EVENT_TYPES", "LANDING_SCHEMA", "MAX_EVENT_BYTES", "normalize", "parse_timestamp"]
+__all__ = ["EVENT_TYPES", "LANDING_SCHEMA", "MAX_EVENT_BYTES", "normalize", "parse_timestamp", "valid_text"]
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_EVENT_BYTES = 32 * 1024  # Segment's documented limit per event
@@ -54,6 +58,21 @@ _NAMESPACE = uuid.UUID("5b7c4c1e-9a7e-4c55-9d9f-2f0f3b1a6e01")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
 
 
+def valid_text(text: str) -> str:
+    """`text` with every lone UTF-16 surrogate replaced by U+FFFD (a split pair is joined back).
+
+    json.loads reads `"\\ud800"` into such a string; UTF-8 (Parquet, orjson, a terminal) cannot
+    encode it.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def _get(payload: dict[str, Any], camel: str, snake: str) -> Any:
     value = payload.get(camel)
     return payload.get(snake) if value is None else value
@@ -65,7 +84,7 @@ def _identifier(payload: dict[str, Any], camel: str, snake: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"`{camel}` must be a string, not {type(value).__name__}")
-    return str(value)
+    return valid_text(value) if isinstance(value, str) else str(value)
 
 
 def _object(payload: dict[str, Any], key: str) -> str | None:
@@ -75,7 +94,7 @@ def _object(payload: dict[str, Any], key: str) -> str | None:
     if not isinstance(value, dict):
         raise InvalidEvent(f"`{key}` must be a JSON object, not {type(value).__name__}")
     try:
-        return _JSON.encode(value)
+        return valid_text(_JSON.encode(value))
     except ValueError:
         raise InvalidEvent(f"`{key}` holds NaN or Infinity, which JSON cannot represent") from None
 
@@ -104,7 +123,7 @@ def _message_id(payload: dict[str, Any]) -> str:
     if given is not None:
         if not isinstance(given, str) or not given.strip():
             raise InvalidEvent("`messageId` must be a non-empty string")
-        return given
+        return valid_text(given)
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return str(uuid.uuid5(_NAMESPACE, canonical))
 
@@ -137,6 +156,7 @@ def normalize(
         raise InvalidEvent("a track event needs a non-empty `event` name")
     if event is not None and not isinstance(event, str):
         raise InvalidEvent(f"`{event_field}` must be a string, not {type(event).__name__}")
+    event = valid_text(event) if event is not None else None
     previous_id = _identifier(payload, "previousId", "previous_id")
     if kind == "alias" and not (previous_id or "").strip():
         raise InvalidEvent("an alias event needs a `previousId`")

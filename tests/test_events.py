@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from revetl.collect.log import encode_rows
 from revetl.errors import InvalidEvent
 from revetl.events import LANDING_SCHEMA, MAX_EVENT_BYTES, normalize
 
@@ -135,30 +136,55 @@ def test_events_over_32_kb_are_rejected() -> None:
     assert normalize(track(), received_at=NOW, raw_size=MAX_EVENT_BYTES)["user_id"] == "u1"
 
 
+def test_lone_surrogates_are_replaced_with_u_fffd_in_every_text_column() -> None:
+    # What JavaScript writes for a string cut in the middle of an emoji: valid JSON, invalid Unicode.
+    payload = json.loads(
+        '{"type": "group", "event": "Clicked \\ud83d", "userId": "u\\ud800", "anonymousId": "\\udc00a",'
+        ' "groupId": "g\\udfff", "messageId": "m\\ud800-1", "properties": {"title\\ud800": "Hi \\ud83d"},'
+        ' "traits": {"name": "\\udc00"}, "context": {"page": {"title": ["\\ud83d\\ude00 ok", "\\ud83d"]}}}'
+    )
+    row = normalize(payload, received_at=NOW)
+    assert (row["event"], row["user_id"], row["anonymous_id"], row["group_id"], row["message_id"]) == (
+        "Clicked \ufffd", "u\ufffd", "\ufffda", "g\ufffd", "m\ufffd-1"
+    )
+    assert json.loads(row["properties"]) == {"title\ufffd": "Hi \ufffd"}
+    assert json.loads(row["traits"]) == {"name": "\ufffd"}
+    assert json.loads(row["context"]) == {"page": {"title": ["\U0001f600 ok", "\ufffd"]}}  # a pair is kept
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # every column encodes as UTF-8
+
+
+def test_a_surrogate_pair_split_into_two_code_points_is_joined_back() -> None:
+    row = normalize(track(properties={"emoji": "\ud83d\ude00"}), received_at=NOW)
+    assert json.loads(row["properties"]) == {"emoji": "\U0001f600"}
+
+
 def test_a_huge_unknown_type_is_quoted_short() -> None:
     assert len(reason({"type": "x" * 10_000, "userId": "u"})) < 150
 
 
+# Any code point, lone surrogates often (json.loads reads them from `\\ud800` escapes).
+_chars = st.characters() | st.characters(categories=["Cs"])
+_texts = st.text(_chars, max_size=20)
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    st.none() | st.booleans() | st.integers() | st.floats() | _texts,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_texts, children, max_size=3),
     max_leaves=10,
 )
 _payloads = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(["track", "identify", "page", "screen", "group", "alias", "other"]) | _json_values,
-        "event": st.text(max_size=10) | _json_values,
-        "name": st.text(max_size=10) | _json_values,
-        "userId": st.text(max_size=10) | _json_values,
-        "anonymousId": st.text(max_size=10) | _json_values,
-        "previousId": st.text(max_size=10) | _json_values,
-        "groupId": st.text(max_size=10) | _json_values,
-        "messageId": st.text(max_size=10) | _json_values,
-        "timestamp": st.datetimes().map(dt.datetime.isoformat) | st.text(max_size=25) | _json_values,
+        "event": st.text(_chars, max_size=10) | _json_values,
+        "name": st.text(_chars, max_size=10) | _json_values,
+        "userId": st.text(_chars, max_size=10) | _json_values,
+        "anonymousId": st.text(_chars, max_size=10) | _json_values,
+        "previousId": st.text(_chars, max_size=10) | _json_values,
+        "groupId": st.text(_chars, max_size=10) | _json_values,
+        "messageId": st.text(_chars, max_size=10) | _json_values,
+        "timestamp": st.datetimes().map(dt.datetime.isoformat) | st.text(_chars, max_size=25) | _json_values,
         "receivedAt": st.datetimes().map(dt.datetime.isoformat) | _json_values,
-        "properties": st.dictionaries(st.text(max_size=5), _json_values, max_size=3) | _json_values,
-        "traits": st.dictionaries(st.text(max_size=5), _json_values, max_size=3) | _json_values,
+        "properties": st.dictionaries(st.text(_chars, max_size=5), _json_values, max_size=3) | _json_values,
+        "traits": st.dictionaries(st.text(_chars, max_size=5), _json_values, max_size=3) | _json_values,
         "context": _json_values,
     },
 )
@@ -171,8 +197,24 @@ def test_any_payload_either_lands_as_valid_json_columns_or_raises_invalid_event(
         row = normalize(payload, received_at=NOW)
     except InvalidEvent as exc:
         assert exc.reason and "\n" not in exc.reason
+        exc.reason.encode("utf-8")  # printable, and fits a JSON answer
         return
-    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # fits the landing schema
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # fits the landing schema (Parquet)
+    encode_rows([row])  # and the collector's write-ahead log
     for column in ("properties", "traits", "context"):
         if row[column] is not None:
             json.loads(row[column], parse_constant=lambda name: pytest.fail(f"{column} holds {name}"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_texts, properties=st.dictionaries(_texts, _json_values, max_size=3))
+def test_any_text_in_a_valid_event_lands_as_valid_unicode(text: str, properties: dict[str, Any]) -> None:
+    payload = track(userId="u" + text, anonymousId=text + "a", event="e" + text, messageId="m" + text,
+                    properties=properties, context={text: text})
+    try:
+        row = normalize(payload, received_at=NOW)
+    except InvalidEvent as exc:
+        assert "NaN or Infinity" in exc.reason  # the only reason such an event may be refused
+        return
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)
+    encode_rows([row])

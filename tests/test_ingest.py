@@ -275,3 +275,24 @@ def test_kill_9_mid_ingest_leaves_only_complete_files_and_a_rerun_lands_everythi
     assert rerun.returncode == 0, rerun.stderr
     [(distinct, total)] = sql(f"select count(distinct message_id), count(*) from read_parquet('{glob}')")
     assert distinct == count and total == count + partial
+
+
+def run_cli(project: Project, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`revetl --project-dir ROOT ARGS...` in a subprocess (the environment redirects its paths)."""
+    command = [revetl_command(), "--project-dir", str(project.root), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=timeout)
+
+
+def test_a_lone_surrogate_is_replaced_and_the_events_around_it_land_through_the_cli(
+    project: Project, tmp_path: Path
+) -> None:
+    source = tmp_path / "e.jsonl"
+    # json.dumps writes a lone surrogate as the escape `\ud800`, as JavaScript does for a cut emoji.
+    write_lines(source, [track("m-1"), track("m-2", userId="u\ud800", properties={"title": "Hi \ud83d"}), track("m-3")])
+    result = run_cli(project, "ingest", str(source))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "3 events landed in 1 file; 0 rejected" in result.stdout
+    rows = landed(project)
+    assert [row["message_id"] for row in rows] == ["m-1", "m-2", "m-3"]
+    assert rows[1]["user_id"] == "u\ufffd" and json.loads(rows[1]["properties"]) == {"title": "Hi \ufffd"}
