@@ -9,6 +9,13 @@ Decisions (DESIGN 2):
 - A missing `messageId` is derived from the payload's content (UUID5), so ingesting the same file
   twice lands duplicates that the `events` model drops, never two different events.
 - `timestamp` falls back to `originalTimestamp`, then `receivedAt`, then the time of receipt.
+- Given the request's `sentAt` (the collector), a client timestamp is corrected for the device's
+  clock skew as Segment does: `receivedAt - (sentAt - timestamp)`.
+- Times must be sane: from 1970-01-01 (UTC) to 24 hours in the future (a day of slack for clocks
+  running ahead). Anything else, a year 0001 or 9999 left by a default value or a device clock
+  years off, is rejected naming the field and the time, rather than landed to give `days_inactive`
+  of minus millions. The rule applies to `timestamp` (after clock-skew correction) and
+  `receivedAt`; `revetl generate` checks its history with it.
 - For `page` and `screen` the page/screen `name` goes to the `event` column.
 - Numbers given as `userId`/`anonymousId` are kept as their decimal text (Segment does the same).
 - Text that is not valid Unicode, a lone UTF-16 surrogate (JSON `"\\ud800"`, what JavaScript writes
@@ -28,10 +35,22 @@ import pyarrow as pa
 
 from revetl.errors import InvalidEvent
 
-__all__ = ["EVENT_TYPES", "LANDING_SCHEMA", "MAX_EVENT_BYTES", "normalize", "parse_timestamp", "valid_text"]
+__all__ = [
+    "EARLIEST_TIME",
+    "EVENT_TYPES",
+    "FUTURE_SLACK",
+    "LANDING_SCHEMA",
+    "MAX_EVENT_BYTES",
+    "check_time",
+    "normalize",
+    "parse_timestamp",
+    "valid_text",
+]
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_EVENT_BYTES = 32 * 1024  # Segment's documented limit per event
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+FUTURE_SLACK = dt.timedelta(hours=24)
 
 _TS = pa.timestamp("us", tz="UTC")
 LANDING_SCHEMA = pa.schema(
@@ -115,7 +134,21 @@ def parse_timestamp(value: Any, field: str) -> dt.datetime:
     try:
         return parsed.astimezone(dt.timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
-        raise InvalidEvent(f"`{field}` is out of range once converted to UTC: {value!s:.40}") from None
+        raise InvalidEvent(f"`{field}` is out of range once converted to UTC: {value!r:.40}") from None
+
+
+def check_time(value: dt.datetime, field: str, received_at: dt.datetime) -> dt.datetime:
+    """`value` if it is a sane time for an event received at `received_at`; else InvalidEvent.
+
+    Sane: from EARLIEST_TIME to FUTURE_SLACK after `received_at`, or after the present when that is
+    later (a test or a replay may give a receipt time in the past: the future is still the future).
+    """
+    if value < EARLIEST_TIME:
+        raise InvalidEvent(f"`{field}` is {value.isoformat()}, before {EARLIEST_TIME:%Y-%m-%d}, the earliest accepted")
+    # The clock is read only on this rare path: normalize stays free of I/O for the common case.
+    if value > received_at + FUTURE_SLACK and value > dt.datetime.now(dt.timezone.utc) + FUTURE_SLACK:
+        raise InvalidEvent(f"`{field}` is {value.isoformat()}, more than 24 hours in the future")
+    return value
 
 
 def _message_id(payload: dict[str, Any]) -> str:
@@ -129,12 +162,13 @@ def _message_id(payload: dict[str, Any]) -> str:
 
 
 def normalize(
-    payload: Any, received_at: dt.datetime, raw_size: int | None = None
+    payload: Any, received_at: dt.datetime, raw_size: int | None = None, sent_at: dt.datetime | None = None
 ) -> dict[str, Any]:
     """Validate one wire payload and return its landing row (keys of LANDING_SCHEMA).
 
     `received_at` is when revetl received it (used when the payload carries no `receivedAt`);
-    `raw_size` is the payload's size in bytes as received, checked against MAX_EVENT_BYTES.
+    `raw_size` is the payload's size in bytes as received, checked against MAX_EVENT_BYTES;
+    `sent_at`, the request's `sentAt`, corrects a client timestamp for clock skew.
     Raises InvalidEvent with a one-sentence reason.
     """
     if not isinstance(payload, dict):
@@ -165,11 +199,21 @@ def normalize(
         raise InvalidEvent("a group event needs a `groupId`")
 
     received_raw = _get(payload, "receivedAt", "received_at")
-    received = parse_timestamp(received_raw, "receivedAt") if received_raw else received_at
+    received = received_at
+    if received_raw:
+        received = check_time(parse_timestamp(received_raw, "receivedAt"), "receivedAt", received_at)
     ts_field = next(
         (f for f in ("timestamp", "originalTimestamp", "original_timestamp") if payload.get(f)), None
     )
-    timestamp = parse_timestamp(payload[ts_field], ts_field) if ts_field else received
+    timestamp = received
+    if ts_field:
+        timestamp = parse_timestamp(payload[ts_field], ts_field)
+        if sent_at is not None:
+            try:
+                timestamp = received - (sent_at - timestamp)
+            except OverflowError:
+                raise InvalidEvent(f"`{ts_field}` is out of range once corrected for clock skew") from None
+        check_time(timestamp, ts_field, received_at)
 
     return {
         "message_id": _message_id(payload),

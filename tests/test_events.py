@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,6 +20,7 @@ from revetl.errors import InvalidEvent
 from revetl.events import LANDING_SCHEMA, MAX_EVENT_BYTES, normalize
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def track(**fields: Any) -> dict[str, Any]:
@@ -23,8 +28,9 @@ def track(**fields: Any) -> dict[str, Any]:
 
 
 def reason(payload: Any, **kwargs: Any) -> str:
+    kwargs.setdefault("received_at", NOW)
     with pytest.raises(InvalidEvent) as info:
-        normalize(payload, received_at=NOW, **kwargs)
+        normalize(payload, **kwargs)
     return info.value.reason
 
 
@@ -75,6 +81,59 @@ def test_timestamps_are_converted_to_utc_and_naive_ones_taken_as_utc() -> None:
     assert row["timestamp"] == dt.datetime(2024, 4, 30, 10, 0, tzinfo=dt.timezone.utc)
     naive = normalize(track(timestamp="2024-04-30T12:00:00"), received_at=NOW)
     assert naive["timestamp"] == dt.datetime(2024, 4, 30, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def in_hours(hours: float) -> str:
+    """A time this many hours from now (the future is judged against the present)."""
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (track(timestamp="0001-01-01T00:00:00Z"), "`timestamp` is 0001-01-01T00:00:00+00:00, before 1970-01-01"),
+        (track(originalTimestamp="1969-12-31T23:59:59Z"), "`originalTimestamp` is 1969-12-31T23:59:59+00:00, before"),
+        (track(timestamp="9999-12-31T23:59:59Z"), "`timestamp` is 9999-12-31T23:59:59+00:00, more than 24 hours in"),
+        (track(timestamp=in_hours(25)), "`timestamp` is "),
+        (track(receivedAt="9999-01-01T00:00:00Z"), "`receivedAt` is 9999-01-01T00:00:00+00:00, more than 24 hours"),
+        (track(receivedAt="0001-01-01T00:00:00Z"), "`receivedAt` is 0001-01-01T00:00:00+00:00, before 1970-01-01"),
+    ],
+)
+def test_times_before_1970_or_over_a_day_in_the_future_are_rejected(payload: dict[str, Any], expected: str) -> None:
+    assert reason(payload, received_at=dt.datetime.now(dt.timezone.utc)).startswith(expected)
+    assert reason(payload).startswith(expected)  # a receipt time in the past does not move the future
+
+
+def test_times_at_the_edges_of_the_range_land() -> None:
+    assert normalize(track(timestamp="1970-01-01T00:00:00Z"), received_at=NOW)["timestamp"].year == 1970
+    soon = in_hours(23)
+    assert normalize(track(timestamp=soon), received_at=NOW)["timestamp"].isoformat() == soon
+    assert normalize(track(receivedAt=soon), received_at=NOW)["received_at"].isoformat() == soon
+
+
+def test_with_sent_at_the_range_holds_for_the_time_corrected_for_clock_skew() -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    device = now + dt.timedelta(days=400)  # a device clock set more than a year ahead
+    skewed = track(timestamp=(device - dt.timedelta(minutes=5)).isoformat())
+    assert normalize(skewed, received_at=now, sent_at=device)["timestamp"] == now - dt.timedelta(minutes=5)
+    assert "more than 24 hours in the future" in reason(skewed)  # without sentAt, nothing says the clock was wrong
+    early = track(timestamp="2024-05-01T11:00:00Z")  # sent ten thousand years "later": corrected to year -9000
+    assert reason(early, sent_at=dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)).startswith(
+        "`timestamp` is out of range once corrected for clock skew"
+    )
+
+
+def test_the_cli_refuses_to_generate_history_outside_the_range(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "revetl", "--project-dir", str(REPO), "generate", "--users", "5", "--days", "3",
+         "--end", "9999-01-01"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "REVETL_LANDING_DIR": str(tmp_path / "events")},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "`--end` is 9999-01-01T00:00:00+00:00, more than 24 hours in the future" in " ".join(result.stderr.split())
+    assert not (tmp_path / "events").exists()
 
 
 def test_missing_message_id_is_derived_from_content_so_reingesting_makes_duplicates() -> None:

@@ -5,11 +5,11 @@ Every event goes through `revetl.events.normalize` (the landing contract); this 
 what belongs to the HTTP API:
 
 - `received_at` is the server's clock; a `receivedAt` sent by a client is ignored.
-- Clock skew is corrected as Segment does: when a request carries `sentAt` (on the event, or once
-  for a whole batch) and the event carries its own `timestamp` (or `originalTimestamp`), the
-  landed `timestamp` is `received_at - (sentAt - timestamp)`, i.e. the client's timestamp shifted
-  by `received_at - sentAt`. Without `sentAt` the client's timestamp lands as sent; without a
-  client timestamp, `timestamp` is `received_at`.
+- Clock skew is corrected as Segment does (by normalize, given the `sentAt`): when a request
+  carries `sentAt` (on the event, or once for a whole batch) and the event carries its own
+  `timestamp` (or `originalTimestamp`), the landed `timestamp` is `received_at - (sentAt -
+  timestamp)`, i.e. the client's timestamp shifted by `received_at - sentAt`. Without `sentAt` the
+  client's timestamp lands as sent; without a client timestamp, `timestamp` is `received_at`.
 - A batch's top-level `context` is merged under each event's own `context` (the event's keys win).
 - `writeKey`, `sentAt` and `receivedAt` are removed from an event before it is normalized, so a
   `messageId` derived from content is the same when a client retries.
@@ -255,14 +255,7 @@ def _land(
             event["context"] = dict(batch_context)
         elif isinstance(own, dict):
             event["context"] = {**batch_context, **own}
-    row = normalize(event, received_at, size)
-    client_time = event.get("timestamp") or event.get("originalTimestamp") or event.get("original_timestamp")
-    if sent_at is not None and client_time:
-        try:
-            row["timestamp"] = row["timestamp"] + (received_at - sent_at)
-        except OverflowError:
-            raise InvalidEvent("`timestamp` is out of range once corrected for clock skew") from None
-    return row
+    return normalize(event, received_at, size, sent_at=sent_at)
 
 
 def _sent_at(value: Any) -> dt.datetime | None:
