@@ -18,11 +18,13 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from revetl.config import Project
 from revetl.events import MAX_EVENT_BYTES
-from revetl.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, ingest_files, print_report
+from revetl.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, _lines, ingest_files, print_report
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -280,7 +282,8 @@ def test_kill_9_mid_ingest_leaves_only_complete_files_and_a_rerun_lands_everythi
 def run_cli(project: Project, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`revetl --project-dir ROOT ARGS...` in a subprocess (the environment redirects its paths)."""
     command = [revetl_command(), "--project-dir", str(project.root), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=timeout)
+    env = {**os.environ, "COLUMNS": "1000"}  # long temporary paths stay on one line of the report
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def test_a_lone_surrogate_is_replaced_and_the_events_around_it_land_through_the_cli(
@@ -296,3 +299,55 @@ def test_a_lone_surrogate_is_replaced_and_the_events_around_it_land_through_the_
     rows = landed(project)
     assert [row["message_id"] for row in rows] == ["m-1", "m-2", "m-3"]
     assert rows[1]["user_id"] == "u\ufffd" and json.loads(rows[1]["properties"]) == {"title": "Hi \ufffd"}
+
+
+def reference_lines(data: bytes) -> list[tuple[int, bytes | None, int]]:
+    """What `_lines` must yield: every line with content, numbered from 1, with its size; its bytes
+    only when within the size limit (`_lines` may or may not keep those of a longer line)."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    bodies = [(n, line.rstrip(b"\r")) for n, line in enumerate(lines, 1) if line.strip()]
+    return [(n, body if len(body) <= MAX_EVENT_BYTES else None, len(body)) for n, body in bodies]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"\n", b"\r\n", b" ", b"\t", b"\x0b", b"\r", b"{}", b"x", b"\n" * 40, b"\n" * 300])
+        | st.sampled_from([b"y" * (MAX_EVENT_BYTES + 10), b" " * (MAX_EVENT_BYTES + 10), b"z" * MAX_EVENT_BYTES]),
+        max_size=60,
+    ),
+    block=st.sampled_from([1, 2, 3, 7, 64, 1000, 1 << 20]),
+)
+def test_blank_lines_are_skipped_in_bulk_with_every_line_number_kept(pieces: list[bytes], block: int) -> None:
+    data = b"".join(pieces)
+    found = [(n, body if size <= MAX_EVENT_BYTES else None, size) for n, body, size in _lines(io.BytesIO(data), block)]
+    assert found == reference_lines(data)
+
+
+@pytest.mark.slow
+def test_a_gzip_of_hundreds_of_megabytes_of_blank_lines_is_skipped_at_reading_speed(
+    project: Project, tmp_path: Path
+) -> None:
+    # 1 MB of gzip that expands to 384 MiB of blank lines around three events: read line by line,
+    # this took minutes (`bench/RESULTS.md`); skipping blank runs a buffer at a time takes seconds.
+    blank = b"\n" * (1 << 20)
+    source = tmp_path / "padded.jsonl.gz"
+    with gzip.open(source, "wb", compresslevel=1) as out:
+        out.write((json.dumps(track("m-1")) + "\n").encode())
+        for _ in range(128):
+            out.write(blank)
+        out.write(b"{broken\n")
+        for _ in range(128):
+            out.write(b"  \r\n" * (1 << 18))
+        out.write((json.dumps(track("m-2")) + "\n").encode())
+        for _ in range(128):
+            out.write(blank)
+    assert source.stat().st_size < 4_000_000
+    result = run_cli(project, "ingest", str(source), timeout=180)
+    assert result.returncode == 1, result.stderr  # the broken line is rejected
+    broken_line = 2 + 128 * (1 << 20)
+    assert f"padded.jsonl.gz:{broken_line} " in result.stdout
+    assert "2 events landed in 1 file; 1 rejected" in result.stdout
+    assert [row["message_id"] for row in landed(project)] == ["m-1", "m-2"]
