@@ -26,7 +26,7 @@ from rich.text import Text
 
 from revetl import landing
 from revetl.config import Project
-from revetl.errors import InvalidEvent
+from revetl.errors import InvalidEvent, LandingError
 from revetl.events import MAX_EVENT_BYTES, normalize
 
 __all__ = ["IngestReport", "Reject", "ingest_files", "print_report"]
@@ -92,12 +92,23 @@ def ingest_files(
                 continue
             rows.append(row_or_reason)
             if len(rows) >= chunk_rows:
-                written += landing.write_rows(project.landing_dir, rows, prefix="ingest")
+                written += _land(project, rows, accepted)
                 accepted += len(rows)
                 rows = []
-    written += landing.write_rows(project.landing_dir, rows, prefix="ingest")
+    written += _land(project, rows, accepted)
     accepted += len(rows)
     return IngestReport(accepted, rejected, tuple(written), tuple(rejects))
+
+
+def _land(project: Project, rows: list[dict[str, Any]], accepted: int) -> list[Path]:
+    """Land one chunk; a LandingError also says what the earlier chunks landed and what to do."""
+    try:
+        return landing.write_rows(project.landing_dir, rows, prefix="ingest")
+    except LandingError as exc:
+        raise LandingError(
+            f"{exc} and the {accepted:,} events landed before them stay; make room and run the same "
+            "ingest again (the `events` model drops what lands twice)"
+        ) from exc
 
 
 def _records(path: Path, clock: Callable[[], dt.datetime]) -> Iterator[tuple[int, dict[str, Any] | str]]:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from disk import small_disk
 from rich.console import Console
 
 from revetl.config import Project
@@ -45,7 +46,11 @@ def sql(query: str) -> list[tuple[Any, ...]]:
 
 def landed(project: Project) -> list[dict[str, Any]]:
     """Every landed row (hive partition column included), ordered by message id."""
-    glob = str(project.landing_dir / "**" / "*.parquet")
+    return landed_in(project.landing_dir)
+
+
+def landed_in(landing_dir: Path) -> list[dict[str, Any]]:
+    glob = str(landing_dir / "**" / "*.parquet")
     with duckdb.connect() as connection:
         cursor = connection.execute(f"select * from read_parquet('{glob}', hive_partitioning = true) order by message_id")
         names = [column[0] for column in cursor.description]
@@ -351,3 +356,28 @@ def test_a_gzip_of_hundreds_of_megabytes_of_blank_lines_is_skipped_at_reading_sp
     assert f"padded.jsonl.gz:{broken_line} " in result.stdout
     assert "2 events landed in 1 file; 1 rejected" in result.stdout
     assert [row["message_id"] for row in landed(project)] == ["m-1", "m-2"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_nothing_partial_visible_keeps_what_landed_and_says_so_in_one_sentence(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with small_disk(tmp_path / "disk", size_kib=640) as disk:
+        monkeypatch.setenv("REVETL_LANDING_DIR", str(disk / "events"))
+        small = write_lines(tmp_path / "small.jsonl", [track("early-1"), track("early-2")])
+        assert run_cli(project, "ingest", str(small)).returncode == 0
+        (earlier,) = disk.glob("events/*/*.parquet")
+        # Incompressible properties: the chunk's Parquet cannot fit. Its first received date is
+        # small and would fit alone: it must not land without the rest of its chunk.
+        big = write_lines(tmp_path / "big.jsonl", [track("day1-1", receivedAt="2024-04-29T10:00:00Z")] + [
+            track(f"day2-{i}", receivedAt="2024-04-30T10:00:00Z", properties={"r": os.urandom(150).hex()})
+            for i in range(6000)
+        ])
+        result = run_cli(project, "ingest", str(big))
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr + result.stdout
+        [message] = [line for line in result.stderr.splitlines() if line.strip()]
+        assert message.startswith(f"error: could not land 6,001 events in {disk / 'events'}: No space left on device;")
+        assert "none of them was written" in message and "the 0 events landed before them stay" in message
+        assert sorted(p.name for p in disk.glob("events/**/*") if p.is_file()) == [earlier.name]  # no temp files
+        assert [row["message_id"] for row in landed_in(disk / "events")] == ["early-1", "early-2"]
