@@ -3,8 +3,9 @@
 Start-up: resolve the settings, lock the log directory (one collector per log), land whatever a
 previous run left in the log (`roller.recover`), bind the socket, print where events land, serve.
 SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, roll everything acknowledged into
-Parquet, close the log, exit 0. SIGKILL: nothing is lost that was acknowledged; the next start
-lands it.
+Parquet, close the log, exit 0; if some events cannot be rolled (a full disk), say how many stay in
+the log and why, and exit 1: they are safe there and the next start lands them. SIGKILL: nothing
+is lost that was acknowledged; the next start lands it.
 
 The HTTP server is uvicorn (httptools parser, uvloop when installed) running the raw ASGI app in
 `app.py`: chosen by measurement against the collector benchmark (`bench/collect_bench.py`).
@@ -75,6 +76,8 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
                 parser.warm_up()
                 with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                     runner.run(_serve(config, sock, parser, recent, lines, stop))
+            except _Unlanded:
+                raise SystemExit(1) from None
             finally:
                 parser.close()
 
@@ -109,8 +112,20 @@ async def _serve(
         if not stop.received:
             await server.serve(sockets=[sock])
     finally:
-        await pipeline.close()
-        lines.info("revetl collect stopped; every acknowledged event is in Parquet", landed_events=pipeline.landed)
+        problem = await pipeline.close()
+        if problem is None:
+            lines.info("revetl collect stopped; every acknowledged event is in Parquet", landed_events=pipeline.landed)
+        else:
+            lines.error(
+                f"revetl collect stopped; {pipeline.buffered:,} acknowledged events are still only in the "
+                f"write-ahead log in {config.log_dir} ({problem}); the next start lands them",
+                landed_events=pipeline.landed, log_only_events=pipeline.buffered,
+            )
+            raise _Unlanded
+
+
+class _Unlanded(Exception):
+    """SIGTERM could not roll every acknowledged event into Parquet (already logged): exit 1."""
 
 
 class _StopSignals:
