@@ -22,6 +22,7 @@ class LogLines:
     def __init__(self, stream: TextIO | None = None, access: bool = True) -> None:
         self._stream = stream
         self.access_enabled = access
+        self.dropped = 0  # lines that could not be written
         self._lock = threading.Lock()
 
     def emit(self, level: str, msg: str, **fields: Any) -> None:
@@ -32,8 +33,13 @@ class LogLines:
         line = orjson.dumps(record, default=str).decode() + "\n"
         stream = self._stream or sys.stderr
         with self._lock:  # rolls log from a worker thread
-            stream.write(line)
-            stream.flush()
+            try:
+                stream.write(line)
+                stream.flush()
+            except OSError:
+                # stderr on a full disk (or a closed pipe) must not stop requests or rolls: the
+                # line is lost, and counted.
+                self.dropped += 1
 
     def info(self, msg: str, **fields: Any) -> None:
         self.emit("info", msg, **fields)
