@@ -94,6 +94,12 @@ class CollectorApp:
         try:
             outcome = await self._handle(scope, receive)
         except _Disconnected:
+            client = scope.get("client")
+            self.lines.access(
+                method=scope["method"], path=scope["path"], status=None,
+                ms=round((time.perf_counter() - started) * 1000, 2), client=client[0] if client else None,
+                error="the connection closed before the whole body arrived (the client left, or paused too long)",
+            )
             return
         except CollectError as exc:
             outcome = _error(exc)

@@ -8,7 +8,8 @@ the log and why, and exit 1: they are safe there and the next start lands them. 
 is lost that was acknowledged; the next start lands it.
 
 The HTTP server is uvicorn (httptools parser, uvloop when installed) running the raw ASGI app in
-`app.py`: chosen by measurement against the collector benchmark (`bench/collect_bench.py`).
+`app.py`: chosen by measurement against the collector benchmark (`bench/collect_bench.py`); its
+connections have read and idle deadlines (`connections.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from revetl.collect.app import CollectorApp
+from revetl.collect.connections import deadline_protocol
 from revetl.collect.dedupe import RecentIds
 from revetl.collect.lines import LogLines
 from revetl.collect.pipeline import Pipeline
@@ -95,6 +97,8 @@ async def _serve(
         uvicorn.Config(
             app, interface="asgi3", lifespan="off", access_log=False, log_config=None, log_level="warning",
             server_header=False, timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
+            http=deadline_protocol(config.read_timeout),  # type: ignore[arg-type]
+            timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
         )
     )
     stop.on_signal = lambda: setattr(server, "should_exit", True)
