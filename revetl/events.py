@@ -103,7 +103,9 @@ def _identifier(payload: dict[str, Any], camel: str, snake: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"`{camel}` must be a string, not {type(value).__name__}")
-    return valid_text(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value if value.isascii() else valid_text(value)  # the check inline: this path is hot
+    return str(value)
 
 
 def _object(payload: dict[str, Any], key: str) -> str | None:
@@ -113,7 +115,8 @@ def _object(payload: dict[str, Any], key: str) -> str | None:
     if not isinstance(value, dict):
         raise InvalidEvent(f"`{key}` must be a JSON object, not {type(value).__name__}")
     try:
-        return valid_text(_JSON.encode(value))
+        text = _JSON.encode(value)
+        return text if text.isascii() else valid_text(text)
     except ValueError:
         raise InvalidEvent(f"`{key}` holds NaN or Infinity, which JSON cannot represent") from None
 
@@ -156,7 +159,7 @@ def _message_id(payload: dict[str, Any]) -> str:
     if given is not None:
         if not isinstance(given, str) or not given.strip():
             raise InvalidEvent("`messageId` must be a non-empty string")
-        return valid_text(given)
+        return given if given.isascii() else valid_text(given)
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return str(uuid.uuid5(_NAMESPACE, canonical))
 
@@ -190,7 +193,8 @@ def normalize(
         raise InvalidEvent("a track event needs a non-empty `event` name")
     if event is not None and not isinstance(event, str):
         raise InvalidEvent(f"`{event_field}` must be a string, not {type(event).__name__}")
-    event = valid_text(event) if event is not None else None
+    if event is not None and not event.isascii():
+        event = valid_text(event)
     previous_id = _identifier(payload, "previousId", "previous_id")
     if kind == "alias" and not (previous_id or "").strip():
         raise InvalidEvent("an alias event needs a `previousId`")

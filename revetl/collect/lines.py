@@ -7,6 +7,7 @@ index. Write keys never reach this module: requests are logged by their source n
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import threading
 from typing import Any, TextIO
@@ -30,7 +31,10 @@ class LogLines:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         record = {"time": now, "level": level, "msg": msg}
         record.update(fields)
-        line = orjson.dumps(record, default=str).decode() + "\n"
+        try:
+            line = orjson.dumps(record, default=str).decode() + "\n"
+        except TypeError:  # text orjson refuses (a lone surrogate): json escapes it as \udXXX
+            line = json.dumps(record, default=str) + "\n"
         stream = self._stream or sys.stderr
         with self._lock:  # rolls log from a worker thread
             try:

@@ -151,6 +151,12 @@ def test_log_lines_are_one_json_object_each(capsys: pytest.CaptureFixture[str]) 
     assert (record["level"], record["msg"], record["path"], record["n"]) == ("info", "hello", "/x", 1)
 
 
+def test_a_log_line_with_a_lone_surrogate_is_still_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    LogLines().error("request failed", error="bad \ud800 text")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["error"] == "bad \ud800 text"
+
+
 def test_a_log_line_that_cannot_be_written_is_counted_not_raised(tmp_path: Path) -> None:
     # stderr redirected to a file on the disk that just filled up must not stop rolls or requests.
     with small_disk(tmp_path / "disk", size_kib=64) as disk:
