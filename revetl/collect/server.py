@@ -35,7 +35,7 @@ from revetl.collect.roller import recover
 from revetl.collect.settings import CollectorConfig
 from revetl.collect.workers import Parser
 from revetl.config import Project
-from revetl.errors import CollectError
+from revetl.errors import CollectError, LandingError
 
 __all__ = ["serve", "run"]
 
@@ -63,7 +63,13 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
     """Recover, listen and serve with an already resolved configuration."""
     with _locked(config.log_dir):
         recent = RecentIds(config.dedupe_window)
-        report = recover(config.landing_dir, config.log_dir, recent)
+        try:
+            report = recover(config.landing_dir, config.log_dir, recent)
+        except LandingError as exc:
+            raise CollectError(
+                f"cannot start: the events a previous run left in the write-ahead log cannot be landed ({exc}); "
+                f"they stay safe in {config.log_dir}: make room and start again"
+            ) from exc
         if report.segments:
             lines.info(
                 f"recovered {report.events} acknowledged events from {report.segments} log segments",

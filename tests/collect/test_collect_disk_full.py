@@ -88,6 +88,12 @@ def test_sigterm_on_a_full_disk_says_how_many_acknowledged_events_wait_in_the_lo
         )
         assert collector.landed() == []
 
+        still_full = collector_factory(*OPTIONS, data=disk, base=tmp_path, expect_start=False)
+        assert still_full.process.wait(timeout=120) == 1
+        [message] = [line for line in still_full.log_path.read_text().splitlines() if line.strip()]
+        assert message.startswith("error: cannot start: the events a previous run left in the write-ahead log")
+        assert "No space left on device" in message and "make room and start again" in message
+
         ballast.unlink()
         restarted = collector_factory(*OPTIONS, data=disk, base=tmp_path)
         (recovered,) = [line for line in restarted.lines() if line["msg"].startswith("recovered")]
