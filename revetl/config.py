@@ -67,6 +67,8 @@ class CollectSettings(Strict):
     flush_events: int = Field(20_000, gt=0)
     dedupe_window: int = Field(100_000, ge=0)
     workers: int | None = Field(None, ge=0)  # parser processes; None: one per core (max 4)
+    read_timeout_seconds: float = Field(10.0, gt=0)  # longest pause inside a request (headers, body)
+    idle_timeout_seconds: float = Field(5.0, gt=0)  # a connection with no request in progress is closed
 
 
 class Settings(Strict):

@@ -9,8 +9,19 @@ Decisions (DESIGN 2):
 - A missing `messageId` is derived from the payload's content (UUID5), so ingesting the same file
   twice lands duplicates that the `events` model drops, never two different events.
 - `timestamp` falls back to `originalTimestamp`, then `receivedAt`, then the time of receipt.
+- Given the request's `sentAt` (the collector), a client timestamp is corrected for the device's
+  clock skew as Segment does: `receivedAt - (sentAt - timestamp)`.
+- Times must be sane: from 1970-01-01 (UTC) to 24 hours in the future (a day of slack for clocks
+  running ahead). Anything else, a year 0001 or 9999 left by a default value or a device clock
+  years off, is rejected naming the field and the time, rather than landed to give `days_inactive`
+  of minus millions. The rule applies to `timestamp` (after clock-skew correction) and
+  `receivedAt`; `revetl generate` checks its history with it.
 - For `page` and `screen` the page/screen `name` goes to the `event` column.
 - Numbers given as `userId`/`anonymousId` are kept as their decimal text (Segment does the same).
+- Text that is not valid Unicode, a lone UTF-16 surrogate (JSON `"\\ud800"`, what JavaScript writes
+  for a string cut in the middle of an emoji), is kept with each lone surrogate replaced by U+FFFD,
+  as Segment's API does (Go's JSON decoder): one bad character costs neither its event nor its
+  neighbours, and every landed string encodes as UTF-8 (Parquet, the collector's log, JSON answers).
 """
 
 from __future__ import annotations
@@ -24,10 +35,22 @@ import pyarrow as pa
 
 from revetl.errors import InvalidEvent
 
-__all__ = ["EVENT_TYPES", "LANDING_SCHEMA", "MAX_EVENT_BYTES", "normalize", "parse_timestamp"]
+__all__ = [
+    "EARLIEST_TIME",
+    "EVENT_TYPES",
+    "FUTURE_SLACK",
+    "LANDING_SCHEMA",
+    "MAX_EVENT_BYTES",
+    "check_time",
+    "normalize",
+    "parse_timestamp",
+    "valid_text",
+]
 
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 MAX_EVENT_BYTES = 32 * 1024  # Segment's documented limit per event
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+FUTURE_SLACK = dt.timedelta(hours=24)
 
 _TS = pa.timestamp("us", tz="UTC")
 LANDING_SCHEMA = pa.schema(
@@ -54,6 +77,21 @@ _NAMESPACE = uuid.UUID("5b7c4c1e-9a7e-4c55-9d9f-2f0f3b1a6e01")
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
 
 
+def valid_text(text: str) -> str:
+    """`text` with every lone UTF-16 surrogate replaced by U+FFFD (a split pair is joined back).
+
+    json.loads reads `"\\ud800"` into such a string; UTF-8 (Parquet, orjson, a terminal) cannot
+    encode it.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def _get(payload: dict[str, Any], camel: str, snake: str) -> Any:
     value = payload.get(camel)
     return payload.get(snake) if value is None else value
@@ -65,6 +103,8 @@ def _identifier(payload: dict[str, Any], camel: str, snake: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"`{camel}` must be a string, not {type(value).__name__}")
+    if isinstance(value, str):
+        return value if value.isascii() else valid_text(value)  # the check inline: this path is hot
     return str(value)
 
 
@@ -75,7 +115,8 @@ def _object(payload: dict[str, Any], key: str) -> str | None:
     if not isinstance(value, dict):
         raise InvalidEvent(f"`{key}` must be a JSON object, not {type(value).__name__}")
     try:
-        return _JSON.encode(value)
+        text = _JSON.encode(value)
+        return text if text.isascii() else valid_text(text)
     except ValueError:
         raise InvalidEvent(f"`{key}` holds NaN or Infinity, which JSON cannot represent") from None
 
@@ -96,7 +137,21 @@ def parse_timestamp(value: Any, field: str) -> dt.datetime:
     try:
         return parsed.astimezone(dt.timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
-        raise InvalidEvent(f"`{field}` is out of range once converted to UTC: {value!s:.40}") from None
+        raise InvalidEvent(f"`{field}` is out of range once converted to UTC: {value!r:.40}") from None
+
+
+def check_time(value: dt.datetime, field: str, received_at: dt.datetime) -> dt.datetime:
+    """`value` if it is a sane time for an event received at `received_at`; else InvalidEvent.
+
+    Sane: from EARLIEST_TIME to FUTURE_SLACK after `received_at`, or after the present when that is
+    later (a test or a replay may give a receipt time in the past: the future is still the future).
+    """
+    if value < EARLIEST_TIME:
+        raise InvalidEvent(f"`{field}` is {value.isoformat()}, before {EARLIEST_TIME:%Y-%m-%d}, the earliest accepted")
+    # The clock is read only on this rare path: normalize stays free of I/O for the common case.
+    if value > received_at + FUTURE_SLACK and value > dt.datetime.now(dt.timezone.utc) + FUTURE_SLACK:
+        raise InvalidEvent(f"`{field}` is {value.isoformat()}, more than 24 hours in the future")
+    return value
 
 
 def _message_id(payload: dict[str, Any]) -> str:
@@ -104,18 +159,19 @@ def _message_id(payload: dict[str, Any]) -> str:
     if given is not None:
         if not isinstance(given, str) or not given.strip():
             raise InvalidEvent("`messageId` must be a non-empty string")
-        return given
+        return given if given.isascii() else valid_text(given)
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return str(uuid.uuid5(_NAMESPACE, canonical))
 
 
 def normalize(
-    payload: Any, received_at: dt.datetime, raw_size: int | None = None
+    payload: Any, received_at: dt.datetime, raw_size: int | None = None, sent_at: dt.datetime | None = None
 ) -> dict[str, Any]:
     """Validate one wire payload and return its landing row (keys of LANDING_SCHEMA).
 
     `received_at` is when revetl received it (used when the payload carries no `receivedAt`);
-    `raw_size` is the payload's size in bytes as received, checked against MAX_EVENT_BYTES.
+    `raw_size` is the payload's size in bytes as received, checked against MAX_EVENT_BYTES;
+    `sent_at`, the request's `sentAt`, corrects a client timestamp for clock skew.
     Raises InvalidEvent with a one-sentence reason.
     """
     if not isinstance(payload, dict):
@@ -137,6 +193,8 @@ def normalize(
         raise InvalidEvent("a track event needs a non-empty `event` name")
     if event is not None and not isinstance(event, str):
         raise InvalidEvent(f"`{event_field}` must be a string, not {type(event).__name__}")
+    if event is not None and not event.isascii():
+        event = valid_text(event)
     previous_id = _identifier(payload, "previousId", "previous_id")
     if kind == "alias" and not (previous_id or "").strip():
         raise InvalidEvent("an alias event needs a `previousId`")
@@ -145,11 +203,21 @@ def normalize(
         raise InvalidEvent("a group event needs a `groupId`")
 
     received_raw = _get(payload, "receivedAt", "received_at")
-    received = parse_timestamp(received_raw, "receivedAt") if received_raw else received_at
+    received = received_at
+    if received_raw:
+        received = check_time(parse_timestamp(received_raw, "receivedAt"), "receivedAt", received_at)
     ts_field = next(
         (f for f in ("timestamp", "originalTimestamp", "original_timestamp") if payload.get(f)), None
     )
-    timestamp = parse_timestamp(payload[ts_field], ts_field) if ts_field else received
+    timestamp = received
+    if ts_field:
+        timestamp = parse_timestamp(payload[ts_field], ts_field)
+        if sent_at is not None:
+            try:
+                timestamp = received - (sent_at - timestamp)
+            except OverflowError:
+                raise InvalidEvent(f"`{ts_field}` is out of range once corrected for clock skew") from None
+        check_time(timestamp, ts_field, received_at)
 
     return {
         "message_id": _message_id(payload),

@@ -63,7 +63,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from revetl import landing
 from revetl.config import Project
-from revetl.events import LANDING_SCHEMA
+from revetl.events import EARLIEST_TIME, LANDING_SCHEMA, check_time
 
 __all__ = ["GenerateOptions", "GenerateSummary", "JUNK_EMAIL", "JUNK_IDS", "PLANS", "generate_events"]
 
@@ -98,6 +98,12 @@ class GenerateOptions:
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 1:
             raise ValueError(f"users and days must be at least 1, not {self.users} and {self.days}")
+        if self.end is not None:  # the landing contract's time range, as for every ingested event
+            end = self.end if self.end.tzinfo else self.end.replace(tzinfo=dt.timezone.utc)
+            now = dt.datetime.now(dt.timezone.utc)
+            check_time(end, "--end", now)
+            days = min(self.days, (end - EARLIEST_TIME).days + 1)  # no OverflowError for a huge --days
+            check_time(end - dt.timedelta(days=days), "--end minus --days", now)
 
     def end_ms(self) -> int:
         end = self.end or dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)

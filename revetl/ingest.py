@@ -15,7 +15,7 @@ import datetime as dt
 import gzip
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +26,7 @@ from rich.text import Text
 
 from revetl import landing
 from revetl.config import Project
-from revetl.errors import InvalidEvent
+from revetl.errors import InvalidEvent, LandingError
 from revetl.events import MAX_EVENT_BYTES, normalize
 
 __all__ = ["IngestReport", "Reject", "ingest_files", "print_report"]
@@ -35,6 +35,8 @@ CHUNK_ROWS = 50_000
 MAX_REJECT_DETAILS = 1000  # all rejects are counted; only this many are kept for the report
 SHOWN_REJECTS = 20
 _GZIP_MAGIC = b"\x1f\x8b"
+_BLOCK = 1 << 20
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.isspace() counts
 
 
 @dataclass(frozen=True)
@@ -90,22 +92,31 @@ def ingest_files(
                 continue
             rows.append(row_or_reason)
             if len(rows) >= chunk_rows:
-                written += landing.write_rows(project.landing_dir, rows, prefix="ingest")
+                written += _land(project, rows, accepted)
                 accepted += len(rows)
                 rows = []
-    written += landing.write_rows(project.landing_dir, rows, prefix="ingest")
+    written += _land(project, rows, accepted)
     accepted += len(rows)
     return IngestReport(accepted, rejected, tuple(written), tuple(rejects))
 
 
+def _land(project: Project, rows: list[dict[str, Any]], accepted: int) -> list[Path]:
+    """Land one chunk; a LandingError also says what the earlier chunks landed and what to do."""
+    try:
+        return landing.write_rows(project.landing_dir, rows, prefix="ingest")
+    except LandingError as exc:
+        raise LandingError(
+            f"{exc} and the {accepted:,} events landed before them stay; make room and run the same "
+            "ingest again (the `events` model drops what lands twice)"
+        ) from exc
+
+
 def _records(path: Path, clock: Callable[[], dt.datetime]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, landing row or reject reason) for each non-blank line of one file."""
+    """(line number, landing row or reject reason) for each line of one file that is not blank."""
     line_no = 0
     try:
         with _open(path) as handle:
             for line_no, body, size in _lines(handle):
-                if body is not None and not body.strip():
-                    continue  # blank lines carry no event; exports often end with one
                 try:
                     yield line_no, _parse(body, size, clock())
                 except InvalidEvent as exc:
@@ -125,27 +136,90 @@ def _open(path: Path) -> IO[bytes]:
     return handle
 
 
-def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, line without its ending or None when too long, size in bytes).
+def _lines(handle: IO[bytes], block: int = _BLOCK) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, line without its ending or None when too long, size in bytes) for each line
+    that is not blank (blank lines carry no event; exports often end with one).
 
-    Reads at most MAX_EVENT_BYTES + a little per call, so one huge line cannot exhaust memory:
-    the rest of an over-long line is skipped and only counted.
+    The file is read `block` bytes at a time and split in place. Memory stays bounded by the block
+    and the event size limit: the rest of an over-long line is skipped and only counted. A run of
+    blank lines is skipped a window at a time, not line by line, so a gzip that expands to a
+    gigabyte of newlines costs what reading it costs.
     """
     limit = MAX_EVENT_BYTES + 3  # room for "\r\n" after a line of exactly the limit
-    line_no = 0
-    while line := handle.readline(limit):
-        line_no += 1
-        if line.endswith(b"\n") or len(line) < limit:
-            body = line.rstrip(b"\r\n")
-            yield line_no, body, len(body)
+    buf, pos, line_no, eof = b"", 0, 0, False
+    while True:
+        end = buf.find(b"\n", pos)
+        if end >= 0:
+            line, pos = buf[pos:end], end + 1
+            line_no += 1
+            if line and not line.isspace():
+                body = line.rstrip(b"\r")
+                yield line_no, body, len(body)
+            elif pos < len(buf) and buf[pos] in _BLANK:  # more blank lines may follow: skip them in bulk
+                skipped, pos = _skip_blank_lines(buf, pos)
+                line_no += skipped
             continue
-        size = len(line)
-        while not line.endswith(b"\n"):
-            line = handle.readline(1 << 20)
-            if not line:
-                break
-            size += len(line)
-        yield line_no, None, size - (len(line) - len(line.rstrip(b"\r\n")))
+        if len(buf) - pos > limit:  # no newline within the limit: an over-long line
+            line_no += 1
+            buf, pos, eof = yield from _over_long(handle, buf[pos:], block, line_no)
+            continue
+        if eof:
+            if pos < len(buf) and not buf[pos:].isspace():  # a last line without a newline
+                body = buf[pos:].rstrip(b"\r")
+                yield line_no + 1, body, len(body)
+            return
+        more = handle.read(block)
+        eof = not more
+        buf, pos = buf[pos:] + more, 0
+
+
+def _skip_blank_lines(buf: bytes, pos: int) -> tuple[int, int]:
+    """(number of complete blank lines in `buf` from `pos`, the position after the last of them).
+
+    Whitespace is found by `lstrip` over windows that double from 256 bytes, so a lone blank line
+    costs a short window and a long run of them a few passes of C per megabyte.
+    """
+    skipped, window = 0, 256
+    while pos < len(buf):
+        chunk = buf[pos : pos + window]
+        rest = chunk.lstrip()
+        last = chunk.rfind(b"\n", 0, len(chunk) - len(rest)) + 1  # end of the last blank line in it
+        if last:
+            skipped += chunk.count(b"\n", 0, last)
+            pos += last
+        if rest or not last:  # content reached, or a blank line that ends beyond the window
+            break
+        window = min(window * 2, _BLOCK)
+    return skipped, pos
+
+
+def _over_long(
+    handle: IO[bytes], start: bytes, block: int, line_no: int
+) -> Generator[tuple[int, None, int], None, tuple[bytes, int, bool]]:
+    """Read past an over-long line that begins with `start`; yields it (unless blank) as too long.
+
+    Returns (the bytes after it, 0, end of file reached): where `_lines` carries on.
+    """
+    size, blank, rest, eof = len(start), start.isspace(), b"", False
+    carriage_returns = len(start) - len(start.rstrip(b"\r"))  # at the end of what was counted
+    while True:
+        more = handle.read(block)
+        if not more:
+            eof = True
+            break
+        end = more.find(b"\n")
+        part = more if end < 0 else more[:end]
+        size += len(part)
+        blank = blank and (not part or part.isspace())
+        kept = len(part.rstrip(b"\r"))
+        carriage_returns = carriage_returns + len(part) if kept == 0 else len(part) - kept
+        if end >= 0:
+            rest = more[end + 1 :]
+            break
+    size -= carriage_returns  # the line's ending is not part of its size
+    if not blank:
+        yield line_no, None, size
+    return rest, 0, eof
 
 
 def _parse(body: bytes | None, size: int, received_at: dt.datetime) -> dict[str, Any]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -11,10 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from revetl.collect.log import encode_rows
 from revetl.errors import InvalidEvent
 from revetl.events import LANDING_SCHEMA, MAX_EVENT_BYTES, normalize
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def track(**fields: Any) -> dict[str, Any]:
@@ -22,8 +28,9 @@ def track(**fields: Any) -> dict[str, Any]:
 
 
 def reason(payload: Any, **kwargs: Any) -> str:
+    kwargs.setdefault("received_at", NOW)
     with pytest.raises(InvalidEvent) as info:
-        normalize(payload, received_at=NOW, **kwargs)
+        normalize(payload, **kwargs)
     return info.value.reason
 
 
@@ -74,6 +81,59 @@ def test_timestamps_are_converted_to_utc_and_naive_ones_taken_as_utc() -> None:
     assert row["timestamp"] == dt.datetime(2024, 4, 30, 10, 0, tzinfo=dt.timezone.utc)
     naive = normalize(track(timestamp="2024-04-30T12:00:00"), received_at=NOW)
     assert naive["timestamp"] == dt.datetime(2024, 4, 30, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def in_hours(hours: float) -> str:
+    """A time this many hours from now (the future is judged against the present)."""
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (track(timestamp="0001-01-01T00:00:00Z"), "`timestamp` is 0001-01-01T00:00:00+00:00, before 1970-01-01"),
+        (track(originalTimestamp="1969-12-31T23:59:59Z"), "`originalTimestamp` is 1969-12-31T23:59:59+00:00, before"),
+        (track(timestamp="9999-12-31T23:59:59Z"), "`timestamp` is 9999-12-31T23:59:59+00:00, more than 24 hours in"),
+        (track(timestamp=in_hours(25)), "`timestamp` is "),
+        (track(receivedAt="9999-01-01T00:00:00Z"), "`receivedAt` is 9999-01-01T00:00:00+00:00, more than 24 hours"),
+        (track(receivedAt="0001-01-01T00:00:00Z"), "`receivedAt` is 0001-01-01T00:00:00+00:00, before 1970-01-01"),
+    ],
+)
+def test_times_before_1970_or_over_a_day_in_the_future_are_rejected(payload: dict[str, Any], expected: str) -> None:
+    assert reason(payload, received_at=dt.datetime.now(dt.timezone.utc)).startswith(expected)
+    assert reason(payload).startswith(expected)  # a receipt time in the past does not move the future
+
+
+def test_times_at_the_edges_of_the_range_land() -> None:
+    assert normalize(track(timestamp="1970-01-01T00:00:00Z"), received_at=NOW)["timestamp"].year == 1970
+    soon = in_hours(23)
+    assert normalize(track(timestamp=soon), received_at=NOW)["timestamp"].isoformat() == soon
+    assert normalize(track(receivedAt=soon), received_at=NOW)["received_at"].isoformat() == soon
+
+
+def test_with_sent_at_the_range_holds_for_the_time_corrected_for_clock_skew() -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    device = now + dt.timedelta(days=400)  # a device clock set more than a year ahead
+    skewed = track(timestamp=(device - dt.timedelta(minutes=5)).isoformat())
+    assert normalize(skewed, received_at=now, sent_at=device)["timestamp"] == now - dt.timedelta(minutes=5)
+    assert "more than 24 hours in the future" in reason(skewed)  # without sentAt, nothing says the clock was wrong
+    early = track(timestamp="2024-05-01T11:00:00Z")  # sent ten thousand years "later": corrected to year -9000
+    assert reason(early, sent_at=dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)).startswith(
+        "`timestamp` is out of range once corrected for clock skew"
+    )
+
+
+def test_the_cli_refuses_to_generate_history_outside_the_range(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "revetl", "--project-dir", str(REPO), "generate", "--users", "5", "--days", "3",
+         "--end", "9999-01-01"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "REVETL_LANDING_DIR": str(tmp_path / "events")},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "`--end` is 9999-01-01T00:00:00+00:00, more than 24 hours in the future" in " ".join(result.stderr.split())
+    assert not (tmp_path / "events").exists()
 
 
 def test_missing_message_id_is_derived_from_content_so_reingesting_makes_duplicates() -> None:
@@ -135,30 +195,55 @@ def test_events_over_32_kb_are_rejected() -> None:
     assert normalize(track(), received_at=NOW, raw_size=MAX_EVENT_BYTES)["user_id"] == "u1"
 
 
+def test_lone_surrogates_are_replaced_with_u_fffd_in_every_text_column() -> None:
+    # What JavaScript writes for a string cut in the middle of an emoji: valid JSON, invalid Unicode.
+    payload = json.loads(
+        '{"type": "group", "event": "Clicked \\ud83d", "userId": "u\\ud800", "anonymousId": "\\udc00a",'
+        ' "groupId": "g\\udfff", "messageId": "m\\ud800-1", "properties": {"title\\ud800": "Hi \\ud83d"},'
+        ' "traits": {"name": "\\udc00"}, "context": {"page": {"title": ["\\ud83d\\ude00 ok", "\\ud83d"]}}}'
+    )
+    row = normalize(payload, received_at=NOW)
+    assert (row["event"], row["user_id"], row["anonymous_id"], row["group_id"], row["message_id"]) == (
+        "Clicked \ufffd", "u\ufffd", "\ufffda", "g\ufffd", "m\ufffd-1"
+    )
+    assert json.loads(row["properties"]) == {"title\ufffd": "Hi \ufffd"}
+    assert json.loads(row["traits"]) == {"name": "\ufffd"}
+    assert json.loads(row["context"]) == {"page": {"title": ["\U0001f600 ok", "\ufffd"]}}  # a pair is kept
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # every column encodes as UTF-8
+
+
+def test_a_surrogate_pair_split_into_two_code_points_is_joined_back() -> None:
+    row = normalize(track(properties={"emoji": "\ud83d\ude00"}), received_at=NOW)
+    assert json.loads(row["properties"]) == {"emoji": "\U0001f600"}
+
+
 def test_a_huge_unknown_type_is_quoted_short() -> None:
     assert len(reason({"type": "x" * 10_000, "userId": "u"})) < 150
 
 
+# Any code point, lone surrogates often (json.loads reads them from `\\ud800` escapes).
+_chars = st.characters() | st.characters(categories=["Cs"])
+_texts = st.text(_chars, max_size=20)
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    st.none() | st.booleans() | st.integers() | st.floats() | _texts,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_texts, children, max_size=3),
     max_leaves=10,
 )
 _payloads = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(["track", "identify", "page", "screen", "group", "alias", "other"]) | _json_values,
-        "event": st.text(max_size=10) | _json_values,
-        "name": st.text(max_size=10) | _json_values,
-        "userId": st.text(max_size=10) | _json_values,
-        "anonymousId": st.text(max_size=10) | _json_values,
-        "previousId": st.text(max_size=10) | _json_values,
-        "groupId": st.text(max_size=10) | _json_values,
-        "messageId": st.text(max_size=10) | _json_values,
-        "timestamp": st.datetimes().map(dt.datetime.isoformat) | st.text(max_size=25) | _json_values,
+        "event": st.text(_chars, max_size=10) | _json_values,
+        "name": st.text(_chars, max_size=10) | _json_values,
+        "userId": st.text(_chars, max_size=10) | _json_values,
+        "anonymousId": st.text(_chars, max_size=10) | _json_values,
+        "previousId": st.text(_chars, max_size=10) | _json_values,
+        "groupId": st.text(_chars, max_size=10) | _json_values,
+        "messageId": st.text(_chars, max_size=10) | _json_values,
+        "timestamp": st.datetimes().map(dt.datetime.isoformat) | st.text(_chars, max_size=25) | _json_values,
         "receivedAt": st.datetimes().map(dt.datetime.isoformat) | _json_values,
-        "properties": st.dictionaries(st.text(max_size=5), _json_values, max_size=3) | _json_values,
-        "traits": st.dictionaries(st.text(max_size=5), _json_values, max_size=3) | _json_values,
+        "properties": st.dictionaries(st.text(_chars, max_size=5), _json_values, max_size=3) | _json_values,
+        "traits": st.dictionaries(st.text(_chars, max_size=5), _json_values, max_size=3) | _json_values,
         "context": _json_values,
     },
 )
@@ -171,8 +256,25 @@ def test_any_payload_either_lands_as_valid_json_columns_or_raises_invalid_event(
         row = normalize(payload, received_at=NOW)
     except InvalidEvent as exc:
         assert exc.reason and "\n" not in exc.reason
+        exc.reason.encode("utf-8")  # printable, and fits a JSON answer
         return
-    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # fits the landing schema
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)  # fits the landing schema (Parquet)
+    encode_rows([row])  # and the collector's write-ahead log
     for column in ("properties", "traits", "context"):
         if row[column] is not None:
             json.loads(row[column], parse_constant=lambda name: pytest.fail(f"{column} holds {name}"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_texts, properties=st.dictionaries(_texts, _json_values, max_size=3))
+def test_any_text_in_a_valid_event_lands_as_valid_unicode(text: str, properties: dict[str, Any]) -> None:
+    payload = track(userId="u" + text, anonymousId=text + "a", event="e" + text, messageId="m" + text,
+                    properties=properties, context={text: text})
+    try:
+        row = normalize(payload, received_at=NOW)
+    except InvalidEvent as exc:  # e.g. NaN in the properties: a reason, never a crash
+        assert exc.reason and "\n" not in exc.reason
+        exc.reason.encode("utf-8")
+        return
+    pa.Table.from_pylist([row], schema=LANDING_SCHEMA)
+    encode_rows([row])

@@ -18,11 +18,14 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from disk import small_disk
 from rich.console import Console
 
 from revetl.config import Project
 from revetl.events import MAX_EVENT_BYTES
-from revetl.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, ingest_files, print_report
+from revetl.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, _lines, ingest_files, print_report
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -43,7 +46,11 @@ def sql(query: str) -> list[tuple[Any, ...]]:
 
 def landed(project: Project) -> list[dict[str, Any]]:
     """Every landed row (hive partition column included), ordered by message id."""
-    glob = str(project.landing_dir / "**" / "*.parquet")
+    return landed_in(project.landing_dir)
+
+
+def landed_in(landing_dir: Path) -> list[dict[str, Any]]:
+    glob = str(landing_dir / "**" / "*.parquet")
     with duckdb.connect() as connection:
         cursor = connection.execute(f"select * from read_parquet('{glob}', hive_partitioning = true) order by message_id")
         names = [column[0] for column in cursor.description]
@@ -275,3 +282,102 @@ def test_kill_9_mid_ingest_leaves_only_complete_files_and_a_rerun_lands_everythi
     assert rerun.returncode == 0, rerun.stderr
     [(distinct, total)] = sql(f"select count(distinct message_id), count(*) from read_parquet('{glob}')")
     assert distinct == count and total == count + partial
+
+
+def run_cli(project: Project, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`revetl --project-dir ROOT ARGS...` in a subprocess (the environment redirects its paths)."""
+    command = [revetl_command(), "--project-dir", str(project.root), *args]
+    env = {**os.environ, "COLUMNS": "1000"}  # long temporary paths stay on one line of the report
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_a_lone_surrogate_is_replaced_and_the_events_around_it_land_through_the_cli(
+    project: Project, tmp_path: Path
+) -> None:
+    source = tmp_path / "e.jsonl"
+    # json.dumps writes a lone surrogate as the escape `\ud800`, as JavaScript does for a cut emoji.
+    write_lines(source, [track("m-1"), track("m-2", userId="u\ud800", properties={"title": "Hi \ud83d"}), track("m-3")])
+    result = run_cli(project, "ingest", str(source))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "3 events landed in 1 file; 0 rejected" in result.stdout
+    rows = landed(project)
+    assert [row["message_id"] for row in rows] == ["m-1", "m-2", "m-3"]
+    assert rows[1]["user_id"] == "u\ufffd" and json.loads(rows[1]["properties"]) == {"title": "Hi \ufffd"}
+
+
+def reference_lines(data: bytes) -> list[tuple[int, bytes | None, int]]:
+    """What `_lines` must yield: every line with content, numbered from 1, with its size; its bytes
+    only when within the size limit (`_lines` may or may not keep those of a longer line)."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    bodies = [(n, line.rstrip(b"\r")) for n, line in enumerate(lines, 1) if line.strip()]
+    return [(n, body if len(body) <= MAX_EVENT_BYTES else None, len(body)) for n, body in bodies]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"\n", b"\r\n", b" ", b"\t", b"\x0b", b"\r", b"{}", b"x", b"\n" * 40, b"\n" * 300])
+        | st.sampled_from([b"y" * (MAX_EVENT_BYTES + 10), b" " * (MAX_EVENT_BYTES + 10), b"z" * MAX_EVENT_BYTES]),
+        max_size=60,
+    ),
+    block=st.sampled_from([1, 2, 3, 7, 64, 1000, 1 << 20]),
+)
+def test_blank_lines_are_skipped_in_bulk_with_every_line_number_kept(pieces: list[bytes], block: int) -> None:
+    data = b"".join(pieces)
+    found = [(n, body if size <= MAX_EVENT_BYTES else None, size) for n, body, size in _lines(io.BytesIO(data), block)]
+    assert found == reference_lines(data)
+
+
+@pytest.mark.slow
+def test_a_gzip_of_hundreds_of_megabytes_of_blank_lines_is_skipped_at_reading_speed(
+    project: Project, tmp_path: Path
+) -> None:
+    # 1 MB of gzip that expands to 384 MiB of blank lines around three events: read line by line,
+    # this took minutes (`bench/RESULTS.md`); skipping blank runs a buffer at a time takes seconds.
+    blank = b"\n" * (1 << 20)
+    source = tmp_path / "padded.jsonl.gz"
+    with gzip.open(source, "wb", compresslevel=1) as out:
+        out.write((json.dumps(track("m-1")) + "\n").encode())
+        for _ in range(128):
+            out.write(blank)
+        out.write(b"{broken\n")
+        for _ in range(128):
+            out.write(b"  \r\n" * (1 << 18))
+        out.write((json.dumps(track("m-2")) + "\n").encode())
+        for _ in range(128):
+            out.write(blank)
+    assert source.stat().st_size < 4_000_000
+    result = run_cli(project, "ingest", str(source), timeout=180)
+    assert result.returncode == 1, result.stderr  # the broken line is rejected
+    broken_line = 2 + 128 * (1 << 20)
+    assert f"padded.jsonl.gz:{broken_line} " in result.stdout
+    assert "2 events landed in 1 file; 1 rejected" in result.stdout
+    assert [row["message_id"] for row in landed(project)] == ["m-1", "m-2"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_nothing_partial_visible_keeps_what_landed_and_says_so_in_one_sentence(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with small_disk(tmp_path / "disk", size_kib=640) as disk:
+        monkeypatch.setenv("REVETL_LANDING_DIR", str(disk / "events"))
+        small = write_lines(tmp_path / "small.jsonl", [track("early-1"), track("early-2")])
+        assert run_cli(project, "ingest", str(small)).returncode == 0
+        (earlier,) = disk.glob("events/*/*.parquet")
+        # Incompressible properties: the chunk's Parquet cannot fit. Its first received date is
+        # small and would fit alone: it must not land without the rest of its chunk.
+        big = write_lines(tmp_path / "big.jsonl", [track("day1-1", receivedAt="2024-04-29T10:00:00Z")] + [
+            track(f"day2-{i}", receivedAt="2024-04-30T10:00:00Z", properties={"r": os.urandom(150).hex()})
+            for i in range(6000)
+        ])
+        result = run_cli(project, "ingest", str(big))
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr + result.stdout
+        [message] = [line for line in result.stderr.splitlines() if line.strip()]
+        assert message.startswith(f"error: could not land 6,001 events in {disk / 'events'}: No space left on device;")
+        assert "none of them was written" in message and "the 0 events landed before them stay" in message
+        assert sorted(p.name for p in disk.glob("events/**/*") if p.is_file()) == [earlier.name]  # no temp files
+        assert [row["message_id"] for row in landed_in(disk / "events")] == ["early-1", "early-2"]

@@ -94,6 +94,12 @@ class CollectorApp:
         try:
             outcome = await self._handle(scope, receive)
         except _Disconnected:
+            client = scope.get("client")
+            self.lines.access(
+                method=scope["method"], path=scope["path"], status=None,
+                ms=round((time.perf_counter() - started) * 1000, 2), client=client[0] if client else None,
+                error="the connection closed before the whole body arrived (the client left, or paused too long)",
+            )
             return
         except CollectError as exc:
             outcome = _error(exc)
@@ -195,16 +201,16 @@ class CollectorApp:
                     del self._in_flight[message_id]
 
     def _health(self) -> _Outcome:
-        healthy = self.pipeline.healthy
-        return _Outcome(
-            200 if healthy else 503,
-            {
-                "status": "ok" if healthy else "degraded",
-                "buffered_events": self.pipeline.buffered,
-                "landed_events": self.pipeline.landed,
-                "landing_dir": str(self.config.landing_dir),
-            },
-        )
+        problem = self.pipeline.problem
+        body: dict[str, Any] = {
+            "status": "ok" if problem is None else "degraded",
+            "buffered_events": self.pipeline.buffered,
+            "landed_events": self.pipeline.landed,
+            "landing_dir": str(self.config.landing_dir),
+        }
+        if problem is not None:
+            body["error"] = problem
+        return _Outcome(200 if problem is None else 503, body)
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ index. Write keys never reach this module: requests are logged by their source n
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import threading
 from typing import Any, TextIO
@@ -22,6 +23,7 @@ class LogLines:
     def __init__(self, stream: TextIO | None = None, access: bool = True) -> None:
         self._stream = stream
         self.access_enabled = access
+        self.dropped = 0  # lines that could not be written
         self._lock = threading.Lock()
 
     def emit(self, level: str, msg: str, **fields: Any) -> None:
@@ -29,11 +31,19 @@ class LogLines:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         record = {"time": now, "level": level, "msg": msg}
         record.update(fields)
-        line = orjson.dumps(record, default=str).decode() + "\n"
+        try:
+            line = orjson.dumps(record, default=str).decode() + "\n"
+        except TypeError:  # text orjson refuses (a lone surrogate): json escapes it as \udXXX
+            line = json.dumps(record, default=str) + "\n"
         stream = self._stream or sys.stderr
         with self._lock:  # rolls log from a worker thread
-            stream.write(line)
-            stream.flush()
+            try:
+                stream.write(line)
+                stream.flush()
+            except OSError:
+                # stderr on a full disk (or a closed pipe) must not stop requests or rolls: the
+                # line is lost, and counted.
+                self.dropped += 1
 
     def info(self, msg: str, **fields: Any) -> None:
         self.emit("info", msg, **fields)

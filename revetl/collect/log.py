@@ -12,6 +12,12 @@ and that record was never acknowledged.
 Group commit: a single writer thread writes and fsyncs everything queued since its last fsync, so
 concurrent requests share one fsync. `on_commit` is called from that thread with the outcome of
 every operation it finished.
+
+A failed write or fsync (a full disk, an I/O error) fails the requests of that group commit, and
+after it the segment's state is unknown: it is sealed (closed, never written again; the records
+acknowledged before were fsync'd and stay valid, a torn tail is ignored by `read_records`) and the
+next write goes to a new segment. So the log recovers by itself once the disk has room again;
+`failure` holds the last error until a write succeeds, and `retry_at` says when to try again.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ _HEADER = struct.Struct("<II")
 _FIRST = LANDING_SCHEMA.names[0]
 _APPEND, _ROTATE, _STOP = 0, 1, 2
 
-# (token given to append/rotate, segment name or None, error or None)
-Done = tuple[Any, "str | None", "BaseException | None"]
+# (token given to append/rotate, segment name(s) or None, error or None): an append reports its
+# segment, a rotation the tuple of segments it closed (oldest first).
+Done = tuple[Any, "str | tuple[str, ...] | None", "BaseException | None"]
+RETRY_SECONDS = 1.0  # after a failed write, requests get 503 for this long before the next attempt
 
 
 def encode_rows(rows: Sequence[Mapping[str, Any]]) -> bytes:
@@ -107,13 +115,20 @@ class EventLog:
         self._thread = threading.Thread(target=self._run, name="revetl-collect-log", daemon=True)
         self._fd = -1
         self._size = 0
-        self.segment = ""
+        self._acknowledged = False  # a write to the open segment succeeded (its records were acknowledged)
+        self._last_name = 0
+        self.segment = ""  # the open segment ("" while none is open, after a failure)
+        self.sealed: list[str] = []  # segments closed by a failure, not yet reported by a rotation
         self.failure: BaseException | None = None
+        self.retry_at = 0.0  # time.monotonic() before which writing is not tried again
 
     def start(self) -> None:
         """Open a fresh segment and start the writer thread."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._open_segment()
+        try:
+            self._open_segment()
+        except OSError as exc:  # e.g. a full disk: answer 503 until a later write succeeds
+            self._seal(exc)
         self._thread.start()
 
     def append(self, payload: bytes, token: Any) -> None:
@@ -121,7 +136,8 @@ class EventLog:
         self._queue.put((_APPEND, payload, token))
 
     def rotate(self, token: Any) -> None:
-        """Close the open segment after everything queued before; reports `(token, closed, error)`."""
+        """Close the open segment after everything queued before and start a new one; reports
+        `(token, closed, None)`, `closed` being every segment closed since the last rotation."""
         self._queue.put((_ROTATE, None, token))
 
     def close(self) -> None:
@@ -168,41 +184,69 @@ class EventLog:
     def _write(self, frames: list[bytes], tokens: list[Any]) -> list[Done]:
         if not tokens:
             return []
-        if self.failure is None:
-            try:
-                data = memoryview(b"".join(frames))
-                while data:
-                    written = os.write(self._fd, data)
-                    data = data[written:]
-                    self._size += written
-                if self._sync:
-                    _datasync(self._fd)
-            except OSError as exc:
-                # After a failed fsync the file's state is unknown: refuse everything from now on.
-                self.failure = exc
-        if self.failure is not None:
-            reason = _describe(self.failure)
-            error = CollectError(f"the write-ahead log could not be written: {reason}", 503, "log_failed")
+        try:
+            if self._fd < 0:
+                self._open_segment()
+            data = memoryview(b"".join(frames))
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+                self._size += written
+            if self._sync:
+                _datasync(self._fd)
+        except OSError as exc:
+            self._seal(exc)
+            error = CollectError(
+                f"the write-ahead log could not be written ({_describe(exc)}); retry shortly", 503, "log_failed"
+            )
             return [(token, None, error) for token in tokens]
+        self.failure = None
+        self._acknowledged = True
         return [(token, self.segment, None) for token in tokens]
 
+    def _seal(self, exc: OSError) -> None:
+        """After a failed write or fsync: close the segment for good; the next write opens a new one.
+
+        A segment that acknowledged nothing is deleted at once (so retrying on a full disk does not
+        pile up files); one that did is kept for the next roll, which lands its records.
+        """
+        self.failure = exc
+        self.retry_at = time.monotonic() + RETRY_SECONDS
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass  # the descriptor is released either way
+            self._fd = -1
+        if self.segment and self._acknowledged:
+            self.sealed.append(self.segment)
+        elif self.segment:
+            try:
+                remove_segment(self.directory, self.segment)
+            except OSError:
+                pass  # left for the next start, which lands nothing from it
+        self.segment = ""
+
     def _rotate(self, token: Any) -> Done:
-        closed = self.segment
-        if self.failure is not None:
-            return (token, None, CollectError("the write-ahead log has failed", 503, "log_failed"))
-        try:
+        closed, self.sealed = self.sealed, []
+        if self._fd >= 0:
+            closed.append(self.segment)
             self._close_segment(delete_if_empty=False)
+            self.segment = ""
+        try:
             self._open_segment()
         except OSError as exc:
-            self.failure = exc
-            return (token, closed, exc)
-        return (token, closed, None)
+            self._seal(exc)  # the next append tries again
+        return (token, tuple(closed), None)
 
     def _open_segment(self) -> None:
-        name = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+        # Names sort in creation order even if the wall clock steps back.
+        self._last_name = max(time.time_ns(), self._last_name + 1)
+        name = f"{self._last_name:020d}-{secrets.token_hex(4)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         self._fd = os.open(self.directory / f"{name}{SUFFIX}", flags, 0o600)
         self._size = 0
+        self._acknowledged = False
         self.segment = name
         if self._sync:
             fsync_dir(self.directory)  # the new file's name must survive a crash too
@@ -210,10 +254,16 @@ class EventLog:
     def _close_segment(self, delete_if_empty: bool = True) -> None:
         if self._fd < 0:
             return
-        os.close(self._fd)
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass  # the descriptor is released either way; what was fsync'd is on disk
         self._fd = -1
         if delete_if_empty and self._size == 0:
-            remove_segment(self.directory, self.segment)
+            try:
+                remove_segment(self.directory, self.segment)
+            except OSError:
+                pass  # an empty segment left behind is harmless: recovery lands nothing from it
 
 
 def _datasync(fd: int) -> None:

@@ -5,18 +5,19 @@ Every event goes through `revetl.events.normalize` (the landing contract); this 
 what belongs to the HTTP API:
 
 - `received_at` is the server's clock; a `receivedAt` sent by a client is ignored.
-- Clock skew is corrected as Segment does: when a request carries `sentAt` (on the event, or once
-  for a whole batch) and the event carries its own `timestamp` (or `originalTimestamp`), the
-  landed `timestamp` is `received_at - (sentAt - timestamp)`, i.e. the client's timestamp shifted
-  by `received_at - sentAt`. Without `sentAt` the client's timestamp lands as sent; without a
-  client timestamp, `timestamp` is `received_at`.
+- Clock skew is corrected as Segment does (by normalize, given the `sentAt`): when a request
+  carries `sentAt` (on the event, or once for a whole batch) and the event carries its own
+  `timestamp` (or `originalTimestamp`), the landed `timestamp` is `received_at - (sentAt -
+  timestamp)`, i.e. the client's timestamp shifted by `received_at - sentAt`. Without `sentAt` the
+  client's timestamp lands as sent; without a client timestamp, `timestamp` is `received_at`.
 - A batch's top-level `context` is merged under each event's own `context` (the event's keys win).
 - `writeKey`, `sentAt` and `receivedAt` are removed from an event before it is normalized, so a
   `messageId` derived from content is the same when a client retries.
 - Limits (Segment's): 32 KB per event (as compact JSON), 500 KB per batch request, 2,500 events
   per batch, all measured on the uncompressed JSON.
 - JSON is read with orjson: integers beyond 64 bits become floats (Segment's own API reads every
-  number as a double); `NaN`, which Python's encoder writes, is read too and normalize rejects it.
+  number as a double); `NaN`, which Python's encoder writes, is read too and normalize rejects it;
+  so is a lone surrogate escape (`"\\ud800"`), which normalize replaces with U+FFFD.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import orjson
 
 from revetl.collect.log import encode_rows
 from revetl.errors import CollectError, InvalidEvent
-from revetl.events import MAX_EVENT_BYTES, normalize, parse_timestamp
+from revetl.events import MAX_EVENT_BYTES, normalize, parse_timestamp, valid_text
 
 __all__ = [
     "ENDPOINTS",
@@ -117,7 +118,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        try:  # NaN, Infinity: JSON to Python's encoder, so to the Python SDKs (normalize then rejects them)
+        try:  # NaN, Infinity (Python's encoder writes them) and lone surrogates: normalize handles both
             return json.loads(body)
         except (ValueError, RecursionError):
             raise CollectError(f"the body is not valid JSON: {exc}", 400, "invalid_json") from None
@@ -230,9 +231,8 @@ def accept(kind: str, payload: Any, body_size: int, received_at: dt.datetime) ->
             result.rows.append(_land(event, sent_at, context, size, received_at))
         except InvalidEvent as exc:
             message_id = event.get("messageId") if isinstance(event, dict) else None
-            result.rejected.append(
-                {"index": index, "messageId": message_id if isinstance(message_id, str) else None, "reason": exc.reason}
-            )
+            message_id = valid_text(message_id) if isinstance(message_id, str) else None  # echoed as JSON
+            result.rejected.append({"index": index, "messageId": message_id, "reason": exc.reason})
     return result
 
 
@@ -255,14 +255,7 @@ def _land(
             event["context"] = dict(batch_context)
         elif isinstance(own, dict):
             event["context"] = {**batch_context, **own}
-    row = normalize(event, received_at, size)
-    client_time = event.get("timestamp") or event.get("originalTimestamp") or event.get("original_timestamp")
-    if sent_at is not None and client_time:
-        try:
-            row["timestamp"] = row["timestamp"] + (received_at - sent_at)
-        except OverflowError:
-            raise InvalidEvent("`timestamp` is out of range once corrected for clock skew") from None
-    return row
+    return normalize(event, received_at, size, sent_at=sent_at)
 
 
 def _sent_at(value: Any) -> dt.datetime | None:
@@ -272,8 +265,8 @@ def _sent_at(value: Any) -> dt.datetime | None:
 def _json_size(event: Any) -> int:
     try:
         return len(orjson.dumps(event))
-    except TypeError:  # integers beyond 64 bits: measure as Python's json writes them
-        return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except TypeError:  # integers beyond 64 bits, lone surrogates: measure as Python's json writes them
+        return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 def _json_type(value: Any) -> str:

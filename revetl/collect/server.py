@@ -3,11 +3,13 @@
 Start-up: resolve the settings, lock the log directory (one collector per log), land whatever a
 previous run left in the log (`roller.recover`), bind the socket, print where events land, serve.
 SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, roll everything acknowledged into
-Parquet, close the log, exit 0. SIGKILL: nothing is lost that was acknowledged; the next start
-lands it.
+Parquet, close the log, exit 0; if some events cannot be rolled (a full disk), say how many stay in
+the log and why, and exit 1: they are safe there and the next start lands them. SIGKILL: nothing
+is lost that was acknowledged; the next start lands it.
 
 The HTTP server is uvicorn (httptools parser, uvloop when installed) running the raw ASGI app in
-`app.py`: chosen by measurement against the collector benchmark (`bench/collect_bench.py`).
+`app.py`: chosen by measurement against the collector benchmark (`bench/collect_bench.py`); its
+connections have read and idle deadlines (`connections.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from revetl.collect.app import CollectorApp
+from revetl.collect.connections import deadline_protocol
 from revetl.collect.dedupe import RecentIds
 from revetl.collect.lines import LogLines
 from revetl.collect.pipeline import Pipeline
@@ -32,7 +35,7 @@ from revetl.collect.roller import recover
 from revetl.collect.settings import CollectorConfig
 from revetl.collect.workers import Parser
 from revetl.config import Project
-from revetl.errors import CollectError
+from revetl.errors import CollectError, LandingError
 
 __all__ = ["serve", "run"]
 
@@ -60,7 +63,13 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
     """Recover, listen and serve with an already resolved configuration."""
     with _locked(config.log_dir):
         recent = RecentIds(config.dedupe_window)
-        report = recover(config.landing_dir, config.log_dir, recent)
+        try:
+            report = recover(config.landing_dir, config.log_dir, recent)
+        except LandingError as exc:
+            raise CollectError(
+                f"cannot start: the events a previous run left in the write-ahead log cannot be landed ({exc}); "
+                f"they stay safe in {config.log_dir}: make room and start again"
+            ) from exc
         if report.segments:
             lines.info(
                 f"recovered {report.events} acknowledged events from {report.segments} log segments",
@@ -75,6 +84,8 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
                 parser.warm_up()
                 with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                     runner.run(_serve(config, sock, parser, recent, lines, stop))
+            except _Unlanded:
+                raise SystemExit(1) from None
             finally:
                 parser.close()
 
@@ -92,6 +103,8 @@ async def _serve(
         uvicorn.Config(
             app, interface="asgi3", lifespan="off", access_log=False, log_config=None, log_level="warning",
             server_header=False, timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
+            http=deadline_protocol(config.read_timeout),  # type: ignore[arg-type]
+            timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
         )
     )
     stop.on_signal = lambda: setattr(server, "should_exit", True)
@@ -109,8 +122,20 @@ async def _serve(
         if not stop.received:
             await server.serve(sockets=[sock])
     finally:
-        await pipeline.close()
-        lines.info("revetl collect stopped; every acknowledged event is in Parquet", landed_events=pipeline.landed)
+        problem = await pipeline.close()
+        if problem is None:
+            lines.info("revetl collect stopped; every acknowledged event is in Parquet", landed_events=pipeline.landed)
+        else:
+            lines.error(
+                f"revetl collect stopped; {pipeline.buffered:,} acknowledged events are still only in the "
+                f"write-ahead log in {config.log_dir} ({problem}); the next start lands them",
+                landed_events=pipeline.landed, log_only_events=pipeline.buffered,
+            )
+            raise _Unlanded
+
+
+class _Unlanded(Exception):
+    """SIGTERM could not roll every acknowledged event into Parquet (already logged): exit 1."""
 
 
 class _StopSignals:

@@ -42,6 +42,8 @@ class CollectorConfig:
     workers: int
     sources_by_key: dict[str, str] = field(repr=False)
     access_log: bool = True
+    read_timeout: float = 10.0
+    idle_timeout: float = 5.0
 
     @property
     def sources(self) -> list[str]:
@@ -77,6 +79,8 @@ class CollectorConfig:
             workers=next(w for w in (workers, settings.workers, default_workers()) if w is not None),
             sources_by_key=_expand_keys({k: v.get_secret_value() for k, v in settings.write_keys.items()}),
             access_log=access_log,
+            read_timeout=settings.read_timeout_seconds,
+            idle_timeout=settings.idle_timeout_seconds,
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:
             raise CollectError("flush seconds and flush events must both be positive")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,9 +42,21 @@ def collector_env(base: Path) -> dict[str, str]:
     }
 
 
-def revetl_command(*args: str) -> list[str]:
-    """`revetl --project-dir REPO ARGS...` with this interpreter."""
-    return [sys.executable, "-c", "from revetl.cli import main; main()", "--project-dir", str(REPO), *args]
+def revetl_command(*args: str, project_dir: Path = REPO) -> list[str]:
+    """`revetl --project-dir PROJECT_DIR ARGS...` with this interpreter."""
+    return [sys.executable, "-c", "from revetl.cli import main; main()", "--project-dir", str(project_dir), *args]
+
+
+def project_with_collect_settings(directory: Path, **settings: Any) -> Path:
+    """A copy of the repository's project whose `collect:` settings are changed by `settings`."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dbt_project.yml", directory / "dbt_project.yml")
+    raw = yaml.safe_load((REPO / "revetl.yml").read_text())
+    raw["collect"].update(settings)
+    (directory / "revetl.yml").write_text(yaml.safe_dump(raw))
+    return directory
 
 
 @dataclass
@@ -58,11 +71,11 @@ class Collector:
 
     @property
     def landing_dir(self) -> Path:
-        return self.base / "events"
+        return Path(self.env["REVETL_LANDING_DIR"])
 
     @property
     def log_dir(self) -> Path:
-        return self.base / "collector"
+        return Path(self.env["REVETL_COLLECTOR_DIR"])
 
     def lines(self) -> list[dict[str, Any]]:
         """The collector's structured log lines so far."""
@@ -119,13 +132,20 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def start_collector(base: Path, *options: str, expect_start: bool = True) -> Collector:
-    """Start `revetl collect --port 0 OPTIONS...` and wait for its start-up line."""
+def start_collector(
+    base: Path, *options: str, expect_start: bool = True, data: Path | None = None, project_dir: Path = REPO
+) -> Collector:
+    """Start `revetl collect --port 0 OPTIONS...` and wait for its start-up line.
+
+    Its landing directory and write-ahead log are under `data` if given (its stderr stays in `base`).
+    """
     base.mkdir(parents=True, exist_ok=True)
     log_path = base / f"collector-{time.monotonic_ns()}.log"
     env = collector_env(base)
+    if data is not None:
+        env.update(REVETL_LANDING_DIR=str(data / "events"), REVETL_COLLECTOR_DIR=str(data / "collector"))
     process = subprocess.Popen(
-        revetl_command("collect", "--port", "0", *options),
+        revetl_command("collect", "--port", "0", *options, project_dir=project_dir),
         env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"), cwd=base,
     )
     collector = Collector(base=base, process=process, log_path=log_path, env=env)
@@ -146,11 +166,13 @@ def start_collector(base: Path, *options: str, expect_start: bool = True) -> Col
 
 @pytest.fixture
 def collector_factory(tmp_path: Path) -> Iterator[Any]:
-    """`start(*options, base=None)` -> Collector; every collector started is killed at the end."""
+    """`start(*options, base=None, data=None)` -> Collector; every collector started is killed at the end."""
     started: list[Collector] = []
 
-    def start(*options: str, base: Path | None = None, expect_start: bool = True) -> Collector:
-        collector = start_collector(base or tmp_path, *options, expect_start=expect_start)
+    def start(
+        *options: str, base: Path | None = None, expect_start: bool = True, data: Path | None = None
+    ) -> Collector:
+        collector = start_collector(base or tmp_path, *options, expect_start=expect_start, data=data)
         started.append(collector)
         return collector
 

@@ -213,6 +213,27 @@ def test_partly_invalid_batch_lands_the_valid_events_and_reports_the_others(
     assert json.loads(landed[good2][0]["traits"]) == {"plan": "pro"}
 
 
+def test_a_lone_surrogate_in_one_event_is_replaced_and_the_whole_batch_lands(
+    http_collector: Any, keys: dict[str, str]
+) -> None:
+    mids = ids(100, "surrogate")
+    # Over 32 KB, so that each event is measured too; json.dumps writes "\ud800" as an escape, as
+    # JavaScript does for a string cut in the middle of an emoji.
+    events = [track(mid, properties={"pad": "x" * 400}) for mid in mids]
+    events[40] = track(mids[40], userId="u-\ud800", properties={"title": "Hi \ud83d", "pad": "x" * 400})
+    bad_id = mids[41] + "\udc00"
+    events[41] = {"type": "track", "userId": "u-1", "messageId": bad_id}  # no event name: rejected
+    response = post(http_collector, "/v1/batch", {"batch": events, "writeKey": keys["web"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["rejected"] == [
+        {"index": 41, "messageId": mids[41] + "\ufffd", "reason": "a track event needs a non-empty `event` name"}
+    ]
+    landed = landed_by_id(http_collector, keys, mids)
+    assert set(landed) == set(mids) - {mids[41]}
+    (row,) = landed[mids[40]]
+    assert row["user_id"] == "u-\ufffd" and json.loads(row["properties"])["title"] == "Hi \ufffd"
+
+
 def test_batch_whose_events_are_all_invalid_is_400(http_collector: Any, keys: dict[str, str]) -> None:
     response = post(http_collector, "/v1/batch", {"batch": [{"type": "track"}], "writeKey": keys["web"]})
     assert response.status_code == 400

@@ -4,12 +4,14 @@ the settings it starts from."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from disk import fill, small_disk
 
 from revetl.collect.app import CollectorApp
 from revetl.collect.dedupe import RecentIds
@@ -147,6 +149,25 @@ def test_log_lines_are_one_json_object_each(capsys: pytest.CaptureFixture[str]) 
     (line,) = capsys.readouterr().err.splitlines()
     record = json.loads(line)
     assert (record["level"], record["msg"], record["path"], record["n"]) == ("info", "hello", "/x", 1)
+
+
+def test_a_log_line_with_a_lone_surrogate_is_still_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    LogLines().error("request failed", error="bad \ud800 text")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["error"] == "bad \ud800 text"
+
+
+def test_a_log_line_that_cannot_be_written_is_counted_not_raised(tmp_path: Path) -> None:
+    # stderr redirected to a file on the disk that just filled up must not stop rolls or requests.
+    with small_disk(tmp_path / "disk", size_kib=64) as disk:
+        fill(disk)
+        stream = open(disk / "stderr.log", "w", buffering=1)
+        lines = LogLines(stream=stream)
+        lines.error("could not roll events into Parquet", error="No space left on device")
+        lines.info("rolled", events=3)
+        assert lines.dropped == 2
+        with contextlib.suppress(OSError):
+            stream.close()  # its buffer still holds what could not be written
 
 
 class SlowPipeline:
