@@ -57,11 +57,16 @@ def small_disk(directory: Path, size_kib: int, namespace: bool | None = None) ->
         holder.wait()
 
 
-def fill(disk: Path, name: str = "ballast") -> Path:
-    """Write a file until the disk is full (ENOSPC); returns it, to be deleted to free the space."""
+def fill(disk: Path, name: str = "ballast", leave: int = 0) -> Path:
+    """Write a file until the disk is full (ENOSPC), or has only `leave` bytes free; returns it, to be
+    deleted to free the space."""
     ballast = disk / name
     chunk = os.urandom(64 * 1024)
     with open(ballast, "wb", buffering=0) as out:
+        if leave:
+            stats = os.statvfs(disk)
+            out.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - leave))
+            return ballast
         size = len(chunk)
         while size:
             try:

@@ -8,17 +8,15 @@ is larger than its memory limit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from cases import BRAZE
+from disk import fill, small_disk
 from test_contract import AUDIENCE, acknowledged, expected, people, set_members, write_sync
 from wh import audience_project
 
@@ -28,30 +26,6 @@ from revetl.emulators import running
 from revetl.warehouse import connect
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` mounted at `path` (the tests run as root, as CI does)."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(f"these tests mount a small tmpfs, which needs root: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(disk: Path, leave: int = 0) -> Path:
-    """Take all the free space of `disk` but `leave` bytes; delete the returned file to give it back."""
-    ballast = disk / "ballast"
-    stats = os.statvfs(disk)
-    with open(ballast, "wb") as handle:
-        with contextlib.suppress(OSError):
-            handle.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - leave))
-    return ballast
 
 
 def revetl(project: Project, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -80,7 +54,7 @@ def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(t
     project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
     set_members(project, people(6_000))
     journals = tmp_path / "warehouse.revetl" / "syncs" / "contract"
-    with small_disk(journals, "2m"), running("braze", {"seed": 21, "record_requests": 50_000,
+    with small_disk(journals, 2048), running("braze", {"seed": 21, "record_requests": 50_000,
                                                        **BRAZE.emulator_options}) as url:
         write_sync(project, BRAZE, url, monkeypatch)
         ballast = fill(journals, leave=700_000)  # room for the plan file and part of the journal
@@ -104,11 +78,11 @@ def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(t
 
 
 def test_a_full_disk_under_the_warehouse_keeps_the_journal_for_the_next_run(tmp_path, monkeypatch):
-    with small_disk(tmp_path / "disk", "32m") as disk:
+    with small_disk(tmp_path / "disk", 32 * 1024) as disk:
         project = audience_project(disk, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
         set_members(project, people(6_000))
         # The journal has room (its own disk); the warehouse fills up while the run sends.
-        with small_disk(disk / "warehouse.revetl", "64m"), running(
+        with small_disk(disk / "warehouse.revetl", 64 * 1024), running(
             "braze", {"seed": 22, "latency_ms": 20, **BRAZE.emulator_options}
         ) as url:
             write_sync(project, BRAZE, url, monkeypatch, concurrency=2)
@@ -141,7 +115,7 @@ def test_a_full_disk_under_the_warehouse_keeps_the_journal_for_the_next_run(tmp_
 def test_a_plan_that_spills_onto_a_full_disk_fails_in_one_sentence(tmp_path, monkeypatch):
     # 300,000 members planned within 48 MB: DuckDB spills about 70 MB beside the warehouse.
     monkeypatch.setenv("REVETL_SYNC_MEMORY_LIMIT", "48MB")
-    with small_disk(tmp_path / "disk", "160m") as disk:
+    with small_disk(tmp_path / "disk", 160 * 1024) as disk:
         project = audience_project(disk, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
         connection = connect(project)
         connection.execute(
