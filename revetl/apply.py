@@ -532,6 +532,6 @@ def acknowledged_rows(project: Project, sync: str) -> list[tuple[str, str, str, 
     """(key, row_hash, payload, dest_ref) the destination has acknowledged, journals not folded yet included."""
     from revetl.warehouse import connect, work_dir
 
-    journals = [read_journal(path) for path in pending_journals(work_dir(project), sync)]
+    journals = pending_journals(work_dir(project), sync)
     with contextlib.closing(connect(project, read_only=True)) as warehouse:
         return list(state.acknowledged_rows(warehouse, sync, journals))

@@ -12,10 +12,12 @@ sync that wrote its acknowledgements there would lock out every other sync, plan
 for its whole run.
 
 Format: records `length (u32 LE) | CRC-32 (u32 LE) | JSON`; the first is the header
-`{"run_id", "sync"}`, then one `{"acks": [[op, key, row_hash, payload, dest_ref], ...],
-"rejects": [[op, key, reason, payload], ...]}` per batch, and last, when the run could end
-properly, `{"end": status, "message": ...}`. A torn or corrupt record ends the file (a crash
-mid-write): what precedes it is intact, and that batch was never counted as acknowledged.
+`{"run_id", "sync"}`, then one `{"acks": [ops, keys, row_hashes, payloads, dest_refs],
+"rejects": [[op, key, reason, payload], ...]}` per batch (acknowledgements by column: they are
+read back into Arrow columns, in chunks, so folding a million of them needs neither a million
+Python tuples nor their memory), and last, when the run could end properly,
+`{"end": status, "message": ...}`. A torn or corrupt record ends the file (a crash mid-write):
+what precedes it is intact, and that batch was never counted as acknowledged.
 
 Concurrent workers share one fdatasync (group commit in a writer thread), as the collector's log does.
 """
@@ -36,13 +38,27 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from revetl.errors import StateError
 
-__all__ = ["JournalContents", "JournalWriter", "journal_dir", "new_journal_path", "pending_journals", "read_journal"]
+__all__ = [
+    "ACK_SCHEMA",
+    "JournalContents",
+    "JournalWriter",
+    "ack_chunks",
+    "journal_dir",
+    "new_journal_path",
+    "pending_journals",
+    "read_journal",
+]
 
 SUFFIX = ".journal"
 _HEADER = struct.Struct("<II")
+CHUNK_ROWS = 100_000
+# One acknowledged row; `seq` orders the rows of several journals (the later acknowledgement of a key wins).
+ACK_SCHEMA = pa.schema([("op", pa.string()), ("key", pa.string()), ("row_hash", pa.string()),
+                        ("payload", pa.string()), ("dest_ref", pa.string()), ("seq", pa.int64())])
 
 Ack = Sequence[Any]  # (op, key, row_hash, payload, dest_ref)
 Reject = Sequence[Any]  # (op, key, reason, payload)
@@ -65,50 +81,78 @@ def _frame(payload: bytes) -> bytes:
 
 @dataclass
 class JournalContents:
-    """What a journal file holds: its run, every acknowledged and rejected row, and how it ended."""
+    """What a journal says about its run: the run, how many rows of each operation the destination
+    acknowledged, the rows it rejected, and how the run ended. The acknowledged rows themselves are
+    read in Arrow chunks by `ack_chunks`."""
 
     path: Path
     run_id: str | None = None
-    acks: list[tuple] = field(default_factory=list)
+    counts: tuple[int, int, int] = (0, 0, 0)  # acknowledged (adds, changes, removes)
     rejects: list[tuple] = field(default_factory=list)
     status: str | None = None  # written by a run that could end properly; None after a crash
     message: str | None = None
 
     @property
-    def counts(self) -> tuple[int, int, int]:
-        """Acknowledged (adds, changes, removes)."""
-        ops = [ack[0] for ack in self.acks]
-        return ops.count("add"), ops.count("change"), ops.count("remove")
+    def acknowledged(self) -> int:
+        return sum(self.counts)
 
 
-def _records(data: bytes) -> Iterator[bytes]:
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The intact records of a journal, in order (nothing if it is gone)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
         start, end = offset + _HEADER.size, offset + _HEADER.size + length
         if end > len(data) or zlib.crc32(data[start:end]) != crc:
             return
-        yield data[start:end]
+        yield orjson.loads(data[start:end])
         offset = end
 
 
 def read_journal(path: Path) -> JournalContents:
-    """Read a journal up to its first torn record."""
+    """Read what a journal says about its run, up to its first torn record."""
     contents = JournalContents(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return contents
-    for raw in _records(data):
-        record = orjson.loads(raw)
+    counts = {"add": 0, "change": 0, "remove": 0}
+    for record in _records(path):
         if "run_id" in record:
             contents.run_id = record["run_id"]
         elif "end" in record:
             contents.status, contents.message = record["end"], record.get("message")
         else:
-            contents.acks += map(tuple, record.get("acks", ()))
+            for op in record["acks"][0] if record.get("acks") else ():
+                counts[op] += 1
             contents.rejects += map(tuple, record.get("rejects", ()))
+    contents.counts = (counts["add"], counts["change"], counts["remove"])
     return contents
+
+
+def ack_chunks(paths: Sequence[Path], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The acknowledged rows of `paths` (oldest run first), as Arrow tables of ACK_SCHEMA of about `rows`."""
+    columns: list[list[Any]] = [[] for _ in range(5)]
+    seq = 0
+    for path in paths:
+        for record in _records(path):
+            acks = record.get("acks")
+            if not acks or not acks[0]:
+                continue
+            for column, values in zip(columns, acks):
+                column += values
+            if len(columns[0]) >= rows:
+                yield _table(columns, seq)
+                seq += len(columns[0])
+                columns = [[] for _ in range(5)]
+    if columns[0]:
+        yield _table(columns, seq)
+
+
+def _table(columns: list[list[Any]], first_seq: int) -> pa.Table:
+    arrays = [pa.array(values, pa.string()) for values in columns]
+    return pa.Table.from_arrays([*arrays, pa.array(range(first_seq, first_seq + len(columns[0])), pa.int64())],
+                                schema=ACK_SCHEMA)
 
 
 class JournalWriter:
@@ -143,8 +187,10 @@ class JournalWriter:
         return future
 
     async def write(self, acks: Sequence[Ack], rejects: Sequence[Reject] = ()) -> None:
-        """Append one answered batch; returns once it is on disk."""
-        await asyncio.wrap_future(self._submit(orjson.dumps({"acks": acks, "rejects": rejects})))
+        """Append one answered batch (acknowledged rows `(op, key, row_hash, payload, dest_ref)`, rejected
+        rows `(op, key, reason, payload)`); returns once it is on disk."""
+        columns = list(zip(*acks)) if acks else []
+        await asyncio.wrap_future(self._submit(orjson.dumps({"acks": columns, "rejects": rejects})))
 
     def end(self, status: str, message: str | None) -> None:
         """Append how the run ended (read by the fold, and by the next run if the fold cannot happen now)."""

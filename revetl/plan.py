@@ -53,7 +53,6 @@ from revetl import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations.base import Row
 from revetl.errors import StateError, WarehouseError
-from revetl.journal import JournalContents
 
 __all__ = ["Diff", "Guard", "Plan", "make_plan", "plan_sync", "print_plan", "write_diff"]
 
@@ -130,15 +129,15 @@ def _payload_sql(sync: SyncConfig, types: dict[str, str]) -> str:
 
 
 def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int = 5,
-              pending: Sequence[JournalContents] = ()) -> Plan:
+              pending: Sequence[Path] = ()) -> Plan:
     """Diff `audience_sql` (a compiled audience) against the sync's state on `connection`.
 
-    `pending` are journals of runs not folded into the state yet: what they acknowledged counts.
+    `pending` are journal files of runs not folded into the state yet: what they acknowledged counts.
     Leaves `revetl_diff` as a temp table on the connection for `write_diff`. An error of the engine
     (a bad cast on some row, a full disk while spilling) becomes one WarehouseError sentence.
     """
-    has_pending = state.register_pending(connection, pending)
     try:
+        has_pending = state.load_pending(connection, pending)
         return _make_plan(connection, sync, audience_sql, samples, has_pending)
     except duckdb.Error as exc:
         if "failed to offload" in str(exc) or "No space left" in str(exc):
@@ -150,8 +149,8 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
             f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {_first_line(exc)}"
         ) from exc
     finally:
-        if has_pending:
-            connection.unregister(state.PENDING)
+        if pending:
+            connection.execute(f"drop table if exists {state.PENDING}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,11 +261,11 @@ def plan_sync(project: Project, sync: SyncConfig, connection: duckdb.DuckDBPyCon
     """Compile the sync's audience and plan it (`revetl plan`): a read-only, sandboxed connection unless
     given one; runs in progress or left by a crash count with what their journals acknowledged."""
     from revetl.audiences import compile_audience, load_audience
-    from revetl.journal import pending_journals, read_journal
+    from revetl.journal import pending_journals
     from revetl.warehouse import connect, sync_memory_limit, work_dir
 
     sql = compile_audience(project, load_audience(project, sync.audience))
-    pending = [read_journal(path) for path in pending_journals(work_dir(project), sync.name)]
+    pending = pending_journals(work_dir(project), sync.name)
     own = connection is None
     connection = connection or connect(project, read_only=True, memory_limit=sync_memory_limit(), sandbox=True)
     try:

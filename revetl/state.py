@@ -12,8 +12,9 @@ While a run sends, its acknowledgements go to a journal file beside the warehous
 not to the warehouse: an embedded warehouse admits one writing process, and a run takes minutes.
 `apply_journal` folds a journal into `acknowledged`, `failures` and the run's record in one
 transaction, at the end of the run, or at the start of the next one if the process died. Readers
-(`current_state_sql`) also see journals not folded yet, registered as `revetl_pending`, so an
-acknowledged batch counts from the moment its journal write returned.
+(`current_state_sql`) also see journals not folded yet, loaded into the temp table
+`revetl_pending` by `load_pending`, so an acknowledged batch counts from the moment its journal
+write returned.
 
 Keys are text: the audience's key column cast to VARCHAR, compared exactly (case matters).
 """
@@ -25,13 +26,14 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from revetl.errors import WarehouseError
-from revetl.journal import JournalContents
+from revetl.journal import ACK_SCHEMA, JournalContents, ack_chunks
 
 __all__ = [
     "PENDING",
@@ -47,7 +49,7 @@ __all__ = [
     "last_sizes",
     "migrate",
     "new_run_id",
-    "register_pending",
+    "load_pending",
     "reset",
     "run_status",
     "runs",
@@ -104,8 +106,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 LATEST = MIGRATIONS[-1][0]
-PENDING = "revetl_pending"  # journals not folded yet, registered on a connection by `register_pending`
-_CHUNK = 100_000  # acknowledgements per Arrow chunk when folding a journal
+PENDING = "revetl_pending"  # journals not folded yet, loaded into a temp table by `load_pending`
 
 OPS = ("add", "change", "remove")
 
@@ -180,7 +181,7 @@ def migrate(connection: duckdb.DuckDBPyConnection) -> int:
 def current_state_sql(connection: duckdb.DuckDBPyConnection, pending: bool = False) -> str:
     """A SELECT of (key, row_hash, payload, dest_ref) acknowledged for the sync bound to `$sync`.
 
-    With `pending`, journals not folded yet (registered as `revetl_pending` by `register_pending`)
+    With `pending`, journals not folded yet (loaded into `revetl_pending` by `load_pending`)
     override the folded rows, key by key. When revetl never wrote state to this warehouse, the folded
     part is an empty relation: reading writes nothing.
     """
@@ -206,27 +207,32 @@ def current_state_sql(connection: duckdb.DuckDBPyConnection, pending: bool = Fal
     """
 
 
-def _acks_table(acks: Sequence[tuple], first_seq: int) -> pa.Table:
-    columns = list(zip(*acks)) if acks else [()] * 5
-    return pa.table({
-        "op": pa.array(columns[0], pa.string()),
-        "key": pa.array(columns[1], pa.string()),
-        "row_hash": pa.array(columns[2], pa.string()),
-        "payload": pa.array(columns[3], pa.string()),
-        "dest_ref": pa.array(columns[4], pa.string()),
-        "seq": pa.array(range(first_seq, first_seq + len(acks)), pa.int64()),
-    })
+def _load_acks(connection: duckdb.DuckDBPyConnection, table: str, journals: Sequence[Path]) -> int:
+    """Stream the acknowledged rows of `journals` into a new temp table; returns how many there were."""
+    columns = ", ".join(f"{field.name} {'bigint' if field.name == 'seq' else 'varchar'}" for field in ACK_SCHEMA)
+    connection.execute(f"create or replace temp table {table} ({columns})")
+    loaded = 0
+    for chunk in ack_chunks(journals):
+        connection.register("revetl_chunk", chunk)
+        try:
+            connection.execute(f"insert into {table} select * from revetl_chunk")
+        finally:
+            connection.unregister("revetl_chunk")
+        loaded += chunk.num_rows
+    return loaded
 
 
-def register_pending(connection: duckdb.DuckDBPyConnection, journals: Sequence[JournalContents]) -> bool:
-    """Register the acknowledgements of unfolded journals (oldest first) as `revetl_pending`.
+def load_pending(connection: duckdb.DuckDBPyConnection, journals: Sequence[Path]) -> bool:
+    """Load the acknowledgements of unfolded `journals` (oldest first) into the temp table `revetl_pending`.
 
-    Returns whether there were any; `current_state_sql(connection, pending=True)` then reads them."""
-    acks = [ack for contents in journals for ack in contents.acks]
-    if not acks:
+    Returns whether there were any; `current_state_sql(connection, pending=True)` then reads them.
+    The caller drops the table (`drop table revetl_pending`) when done."""
+    if not journals:
         return False
-    connection.register(PENDING, _acks_table(acks, 0))
-    return True
+    if _load_acks(connection, PENDING, journals):
+        return True
+    connection.execute(f"drop table {PENDING}")
+    return False
 
 
 def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: JournalContents,
@@ -247,32 +253,26 @@ def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: Jo
     if message is None:
         message = contents.message
     if message is None and status == "crashed":
-        kept = len(contents.acks)
+        kept = contents.acknowledged
         message = (f"the process stopped before the run ended; the {kept:,} rows it had acknowledged are kept"
                    if kept else "the process stopped before the run ended, before any row was acknowledged")
     now = _now()
     connection.execute("begin transaction")
     try:
-        if contents.acks:
-            connection.execute(
-                "create or replace temp table revetl_fold (op varchar, key varchar, row_hash varchar, "
-                "payload varchar, dest_ref varchar, seq bigint)"
-            )
-            for start in range(0, len(contents.acks), _CHUNK):
-                connection.register("revetl_chunk", _acks_table(contents.acks[start:start + _CHUNK], start))
-                connection.execute("insert into revetl_fold select * from revetl_chunk")
-                connection.unregister("revetl_chunk")
+        if contents.acknowledged and _load_acks(connection, "revetl_fold", [contents.path]):
             connection.execute(
                 f"""delete from {SCHEMA}.acknowledged
                     where sync = $sync and key in (select key from revetl_fold)""",
                 {"sync": sync},
             )
+            # A run acknowledges each key once; the window is only needed if one did not.
+            unique = connection.execute("select count(*) = count(distinct key) from revetl_fold").fetchall()[0][0]
+            latest = ("revetl_fold" if unique else
+                      "(select * from revetl_fold qualify row_number() over (partition by key order by seq desc) = 1)")
             connection.execute(
                 f"""insert into {SCHEMA}.acknowledged
                     select $sync, key, row_hash, payload::json, dest_ref, $run, $now
-                    from (select *, row_number() over (partition by key order by seq desc) as newest
-                          from revetl_fold)
-                    where newest = 1 and op <> 'remove'""",
+                    from {latest} where op <> 'remove'""",
                 {"sync": sync, "run": run_id, "now": now},
             )
             connection.execute("drop table revetl_fold")
@@ -413,17 +413,17 @@ def reset(connection: duckdb.DuckDBPyConnection, sync: str) -> int:
 
 
 def acknowledged_rows(connection: duckdb.DuckDBPyConnection, sync: str,
-                      journals: Sequence[JournalContents] = ()) -> Iterable[tuple[str, str, str, str]]:
+                      journals: Sequence[Path] = ()) -> Iterable[tuple[str, str, str, str]]:
     """(key, row_hash, payload, dest_ref) as currently acknowledged, unfolded `journals` included."""
-    if not has_state(connection) and not any(contents.acks for contents in journals):
-        return []
-    pending = register_pending(connection, journals)
+    pending = load_pending(connection, journals)
     try:
+        if not has_state(connection) and not pending:
+            return []
         sql = current_state_sql(connection, pending)
         return connection.execute(f"select * from ({sql}) order by key", {"sync": sync}).fetchall()
     finally:
         if pending:
-            connection.unregister(PENDING)
+            connection.execute(f"drop table {PENDING}")
 
 
 def run_status(connection: duckdb.DuckDBPyConnection, run_id: str) -> str | None:

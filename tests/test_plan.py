@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from revetl import state
 from revetl.config import SyncConfig
 from revetl.errors import WarehouseError
-from revetl.journal import JournalContents
+from revetl.journal import JournalWriter, read_journal
 from revetl.plan import make_plan
 
 AUDIENCE = "select * from audience_rows"
@@ -46,16 +47,22 @@ def members(connection, rows) -> None:
         connection.executemany("insert into audience_rows values (?, ?, ?, ?)", rows)
 
 
-def journal_of(rows) -> JournalContents:
-    """A run's journal that acknowledged `rows` (op, key, row_hash, payload, dest_ref)."""
-    return JournalContents(Path("run-1.journal"), acks=[tuple(row) for row in rows])
+def journal_of(rows, path: Path) -> Path:
+    """A run's journal file that acknowledged `rows` (op, key, row_hash, payload, dest_ref)."""
+    path.unlink(missing_ok=True)
+    writer = JournalWriter(path, "churn_to_braze", "run-1", durable=False)
+    asyncio.run(writer.write([tuple(row) for row in rows]))
+    writer.close()
+    return path
 
 
 def acknowledge_all(connection, sync: SyncConfig) -> None:
     """What a successful run does: every diff row acknowledged in its journal, then folded."""
     state.migrate(connection)
     rows = connection.execute("select op, key, row_hash, payload, dest_ref from revetl_diff").fetchall()
-    state.apply_journal(connection, sync.name, journal_of(rows))
+    folder = Path(connection.execute("select path from duckdb_databases() where database_name = current_database()")
+                  .fetchall()[0][0]).parent
+    state.apply_journal(connection, sync.name, read_journal(journal_of(rows, folder / "run.journal")))
 
 
 def diff(connection) -> set[tuple[str, str]]:
@@ -162,18 +169,18 @@ def test_null_and_duplicate_keys_are_reported_and_left_out(warehouse):
     assert plan.members == 2
 
 
-def test_partially_applied_run_plans_only_the_rest(warehouse):
+def test_partially_applied_run_plans_only_the_rest(warehouse, tmp_path):
     sync = sync_config()
     members(warehouse, [(f"u{i}", f"{i}@x.io", "pro", i) for i in range(10)])
     make_plan(warehouse, sync, AUDIENCE)
     state.migrate(warehouse)
     rows = warehouse.execute("select op, key, row_hash, payload, dest_ref from revetl_diff order by key").fetchall()
     # A run acknowledged four rows, then died before folding its journal.
-    pending = journal_of(rows[:4])
+    pending = journal_of(rows[:4], tmp_path / "killed.journal")
     plan = make_plan(warehouse, sync, AUDIENCE, pending=[pending])
     assert (plan.adds, plan.previous) == (6, 4)
     assert {key for _, key in diff(warehouse)} == {row[1] for row in rows[4:]}
-    state.apply_journal(warehouse, sync.name, pending)
+    state.apply_journal(warehouse, sync.name, read_journal(pending))
     assert make_plan(warehouse, sync, AUDIENCE).adds == 6
 
 
