@@ -154,7 +154,7 @@ traits:
 
 
 def _payments() -> list[dict]:
-    """60 profiles, each paying amounts whose double sum depends on the order they are added in."""
+    """60 profiles (and one more), each paying amounts whose double sum depends on the order they are added in."""
     amounts = [0.1, 0.2, 0.3, 19.99, 0.7, 1e-3, 33.33, 0.01, 12.34, 0.07, 194.06, 2.2]
     events = []
     for user in range(60):
@@ -163,6 +163,10 @@ def _payments() -> list[dict]:
             events.append(wire("track", f"pay-{user}-{i}", userId=f"payer{user}", event="Payment Processed",
                                properties={"revenue": amount if i % 3 else str(amount)},
                                timestamp=_at(f"2026-01-{1 + (user + i) % 28:02d}")))
+    # 10^18 or more is no amount (as "abc" is not): it neither counts nor overflows the exact sum
+    for i, amount in enumerate([1e20, 5, 10**18, -(10**25)]):
+        events.append(wire("track", f"pay-huge-{i}", userId="payer_huge", event="Payment Processed",
+                           properties={"revenue": amount}, timestamp=_at("2026-01-02")))
     return events
 
 
@@ -181,9 +185,11 @@ def test_numeric_traits_are_byte_identical_whatever_order_the_events_are_summed_
         rows = query(project, "select p.user_id, t.* exclude (profile_id) from profile_traits t "
                               "join profiles p using (profile_id) order by p.user_id")
         values.append([repr(row) for row in rows])
-    assert len(values[0]) == 60 and values[0] == values[1]
+    assert len(values[0]) == 61 and values[0] == values[1]
     exact: dict[str, Decimal] = {}
     for event in _payments():
-        exact[event["userId"]] = exact.get(event["userId"], Decimal(0)) + Decimal(str(event["properties"]["revenue"]))
+        amount = Decimal(str(event["properties"]["revenue"]))
+        exact[event["userId"]] = exact.get(event["userId"], Decimal(0)) + (amount if abs(amount) < 10**18 else 0)
+    assert exact["payer_huge"] == 5
     totals = dict(query(project, "select p.user_id, t.revenue_total from profile_traits t join profiles p using (profile_id)"))
     assert totals == {user: float(total) for user, total in exact.items()}
