@@ -5,7 +5,29 @@
   Each becomes one column of profile_traits, computed over the profile's events up to as_of()
   and, with a window, after as_of() - window. profile_traits fills in 0 and [] for profiles
   without matching events, so the aggregates here may return NULL.
+
+  Numbers are exact decimals while they are aggregated, DOUBLE once computed. A sum of doubles
+  depends on the order it adds them in, which DuckDB's parallel aggregation does not fix: two
+  builds of the same events gave 194.06 and 194.06000000000003, and a sync mapping the trait saw a
+  change that was not one. So a number property is read as DECIMAL(27, 9) (nine decimal places,
+  rounded half away from zero; a value of 10^18 or more, like text that is no number, counts as no
+  value), summed exactly (DECIMAL(38, 9): no overflow below 10^11 events per profile), and the
+  result is cast to DOUBLE once: the same events give the same bytes, and a sum is the double
+  nearest the exact decimal sum (0.1 + 0.2 + 0.3 is 0.6).
 -#}
+
+{% macro number_type() -%}
+  {{- return('decimal(27, 9)') -}}
+{%- endmacro %}
+
+{% macro trait_output(trait, expr) -%}
+  {#- The value the aggregate expr computed, as the trait's column type (numbers: DOUBLE). -#}
+  {%- if trait['as'] == 'number' -%}
+    cast({{ expr }} as {{ 'double[]' if trait.kind == 'unique_list' else 'double' }})
+  {%- else -%}
+    {{ expr }}
+  {%- endif -%}
+{%- endmacro %}
 
 {% macro trait_value(trait) -%}
   {%- set parts = [] -%}
@@ -14,7 +36,7 @@
   {%- endfor -%}
   {%- set extracted = "json_extract_string(" ~ (trait.source or 'properties') ~ ", '$" ~ (parts | join('')) ~ "')" -%}
   {%- if trait['as'] == 'number' -%}
-    {{- return("try_cast(" ~ extracted ~ " as double)") -}}
+    {{- return("try_cast(" ~ extracted ~ " as " ~ number_type() ~ ")") -}}
   {%- else -%}
     {{- return(extracted) -}}
   {%- endif -%}
@@ -47,11 +69,12 @@
   {%- if kind == 'count' -%}
     count(case when {{ cond }} then 1 end)
   {%- elif kind in ('sum', 'avg', 'min', 'max') -%}
-    {{ kind }}({{ value }})
+    {{ trait_output(trait, kind ~ '(' ~ value ~ ')') }}
   {%- elif kind in ('first', 'last') -%}
-    arg_{{ 'min' if kind == 'first' else 'max' }}({{ value }}, case when ({{ value }}) is not null then ("timestamp", message_id) end)
+    {{ trait_output(trait, 'arg_' ~ ('min' if kind == 'first' else 'max') ~ '(' ~ value ~ ', case when (' ~ value
+                           ~ ') is not null then ("timestamp", message_id) end)') }}
   {%- elif kind == 'unique_list' -%}
-    list_sort(list(distinct {{ value }}) filter (where ({{ value }}) is not null))
+    {{ trait_output(trait, 'list_sort(list(distinct ' ~ value ~ ') filter (where (' ~ value ~ ') is not null))') }}
   {%- else -%}
     {{ exceptions.raise_compiler_error("computed trait `" ~ trait.name ~ "`: unknown kind `" ~ kind ~ "`") }}
   {%- endif -%}
@@ -59,7 +82,7 @@
 
 {% macro most_frequent_cte(trait, base) -%}
   {#- Most frequent value; ties go to the smallest value so the result is deterministic. -#}
-  select profile_id, value as {{ adapter.quote(trait.name) }}
+  select profile_id, {{ trait_output(trait, 'value') }} as {{ adapter.quote(trait.name) }}
   from (
       select profile_id, value, count(*) as occurrences
       from (

@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from revetl.errors import InvalidEvent
+from revetl.identifiers import is_blank
 
 __all__ = [
     "EARLIEST_TIME",
@@ -184,7 +185,7 @@ def normalize(
         raise InvalidEvent(f"unknown event type {kind!r:.40}; expected one of {', '.join(sorted(EVENT_TYPES))}")
     user_id = _identifier(payload, "userId", "user_id")
     anonymous_id = _identifier(payload, "anonymousId", "anonymous_id")
-    if not (user_id or "").strip() and not (anonymous_id or "").strip():
+    if is_blank(user_id) and is_blank(anonymous_id):
         raise InvalidEvent("event has neither `userId` nor `anonymousId`")
 
     event_field = "name" if kind in ("page", "screen") else "event"
@@ -196,10 +197,10 @@ def normalize(
     if event is not None and not event.isascii():
         event = valid_text(event)
     previous_id = _identifier(payload, "previousId", "previous_id")
-    if kind == "alias" and not (previous_id or "").strip():
+    if kind == "alias" and is_blank(previous_id):
         raise InvalidEvent("an alias event needs a `previousId`")
     group_id = _identifier(payload, "groupId", "group_id")
-    if kind == "group" and not (group_id or "").strip():
+    if kind == "group" and is_blank(group_id):
         raise InvalidEvent("a group event needs a `groupId`")
 
     received_raw = _get(payload, "receivedAt", "received_at")

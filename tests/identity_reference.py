@@ -11,6 +11,9 @@ from collections import defaultdict
 from typing import Any
 
 BLOCKED = {"", "null", "undefined", "none", "nil", "0", "anonymous", "00000000-0000-0000-0000-000000000000"}
+# Trimmed from both ends before the blocked check: what Python calls whitespace (Unicode White_Space
+# and U+001C-U+001F) and the invisible U+180E, U+200B-U+200D, U+2060, U+FEFF (README, rule 2).
+BLANK = "".join(c for c in map(chr, range(0x110000)) if c.isspace()) + "\u180e\u200b\u200c\u200d\u2060\ufeff"
 
 Identifier = tuple[str, str]
 
@@ -19,14 +22,14 @@ def _clean(value: Any, blocked: set[str]) -> str | None:
     if value is None:
         return None
     text = str(value)
-    # SQL trim() strips spaces only, so the reference does too.
-    return None if text.strip(" ").lower() in blocked else text
+    return None if text.strip(BLANK).lower() in blocked else text
 
 
 def _clean_lower(value: Any, blocked: set[str]) -> str | None:
+    """Emails and extra identifiers: JSON strings only (false, 42, objects, lists are not identifiers)."""
     if not isinstance(value, str):
         return None
-    return _clean(value.strip(" ").lower(), blocked)
+    return _clean(value.strip(BLANK).lower(), blocked)
 
 
 def resolve(
@@ -37,7 +40,7 @@ def resolve(
     blocked_values: tuple[str, ...] = (),
 ) -> tuple[set[frozenset[Identifier]], set[Identifier]]:
     """(profiles as sets of identifiers, conflicting identifiers) for events in arrival order."""
-    blocked = BLOCKED | {v.strip().lower() for v in blocked_values}
+    blocked = BLOCKED | {v.strip(BLANK).lower() for v in blocked_values}
     seen: set[str] = set()
     events = []
     for payload in payloads:  # the first copy of a message_id wins

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -267,12 +268,25 @@ def test_the_cli_writes_jsonl_and_prints_a_summary(project: Project, tmp_path: P
     assert f"Generated {len(lines):,} events for 30 users" in out
 
 
-def test_progress_is_shown_on_a_console_and_the_summary_reads_well(tmp_path: Path) -> None:
+def test_progress_is_shown_on_a_console_then_cleared_and_the_summary_reads_well(tmp_path: Path) -> None:
     out = io.StringIO()
     project = load_project(REPO).with_landing_dir(tmp_path)
-    summary = generate_events(project, GenerateOptions(users=20, days=5, end=END), Console(file=out, force_terminal=True))
+    summary = generate_events(project, GenerateOptions(users=20, days=5, end=END),
+                              Console(file=out, force_terminal=True, width=120))
+    written = out.getvalue()
+    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame).strip() for frame in written.split("\r")]
+    bars = [frame for frame in frames if frame.startswith("generating ")]
+    assert bars and bars[0].endswith("0/5 days, 0 events 0:00:00")
+    assert f"5/5 days, {summary.events:,} events" in bars[-1]
+    assert written.endswith("\x1b[1A\x1b[2K")  # transient: the bar's line is erased when it is done
     text = summary.__rich__()
     assert text.startswith(f"Generated {summary.events:,} events for 20 users and 66 anonymous visitors in 5 files")
+
+
+def test_without_a_console_nothing_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = load_project(REPO).with_landing_dir(tmp_path)
+    generate_events(project, GenerateOptions(users=5, days=2, end=END))
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize(("users", "days"), [(0, 10), (10, 0)])

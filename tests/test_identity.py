@@ -9,11 +9,17 @@ import datetime as dt
 
 import pytest
 from wh import build, land, partition, query
-from identity_reference import BLOCKED, resolve, wire
+from identity_reference import BLANK, BLOCKED, resolve, wire
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("identity")]
 
 UTC = dt.timezone.utc
+
+
+NON_STRING_EMAILS = [False, True, 42, 0.5, {"a": 1}, ["x@y.z"]]
+# Blocked values padded with whitespace other than spaces, and blank values made of it.
+PADDED_BLOCKED = [" NULL ", "Undefined", "null\n", "\tundefined", "\u00a0None\u3000", "\ufeffnil\r\n", "\t",
+                  "\u2028", "\u200b"]
 
 
 def _cases() -> list[dict]:
@@ -41,7 +47,19 @@ def _cases() -> list[dict]:
         # 13. a group call's traits describe the group: its email is not the person's
         wire("group", "c13-1", userId="c13_u1", groupId="g1", traits={"email": "billing@c13.com"}),
         wire("group", "c13-2", userId="c13_u2", groupId="g1", traits={"email": "billing@c13.com"}),
+        # 14. a tab as the userId of two strangers: blank, it must not merge them
+        wire("identify", "c14-1", anonymousId="c14_a1", userId="\t"),
+        wire("identify", "c14-2", anonymousId="c14_a2", userId="\t"),
+        # 15. emails padded with tabs, newlines and no-break spaces are the same email
+        wire("identify", "c15-1", userId="c15_u1", traits={"email": "\tCarol@Example.com\n"}),
+        wire("track", "c15-2", anonymousId="c15_a1", event="Viewed", context={"traits": {"email": "carol@example.com\u00a0"}}),
     ]
+    # 16. traits.email that is not a JSON string (false, 42, an object, a list) is no identifier: two devices
+    # sending the same one stay apart
+    for i, value in enumerate(NON_STRING_EMAILS):
+        events.append(wire("identify", f"c16-{i}-a", anonymousId=f"c16_a{i}", traits={"email": value}))
+        events.append(wire("track", f"c16-{i}-b", anonymousId=f"c16_b{i}", event="Viewed",
+                           context={"traits": {"email": value}}))
     # 4. a 200-link alias chain
     events.append(wire("track", "c4-start", userId="c4_u000", event="Signed Up"))
     events += [
@@ -52,7 +70,7 @@ def _cases() -> list[dict]:
         wire("identify", f"c6-{i}", anonymousId=f"c6_a{i:02d}", traits={"email": "Test@Test.com"}) for i in range(60)
     ]
     # 7. every blocked value, as user_id, anonymous_id and email, next to a real anonymous_id
-    for i, value in enumerate(sorted(BLOCKED) + [" NULL ", "Undefined"]):
+    for i, value in enumerate(sorted(BLOCKED) + PADDED_BLOCKED):
         events.append(wire("identify", f"c7-{i}", anonymousId="c7_a1", userId=value, traits={"email": value}))
         events.append(wire("page", f"c7-anon-{i}", anonymousId=value, userId="c7_u1"))
     return events
@@ -116,7 +134,7 @@ def test_junk_email_typed_by_60_strangers_is_a_conflict(built):
 
 def test_blocked_values_never_become_identifiers(built):
     project, (profiles, _) = built
-    values = {v for (v,) in query(project, "select distinct lower(trim(identifier_value)) from identity_graph")}
+    values = {v.strip(BLANK).lower() for (v,) in query(project, "select distinct identifier_value from identity_graph")}
     assert not values & BLOCKED
     assert profile_of(profiles, ("anonymous_id", "c7_a1")) == {("anonymous_id", "c7_a1")}
     assert profile_of(profiles, ("user_id", "c7_u1")) == {("user_id", "c7_u1")}
@@ -127,6 +145,29 @@ def test_emails_are_lower_cased_and_trimmed_from_traits_and_context(built):
     assert profile_of(profiles, ("user_id", "c8_u1")) == {
         ("user_id", "c8_u1"), ("email", "bob@example.com"), ("anonymous_id", "c8_a9")
     }
+
+
+def test_a_tab_as_user_id_is_blank_and_merges_no_strangers(built):
+    _, (profiles, _) = built
+    assert profile_of(profiles, ("anonymous_id", "c14_a1")) == {("anonymous_id", "c14_a1")}
+    assert profile_of(profiles, ("anonymous_id", "c14_a2")) == {("anonymous_id", "c14_a2")}
+    assert not any(kind == "user_id" and not value.strip(BLANK) for p in profiles for kind, value in p)
+
+
+def test_emails_padded_with_tabs_newlines_and_no_break_spaces_are_trimmed(built):
+    _, (profiles, _) = built
+    assert profile_of(profiles, ("user_id", "c15_u1")) == {
+        ("user_id", "c15_u1"), ("email", "carol@example.com"), ("anonymous_id", "c15_a1")
+    }
+
+
+def test_an_email_that_is_not_a_json_string_is_no_identifier(built):
+    project, (profiles, _) = built
+    for i in range(len(NON_STRING_EMAILS)):
+        assert profile_of(profiles, ("anonymous_id", f"c16_a{i}")) == {("anonymous_id", f"c16_a{i}")}
+        assert profile_of(profiles, ("anonymous_id", f"c16_b{i}")) == {("anonymous_id", f"c16_b{i}")}
+    emails = {v for (v,) in query(project, "select identifier_value from identity_graph where identifier_type = 'email'")}
+    assert not emails & {"false", "true", "42", "0.5", '{"a":1}', '["x@y.z"]'}
 
 
 def test_duplicate_message_id_keeps_the_copy_received_first(built):
@@ -190,3 +231,14 @@ def test_late_event_bridges_two_existing_profiles(project):
     build(project, select="+profiles")
     assert query(project, "select count(*), min(profile_id) from profiles") == [(1, user_profile)]
     assert query(project, "select first_seen_at from profiles") == [(dt.datetime(2025, 12, 20),)]
+
+
+def test_values_of_the_blocked_var_are_trimmed_and_lower_cased_like_the_events(project):
+    land(project, [
+        wire("identify", "v-1", anonymousId="v_a1", userId="support\n", traits={"email": "\tHelp@Acme.com"}),
+        wire("identify", "v-2", anonymousId="v_a2", userId="\u00a0SUPPORT", traits={"email": "help@acme.com\u3000"}),
+    ])
+    build(project, select="+identity_graph",
+          extra_vars={"blocked_identifier_values": ["\tSupport\u2028", " HELP@acme.com\ufeff"]})
+    profiles, _ = partition(project)
+    assert profiles == {frozenset({("anonymous_id", "v_a1")}), frozenset({("anonymous_id", "v_a2")})}

@@ -10,7 +10,7 @@ import pytest
 from wh import build, land, partition, query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from identity_reference import resolve, wire
+from identity_reference import BLANK, resolve, wire
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +32,13 @@ def test_10000_link_chain_in_sorted_order_needs_logarithmic_rounds(project):
     assert rounds <= 3 * math.log2(links), rounds
 
 
-_USERS = ["u1", "u2", "u3", "u4", "null", ""]
-_ANONS = ["a1", "a2", "a3", "a4", "a5", "undefined", "u1"]
-_EMAILS = ["e1@x.com", " E1@X.com", "e2@x.com", "E3@x.com ", "none", None]
-_PHONES = ["555-1", "555-2", None]
+# Blank and blocked values padded with tabs, newlines, no-break and zero-width spaces, and traits
+# that are not JSON strings (no identifiers), next to real values.
+_USERS = ["u1", "u2", "u3", "u4", "null", "", "\t", "null\n", "u1\u00a0"]
+_ANONS = ["a1", "a2", "a3", "a4", "a5", "undefined", "u1", "\tundefined", "\u3000", "\u200b"]
+_EMAILS = ["e1@x.com", " E1@X.com", "e2@x.com", "E3@x.com ", "none", None, "\te1@x.com\n", "\u00a0E2@x.com\u2028",
+           "\ufeffnull", False, 42, {"a": 1}, ["e1@x.com"]]
+_PHONES = ["555-1", "555-2", None, "\u200b555-1\r", 5551, True]
 
 
 @st.composite
@@ -43,7 +46,7 @@ def _event(draw, index: int):
     kind = draw(st.sampled_from(["identify", "track", "page", "alias", "group"]))
     user = draw(st.sampled_from(_USERS + [None]))
     anon = draw(st.sampled_from(_ANONS + [None]))
-    if not (user or "").strip() and not (anon or "").strip():
+    if not (user or "").strip(BLANK) and not (anon or "").strip(BLANK):
         anon = "a1"
     fields = {"userId": user, "anonymousId": anon}
     traits = {"email": draw(st.sampled_from(_EMAILS)), "phone": draw(st.sampled_from(_PHONES))}
@@ -55,7 +58,7 @@ def _event(draw, index: int):
     if kind == "track":
         fields["event"] = "Clicked"
     if kind == "alias":
-        fields["previousId"] = draw(st.sampled_from(_USERS[:4] + _ANONS))
+        fields["previousId"] = draw(st.sampled_from([v for v in _USERS + _ANONS if v.strip(BLANK)]))
     if kind == "group":
         fields["groupId"] = "g1"
     # A few message ids repeat: the first copy wins.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,59 @@ def test_shipped_traits_file_is_valid():
 
     specs, models = load_traits(REPO / "traits.yml")
     assert len(specs) >= 8 and models == ["trait_active_days"]
+
+
+NUMERIC_TRAITS = """
+traits:
+  - {name: revenue_total, kind: sum, event: Payment Processed, property: revenue}
+  - {name: revenue_30d, kind: sum, event: Payment Processed, property: revenue, window: 30 days}
+  - {name: avg_payment, kind: avg, event: Payment Processed, property: revenue}
+  - {name: min_payment, kind: min, event: Payment Processed, property: revenue}
+  - {name: max_payment, kind: max, event: Payment Processed, property: revenue}
+  - {name: first_payment, kind: first, event: Payment Processed, property: revenue}
+  - {name: last_payment, kind: last, event: Payment Processed, property: revenue}
+  - {name: usual_payment, kind: most_frequent, event: Payment Processed, property: revenue, as: number}
+  - {name: payments_seen, kind: unique_list, event: Payment Processed, property: revenue, as: number}
+"""
+
+
+def _payments() -> list[dict]:
+    """60 profiles (and one more), each paying amounts whose double sum depends on the order they are added in."""
+    amounts = [0.1, 0.2, 0.3, 19.99, 0.7, 1e-3, 33.33, 0.01, 12.34, 0.07, 194.06, 2.2]
+    events = []
+    for user in range(60):
+        for i in range(4 + user % 9):
+            amount = amounts[(user * 7 + i * 5) % len(amounts)]
+            events.append(wire("track", f"pay-{user}-{i}", userId=f"payer{user}", event="Payment Processed",
+                               properties={"revenue": amount if i % 3 else str(amount)},
+                               timestamp=_at(f"2026-01-{1 + (user + i) % 28:02d}")))
+    # 10^18 or more is no amount (as "abc" is not): it neither counts nor overflows the exact sum
+    for i, amount in enumerate([1e20, 5, 10**18, -(10**25)]):
+        events.append(wire("track", f"pay-huge-{i}", userId="payer_huge", event="Payment Processed",
+                           properties={"revenue": amount}, timestamp=_at("2026-01-02")))
+    return events
+
+
+@pytest.mark.slow
+def test_numeric_traits_are_byte_identical_whatever_order_the_events_are_summed_in(tmp_path, monkeypatch):
+    """The same events, landed in opposite orders, give the same bytes for every trait value; sums are
+    the double nearest the exact decimal sum (0.1 + 0.2 + 0.3 is 0.6, not 0.6000000000000001)."""
+    from wh import redirect
+
+    traits_file = _write(tmp_path, NUMERIC_TRAITS)
+    values = []
+    for name, events in (("forward", _payments()), ("reversed", _payments()[::-1])):
+        project = dataclasses.replace(redirect(tmp_path / name, monkeypatch), traits_file=traits_file)
+        land(project, events)
+        build(project, as_of=AS_OF, select="+profile_traits")
+        rows = query(project, "select p.user_id, t.* exclude (profile_id) from profile_traits t "
+                              "join profiles p using (profile_id) order by p.user_id")
+        values.append([repr(row) for row in rows])
+    assert len(values[0]) == 61 and values[0] == values[1]
+    exact: dict[str, Decimal] = {}
+    for event in _payments():
+        amount = Decimal(str(event["properties"]["revenue"]))
+        exact[event["userId"]] = exact.get(event["userId"], Decimal(0)) + (amount if abs(amount) < 10**18 else 0)
+    assert exact["payer_huge"] == 5
+    totals = dict(query(project, "select p.user_id, t.revenue_total from profile_traits t join profiles p using (profile_id)"))
+    assert totals == {user: float(total) for user, total in exact.items()}
