@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import os
 import signal
 import time
@@ -50,7 +49,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from revetl import state
+from revetl import locks, state
 from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, Row, RowResult, load_destination
 from revetl.destinations.base import ACKNOWLEDGED, secret_values
@@ -96,43 +95,13 @@ class RunResult:
 def _lock_path(project: Project, sync: str) -> Path:
     from revetl.warehouse import work_dir
 
-    directory = work_dir(project) / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"{sync}.lock"
+    return locks.lock_path(work_dir(project), sync)
 
 
-@contextlib.contextmanager
-def sync_lock(project: Project, sync: str) -> Iterator[None]:
-    """Hold the sync's lock file, or raise SyncRefused naming the process that holds it.
-
-    flock is released by the kernel when the process dies, even by SIGKILL: no stale lock.
-    """
-    handle = open(_lock_path(project, sync), "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SyncRefused(f"sync {sync} is already running (pid {holder}); not starting a second run") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
-
-def _is_running(project: Project, sync: str) -> bool:
-    """Whether a live process holds the sync's lock (without taking it for long)."""
-    with open(_lock_path(project, sync), "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+def sync_lock(project: Project, sync: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the sync's lock, or raise SyncRefused naming the process that holds it (revetl/locks.py)."""
+    return locks.hold(_lock_path(project, sync), lambda holder: SyncRefused(
+        f"sync {sync} is already running ({holder}); not starting a second run"))
 
 
 def _failpoint(name: str) -> None:
@@ -510,7 +479,7 @@ def live_runs(project: Project, records: Sequence[RunRecord]) -> list[RunRecord]
             found = list(journal_dir(work_dir(project), record.sync).glob(f"*-{record.run_id}.journal"))
             contents = read_journal(found[0]) if found else JournalContents(Path())
             status = record.status
-            if not _is_running(project, record.sync):
+            if not locks.held(_lock_path(project, record.sync)):
                 status = contents.status or "crashed"
             record = dataclasses.replace(record, status=status, acked=contents.counts, failed=len(contents.rejects),
                                          message=contents.message or record.message)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from revetl import locks
 from revetl.config import PROJECT_FILE, Project, read_yaml
 from revetl.errors import BuildError, ConfigError
 from revetl.traits import load_traits
@@ -220,25 +220,12 @@ def _staging_path(project: Project) -> Path:
     return directory / duckdb_path(project).name
 
 
-@contextlib.contextmanager
-def _build_lock(project: Project) -> Iterator[None]:
-    """One build at a time; a second one stops at once, naming the first."""
+def _build_lock(project: Project) -> contextlib.AbstractContextManager[None]:
+    """One build at a time; a second one stops at once, naming the first (revetl/locks.py)."""
     from revetl.warehouse import work_dir
 
-    directory = work_dir(project) / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "build.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise BuildError(f"a build is already running (pid {holder}); not starting a second one") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
+    return locks.hold(locks.lock_path(work_dir(project), "build"), lambda holder: BuildError(
+        f"a build is already running ({holder}); not starting a second one"))
 
 
 @contextlib.contextmanager

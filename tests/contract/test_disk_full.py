@@ -18,6 +18,7 @@ import pytest
 from cases import BRAZE
 from disk import fill, small_disk
 from test_contract import AUDIENCE, acknowledged, expected, people, set_members, write_sync
+from test_stops import assert_one_sentence
 from wh import audience_project
 
 from revetl import state
@@ -41,15 +42,6 @@ def runs(project: Project) -> list[state.RunRecord]:
         connection.close()
 
 
-def one_sentence(run: subprocess.CompletedProcess, *expected_text: str) -> None:
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert "Traceback" not in run.stdout + run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, run.stderr
-    for text in expected_text:
-        assert text in errors[0], errors[0]
-
-
 def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(tmp_path, monkeypatch):
     project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
     set_members(project, people(6_000))
@@ -59,7 +51,7 @@ def test_a_full_disk_under_the_journal_stops_the_run_and_the_next_one_finishes(t
         write_sync(project, BRAZE, url, monkeypatch)
         ballast = fill(journals, leave=700_000)  # room for the plan file and part of the journal
         first = revetl(project, "sync", "contract")
-        one_sentence(first, "could not write the sync journal", "No space left on device", "the next run resumes")
+        assert_one_sentence(first, "could not write the sync journal", "No space left on device", "the next run resumes")
         failed = runs(project)[0]
         kept = failed.acked[0]
         assert failed.status == "failed" and "No space left on device" in (failed.message or "") and 0 < kept < 6_000
@@ -95,7 +87,7 @@ def test_a_full_disk_under_the_warehouse_keeps_the_journal_for_the_next_run(tmp_
             ballast = fill(disk)
             out, err = sync.communicate(timeout=120)
             first = subprocess.CompletedProcess(sync.args, sync.returncode, out, err)
-            one_sentence(first, "could not record its run in the warehouse", "No space left on device",
+            assert_one_sentence(first, "could not record its run in the warehouse", "No space left on device",
                          "the next run records it")
             journals = list((disk / "warehouse.revetl" / "syncs" / "contract").glob("*.journal"))
             assert len(journals) == 1
@@ -112,7 +104,7 @@ def test_a_full_disk_under_the_warehouse_keeps_the_journal_for_the_next_run(tmp_
         assert not list((disk / "warehouse.revetl" / "syncs" / "contract").glob("*.journal"))
 
 
-def test_a_plan_that_spills_onto_a_full_disk_fails_in_one_sentence(tmp_path, monkeypatch):
+def test_a_plan_that_spills_onto_a_full_disk_fails_in_assert_one_sentence(tmp_path, monkeypatch):
     # 300,000 members planned within 48 MB: DuckDB spills about 70 MB beside the warehouse.
     monkeypatch.setenv("REVETL_SYNC_MEMORY_LIMIT", "48MB")
     with small_disk(tmp_path / "disk", 160 * 1024) as disk:
@@ -129,7 +121,7 @@ def test_a_plan_that_spills_onto_a_full_disk_fails_in_one_sentence(tmp_path, mon
             write_sync(project, BRAZE, url, monkeypatch, unlimited=True)
             ballast = fill(disk, leave=8_000_000)
             first = revetl(project, "sync", "contract")
-            one_sentence(first, "planning sync contract ran out of disk space", "REVETL_SYNC_MEMORY_LIMIT")
+            assert_one_sentence(first, "planning sync contract ran out of disk space", "REVETL_SYNC_MEMORY_LIMIT")
             failed = runs(project)[0]
             assert failed.status == "failed" and "ran out of disk space" in (failed.message or "")
             ballast.unlink()
