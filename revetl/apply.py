@@ -198,7 +198,7 @@ class _Engine:
     async def _record(self, rows: Sequence[Row], results: Sequence[RowResult]) -> None:
         """Journal one answered batch (durably), then count it."""
         if all(result is ACKNOWLEDGED for result in results):  # the usual batch: every row accepted as planned
-            await self.journal.write([(row.op, row.key, row.row_hash, row.payload, row.dest_ref) for row in rows])
+            await self.journal.write_acknowledged(rows)
             self.acked.update(row.op for row in rows)
             if self.progress is not None:
                 self.progress.update(self.task, advance=len(rows))
@@ -375,8 +375,7 @@ def _recover(project: Project, warehouse: duckdb.DuckDBPyConnection, sync: str) 
 
     directory = journal_dir(work_dir(project), sync)
     for path in pending_journals(work_dir(project), sync):
-        contents = read_journal(path)
-        state.apply_journal(warehouse, sync, contents)
+        state.apply_journal(warehouse, sync, path)
         path.unlink()
     state.close_dead_runs(warehouse, sync)
     for leftover in directory.glob("*.plan.parquet") if directory.is_dir() else ():
@@ -444,13 +443,9 @@ def _end_step(project: Project, given: duckdb.DuckDBPyConnection | None, sync: S
     """Fold the journal into the state and close the run record; then remove the run's files."""
     path = result.journal
     assert path is not None
-    contents = read_journal(path)
-    # The journal is the record: its counts are what the destination acknowledged, whatever the engine saw.
-    result.acked = Counter(dict(zip(("add", "change", "remove"), contents.counts)))
-    result.failed = len(contents.rejects)
     try:
         with _warehouse(project, given) as warehouse:
-            state.apply_journal(warehouse, sync.name, contents, result.status, result.message)
+            contents = state.apply_journal(warehouse, sync.name, path, result.status, result.message)
     except KeyboardInterrupt:
         raise SyncCancelled(
             f"sync {sync.name} was stopped by {stop.signal} while recording its run; {path} keeps what was "
@@ -463,6 +458,9 @@ def _end_step(project: Project, given: duckdb.DuckDBPyConnection | None, sync: S
             f"{first}sync {sync.name} could not record its run in the warehouse ({reason}); {path} keeps what "
             "was acknowledged and the next run records it"
         ) from None
+    if contents is not None:  # the journal is the record: what the destination acknowledged, whatever the engine saw
+        result.acked = Counter(dict(zip(("add", "change", "remove"), contents.counts)))
+        result.failed = len(contents.rejects)
     path.unlink(missing_ok=True)
     diff.path.unlink(missing_ok=True)
 

@@ -48,9 +48,11 @@ __all__ = [
     "JournalWriter",
     "ack_chunks",
     "journal_dir",
+    "journal_run",
     "new_journal_path",
     "pending_journals",
     "read_journal",
+    "scan",
 ]
 
 SUFFIX = ".journal"
@@ -98,55 +100,71 @@ class JournalContents:
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
-    """The intact records of a journal, in order (nothing if it is gone)."""
+    """The intact records of a journal, in order (nothing if it is gone); read record by record, so
+    that a journal of a million rows is never in memory whole."""
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, offset)
-        start, end = offset + _HEADER.size, offset + _HEADER.size + length
-        if end > len(data) or zlib.crc32(data[start:end]) != crc:
-            return
-        yield orjson.loads(data[start:end])
-        offset = end
+    with handle:
+        while len(header := handle.read(_HEADER.size)) == _HEADER.size:
+            length, crc = _HEADER.unpack(header)
+            payload = handle.read(length)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                return
+            yield orjson.loads(payload)
 
 
 def read_journal(path: Path) -> JournalContents:
     """Read what a journal says about its run, up to its first torn record."""
     contents = JournalContents(path)
+    for _ in scan(path, contents, chunks=False):
+        pass
+    return contents
+
+
+def journal_run(path: Path) -> str | None:
+    """The run a journal belongs to, from its first record alone."""
+    return next((record.get("run_id") for record in _records(path)), None)
+
+
+def scan(path: Path, contents: JournalContents, rows: int = CHUNK_ROWS, chunks: bool = True) -> Iterator[pa.Table]:
+    """One pass over a journal: yields its acknowledged rows as Arrow tables of ACK_SCHEMA of about
+    `rows` (unless `chunks` is false), and fills `contents` as it goes: complete once exhausted."""
+    columns: list[list[Any]] = [[] for _ in range(5)]
     counts = {"add": 0, "change": 0, "remove": 0}
+    seq = 0
     for record in _records(path):
         if "run_id" in record:
             contents.run_id = record["run_id"]
         elif "end" in record:
             contents.status, contents.message = record["end"], record.get("message")
         else:
-            for op in record["acks"][0] if record.get("acks") else ():
-                counts[op] += 1
-            contents.rejects += map(tuple, record.get("rejects", ()))
-    contents.counts = (counts["add"], counts["change"], counts["remove"])
-    return contents
-
-
-def ack_chunks(paths: Sequence[Path], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-    """The acknowledged rows of `paths` (oldest run first), as Arrow tables of ACK_SCHEMA of about `rows`."""
-    columns: list[list[Any]] = [[] for _ in range(5)]
-    seq = 0
-    for path in paths:
-        for record in _records(path):
             acks = record.get("acks")
-            if not acks or not acks[0]:
-                continue
-            for column, values in zip(columns, acks):
-                column += values
+            if acks and acks[0]:
+                for op in acks[0]:
+                    counts[op] += 1
+                if chunks:
+                    for column, values in zip(columns, acks):
+                        column += values
+            contents.rejects += map(tuple, record.get("rejects", ()))
             if len(columns[0]) >= rows:
                 yield _table(columns, seq)
                 seq += len(columns[0])
                 columns = [[] for _ in range(5)]
+        contents.counts = (counts["add"], counts["change"], counts["remove"])
     if columns[0]:
         yield _table(columns, seq)
+
+
+def ack_chunks(paths: Sequence[Path], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The acknowledged rows of `paths` (oldest run first), as Arrow tables of ACK_SCHEMA of about `rows`;
+    `seq` goes on across the files, so a later acknowledgement of a key sorts after an earlier one."""
+    seq = 0
+    for path in paths:
+        for chunk in scan(path, JournalContents(path), rows):
+            yield chunk.set_column(5, "seq", pa.array(range(seq, seq + chunk.num_rows), pa.int64()))
+            seq += chunk.num_rows
 
 
 def _table(columns: list[list[Any]], first_seq: int) -> pa.Table:
@@ -191,6 +209,13 @@ class JournalWriter:
         rows `(op, key, reason, payload)`); returns once it is on disk."""
         columns = list(zip(*acks)) if acks else []
         await asyncio.wrap_future(self._submit(orjson.dumps({"acks": columns, "rejects": rejects})))
+
+    async def write_acknowledged(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append a batch acknowledged whole, given as the plan's rows (`op, key, payload, row_hash,
+        dest_ref, ...`, the fields of `destinations.Row`): the usual batch, one transposition and no copy."""
+        op, key, payload, row_hash, dest_ref, *_ = zip(*rows)
+        record = orjson.dumps({"acks": [op, key, row_hash, payload, dest_ref], "rejects": ()})
+        await asyncio.wrap_future(self._submit(record))
 
     def end(self, status: str, message: str | None) -> None:
         """Append how the run ended (read by the fold, and by the next run if the fold cannot happen now)."""

@@ -31,9 +31,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from revetl.errors import WarehouseError
-from revetl.journal import ACK_SCHEMA, JournalContents, ack_chunks
+from revetl.journal import ACK_SCHEMA, JournalContents, ack_chunks, journal_run, scan
 
 __all__ = [
     "PENDING",
@@ -235,20 +236,60 @@ def load_pending(connection: duckdb.DuckDBPyConnection, journals: Sequence[Path]
     return False
 
 
-def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: JournalContents,
-                  status: str | None = None, message: str | None = None) -> bool:
-    """Fold one run's journal into the state, in one transaction: its acknowledged rows into
-    `acknowledged`, its rejected rows into `failures`, its counts, status and message onto its run.
+def _fold(connection: duckdb.DuckDBPyConnection, sync: str, contents: JournalContents, now: dt.datetime) -> None:
+    """Fold a journal's acknowledged rows into `acknowledged`, one transaction per chunk, filling
+    `contents` from the same pass.
 
-    `status`/`message` default to what the journal says about its own end, else `crashed`. A journal
-    whose run is already closed was folded before (a crash after the fold, before the file was
-    deleted): it is left alone and False returned, so folding is idempotent.
+    Each chunk replaces the rows of its keys: a later acknowledgement of a key (a later chunk, or a
+    later row of the same chunk) wins, and a remove leaves no row."""
+    for chunk in scan(contents.path, contents):
+        keys = chunk.column("key")
+        # A run acknowledges each key once; ordering by `seq` is only needed if one did not.
+        latest = "" if len(pc.unique(keys)) == len(keys) else (
+            "qualify row_number() over (partition by key order by seq desc) = 1")
+        connection.register("revetl_chunk", chunk)
+        connection.execute("begin transaction")
+        try:
+            connection.execute(
+                f"delete from {SCHEMA}.acknowledged where sync = $sync and key in (select key from revetl_chunk)",
+                {"sync": sync},
+            )
+            connection.execute(
+                f"""insert into {SCHEMA}.acknowledged
+                    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
+                    from (select * from revetl_chunk {latest}) where op <> 'remove'""",
+                {"sync": sync, "run": contents.run_id, "now": now},
+            )
+            connection.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                connection.execute("rollback")
+            raise
+        finally:
+            connection.unregister("revetl_chunk")
+
+
+def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, path: Path,
+                  status: str | None = None, message: str | None = None) -> JournalContents | None:
+    """Fold one run's journal into the state: its acknowledged rows into `acknowledged`, then, in one
+    transaction, its rejected rows into `failures` and its counts, status and message onto its run.
+    Returns what the journal held (one pass over it), or None when there was nothing to do.
+
+    The acknowledged rows go in chunk by chunk, one transaction each (so memory holds one chunk, not a
+    run of millions): each chunk only replaces the rows of its own keys, so a fold cut short is simply
+    done again by the next fold of the same journal, which stays until the run is closed. A journal
+    whose run is already closed was folded before (a crash after the fold, before the file was deleted):
+    it is left alone. `status`/`message` default to what the journal says about its own end, else
+    `crashed`.
     """
-    run_id = contents.run_id
+    run_id = journal_run(path)
     if run_id is not None:
         found = connection.execute(f"select status from {SCHEMA}.runs where run_id = ?", [run_id]).fetchall()
         if found and found[0][0] != "running":
-            return False
+            return None
+    contents = JournalContents(path)
+    now = _now()
+    _fold(connection, sync, contents, now)
     status = status or contents.status or "crashed"
     if message is None:
         message = contents.message
@@ -256,26 +297,8 @@ def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: Jo
         kept = contents.acknowledged
         message = (f"the process stopped before the run ended; the {kept:,} rows it had acknowledged are kept"
                    if kept else "the process stopped before the run ended, before any row was acknowledged")
-    now = _now()
     connection.execute("begin transaction")
     try:
-        if contents.acknowledged and _load_acks(connection, "revetl_fold", [contents.path]):
-            connection.execute(
-                f"""delete from {SCHEMA}.acknowledged
-                    where sync = $sync and key in (select key from revetl_fold)""",
-                {"sync": sync},
-            )
-            # A run acknowledges each key once; the window is only needed if one did not.
-            unique = connection.execute("select count(*) = count(distinct key) from revetl_fold").fetchall()[0][0]
-            latest = ("revetl_fold" if unique else
-                      "(select * from revetl_fold qualify row_number() over (partition by key order by seq desc) = 1)")
-            connection.execute(
-                f"""insert into {SCHEMA}.acknowledged
-                    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
-                    from {latest} where op <> 'remove'""",
-                {"sync": sync, "run": run_id, "now": now},
-            )
-            connection.execute("drop table revetl_fold")
         if contents.rejects:
             columns = list(zip(*contents.rejects))
             connection.register("revetl_rejects", pa.table({
@@ -297,7 +320,7 @@ def apply_journal(connection: duckdb.DuckDBPyConnection, sync: str, contents: Jo
         with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
             connection.execute("rollback")
         raise
-    return True
+    return contents
 
 
 def new_run_id() -> str:

@@ -13,7 +13,7 @@ import pytest
 from revetl import state
 from revetl.config import SyncConfig
 from revetl.errors import WarehouseError
-from revetl.journal import JournalWriter, read_journal
+from revetl.journal import JournalWriter
 from revetl.plan import make_plan
 
 AUDIENCE = "select * from audience_rows"
@@ -62,7 +62,7 @@ def acknowledge_all(connection, sync: SyncConfig) -> None:
     rows = connection.execute("select op, key, row_hash, payload, dest_ref from revetl_diff").fetchall()
     folder = Path(connection.execute("select path from duckdb_databases() where database_name = current_database()")
                   .fetchall()[0][0]).parent
-    state.apply_journal(connection, sync.name, read_journal(journal_of(rows, folder / "run.journal")))
+    state.apply_journal(connection, sync.name, journal_of(rows, folder / "run.journal"))
 
 
 def diff(connection) -> set[tuple[str, str]]:
@@ -180,7 +180,7 @@ def test_partially_applied_run_plans_only_the_rest(warehouse, tmp_path):
     plan = make_plan(warehouse, sync, AUDIENCE, pending=[pending])
     assert (plan.adds, plan.previous) == (6, 4)
     assert {key for _, key in diff(warehouse)} == {row[1] for row in rows[4:]}
-    state.apply_journal(warehouse, sync.name, read_journal(pending))
+    state.apply_journal(warehouse, sync.name, pending)
     assert make_plan(warehouse, sync, AUDIENCE).adds == 6
 
 
