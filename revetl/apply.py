@@ -53,7 +53,15 @@ from revetl import locks, state
 from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, Row, RowResult, load_destination
 from revetl.destinations.base import ACKNOWLEDGED, secret_values
-from revetl.errors import DestinationError, RevetlError, StateError, SyncCancelled, SyncRefused, WarehouseError
+from revetl.errors import (
+    DestinationError,
+    RevetlError,
+    StateError,
+    SyncCancelled,
+    SyncRefused,
+    WarehouseError,
+    first_line,
+)
 from revetl.http import Http, RateLimiter, RetryPolicy
 from revetl.journal import JournalContents, JournalWriter, journal_dir, new_journal_path, pending_journals, read_journal
 from revetl.plan import Diff, Plan, make_plan, write_diff
@@ -318,17 +326,16 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
             return result
         error = _send_step(destination, plan, diff, result, directory, stop, console, transport, secrets)
         _end_step(project, connection, sync, result, diff, error, stop)
-        if error is not None:
-            if isinstance(error, KeyboardInterrupt):
-                raised: RevetlError = SyncCancelled(result.message)
-            elif isinstance(error, RevetlError):
-                raised = type(error)(result.message)
-            else:  # a bug: one sentence here, the traceback with --debug
-                raised = RevetlError(result.message)
-                raised.__cause__ = error
-            raised.result = result  # type: ignore[attr-defined]  # the CLI's summary shows it
-            raise raised from None if isinstance(error, RevetlError | KeyboardInterrupt) else error
-        return result
+        if error is None:
+            return result
+        if isinstance(error, KeyboardInterrupt):
+            raised: RevetlError = SyncCancelled(result.message)
+        elif isinstance(error, RevetlError):
+            raised = type(error)(result.message)
+        else:  # a bug: one sentence here, its traceback (the cause) with --debug
+            raised = RevetlError(result.message)
+        raised.result = result  # type: ignore[attr-defined]  # the CLI's summary shows it
+        raise raised from (None if isinstance(error, RevetlError | KeyboardInterrupt) else error)
 
 
 def _plan_step(project: Project, warehouse: duckdb.DuckDBPyConnection, sync: SyncConfig, sql: str, force: bool,
@@ -452,7 +459,7 @@ def _end_step(project: Project, given: duckdb.DuckDBPyConnection | None, sync: S
             "acknowledged and the next run records it"
         ) from None
     except (RevetlError, duckdb.Error) as exc:
-        reason = str(exc) if isinstance(exc, RevetlError) else str(exc).strip().splitlines()[0]
+        reason = str(exc) if isinstance(exc, RevetlError) else first_line(exc)
         first = f"{result.message}; " if error is not None and result.message else ""
         raise StateError(
             f"{first}sync {sync.name} could not record its run in the warehouse ({reason}); {path} keeps what "

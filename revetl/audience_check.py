@@ -63,10 +63,10 @@ def check_audiences(
 @contextlib.contextmanager
 def warehouse_if_built(project: Project) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A read-only, sandboxed connection (it runs audiences) if the warehouse exists and can be opened
-    now, else None."""
+    within REVETL_LOCK_WAIT, else None."""
     connection = None
     if duckdb_path(project).exists():
-        with contextlib.suppress(RevetlError):  # e.g. a build holds the write lock: check without it
+        with contextlib.suppress(RevetlError):  # still held by another process: check without it
             connection = connect(project, read_only=True, sandbox=True)
     try:
         yield connection

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
 
+from revetl import state
 from revetl.audience_check import check_audiences, warehouse_if_built
 from revetl.audiences import (
     BUILD_INFO,
@@ -24,13 +25,12 @@ from revetl.audiences import (
     audience_columns,
     compile_audience,
     key_problem,
-    last_known_size,
     load_audience,
     read_audience,
     relations,
 )
 from revetl.config import Project
-from revetl.errors import ConfigError, WarehouseError
+from revetl.errors import ConfigError, WarehouseError, first_line
 from revetl.warehouse import connect
 
 __all__ = ["Preview", "Summary", "audience_summaries", "preview_audience", "print_audiences", "print_preview"]
@@ -43,7 +43,7 @@ class Summary:
     name: str
     description: str
     columns: list[str] | None  # None when unknown (a problem, or `SELECT *` before the first build)
-    size: int | None  # last known size (audiences.last_known_size)
+    size: int | None  # members at the audience's latest sync run (state.last_sizes); None if never synced
     problems: int
 
 
@@ -64,11 +64,12 @@ def audience_summaries(project: Project) -> list[Summary]:
     """Every audience with its description, output columns and last known size."""
     with warehouse_if_built(project) as connection:
         checked = check_audiences(project, connection)
+        sizes = state.last_sizes(connection) if connection is not None else {}  # one read for every audience
     summaries = []
     for name, (columns, problems) in checked.items():
         audience = read_audience(project.audiences_dir / f"{name}.sql")
         description = audience.message if isinstance(audience, Problem) else audience.description
-        summaries.append(Summary(name, description, columns, last_known_size(project, name), len(problems)))
+        summaries.append(Summary(name, description, columns, sizes.get(name), len(problems)))
     return summaries
 
 
@@ -94,7 +95,7 @@ def preview_audience(
                 f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit]
             ).fetchall()
         except duckdb.Error as exc:
-            raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {_first_line(exc)}") from exc
+            raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {first_line(exc)}") from exc
         return Preview(name, audience.description, audience.key, _as_of(project, connection), size, columns, rows)
     finally:
         if own:
@@ -107,10 +108,6 @@ def _as_of(project: Project, connection: duckdb.DuckDBPyConnection) -> dt.dateti
         row = connection.execute(f"select max(as_of) from {relation}").fetchone() if relation else None
         return row[0] if row else None
     return None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
 
 
 def _cell(value: Any) -> str:

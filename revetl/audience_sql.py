@@ -28,6 +28,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from revetl.audience_sandbox import sandbox_problems
+from revetl.errors import first_line
 
 __all__ = ["SqlReport", "inspect_sql"]
 
@@ -63,7 +64,7 @@ def inspect_sql(sql: str, relations: Collection[str] = ()) -> SqlReport:
     try:
         tokens = DuckDB().tokenize(sql)
     except TokenError as exc:
-        report.problems.append((None, f"the SQL cannot be read: {_first_line(exc)} (an unclosed quote?)"))
+        report.problems.append((None, f"the SQL cannot be read: {first_line(exc)} (an unclosed quote?)"))
         return report
     statements = _split(tokens)
     if not statements:
@@ -120,7 +121,7 @@ def _parse(statement: list[Token], sql: str, report: SqlReport) -> exp.Expr | No
             parsed = DuckDB().parser().parse(statement, sql)
     except ParseError as exc:
         error = exc.errors[0] if exc.errors else {}
-        description = _plain(error.get("description") or _first_line(exc))
+        description = _plain(error.get("description") or first_line(exc))
         line = error.get("line") or statement[0].line
         report.problems.append((line, f"the SQL cannot be parsed here: {description}"))
         return None
@@ -206,7 +207,3 @@ def _expands(item: exp.Expr) -> bool:
     if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
         return True
     return item.find(exp.Columns) is not None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

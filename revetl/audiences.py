@@ -36,7 +36,7 @@ from sqlglot import exp
 
 from revetl.audience_sql import inspect_sql
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
-from revetl.errors import ConfigError, WarehouseError
+from revetl.errors import ConfigError, WarehouseError, first_line
 from revetl.warehouse import duckdb_path, target_config
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "compile_audience",
     "inspect_audience",
     "key_problem",
-    "last_known_size",
     "load_audience",
     "read_audience",
     "relations",
@@ -336,7 +335,7 @@ def audience_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> list[st
     try:
         cursor = connection.execute(f"select * from ({sql}\n) as audience limit 0")
     except duckdb.Error as exc:
-        raise WarehouseError(f"the warehouse rejects the audience query: {str(exc).strip().splitlines()[0]}") from exc
+        raise WarehouseError(f"the warehouse rejects the audience query: {first_line(exc)}") from exc
     return [column[0] for column in cursor.description]
 
 
@@ -345,24 +344,3 @@ def check_project(project: Project) -> list[Problem]:
     from revetl.audience_check import check_project as check
 
     return check(project)
-
-
-def last_known_size(project: Project, name: str) -> int | None:
-    """The audience's member count at its latest sync run (state tables), or None if never synced.
-
-    `revetl audiences list` shows "-" for None. Reads only; a missing warehouse is None too.
-    """
-    from revetl import state
-    from revetl.errors import WarehouseError
-    from revetl.warehouse import connect, duckdb_path
-
-    if not duckdb_path(project).exists():
-        return None
-    try:
-        connection = connect(project, read_only=True, sandbox=True)
-    except WarehouseError:  # e.g. a sync holds the warehouse right now
-        return None
-    try:
-        return state.last_sizes(connection).get(name)
-    finally:
-        connection.close()

@@ -37,10 +37,17 @@ __all__ = [
     "LandingError",
     "RevetlError",
     "WarehouseError",
+    "first_line",
     "scrub_urls",
 ]
 
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^/@\s]*@")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (engines append context lines), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def scrub_urls(text: str) -> str:

@@ -11,7 +11,7 @@ Why a file and not the warehouse: an embedded DuckDB file admits one writing pro
 sync that wrote its acknowledgements there would lock out every other sync, plan, preview and build
 for its whole run.
 
-Format: records `length (u32 LE) | CRC-32 (u32 LE) | JSON`; the first is the header
+Format: records (`revetl/records.py`) `length (u32 LE) | CRC-32 (u32 LE) | JSON`; the first is the header
 `{"run_id", "sync"}`, then one `{"acks": [ops, keys, row_hashes, payloads, dest_refs],
 "rejects": [[op, key, reason, payload], ...]}` per batch (acknowledgements by column: they are
 read back into Arrow columns, in chunks, so folding a million of them needs neither a million
@@ -28,10 +28,8 @@ import asyncio
 import concurrent.futures
 import os
 import queue
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import orjson
 import pyarrow as pa
 
 from revetl.errors import StateError
+from revetl.records import frame, read_frames
 
 __all__ = [
     "ACK_SCHEMA",
@@ -56,7 +55,6 @@ __all__ = [
 ]
 
 SUFFIX = ".journal"
-_HEADER = struct.Struct("<II")
 CHUNK_ROWS = 100_000
 # One acknowledged row; `seq` orders the rows of several journals (the later acknowledgement of a key wins).
 ACK_SCHEMA = pa.schema([("op", pa.string()), ("key", pa.string()), ("row_hash", pa.string()),
@@ -75,10 +73,6 @@ def pending_journals(work_dir: Path, sync: str) -> list[Path]:
     """Journals of the sync not folded into the warehouse yet, oldest run first."""
     directory = journal_dir(work_dir, sync)
     return sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
-
-
-def _frame(payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 @dataclass
@@ -100,19 +94,8 @@ class JournalContents:
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
-    """The intact records of a journal, in order (nothing if it is gone); read record by record, so
-    that a journal of a million rows is never in memory whole."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        while len(header := handle.read(_HEADER.size)) == _HEADER.size:
-            length, crc = _HEADER.unpack(header)
-            payload = handle.read(length)
-            if len(payload) != length or zlib.crc32(payload) != crc:
-                return
-            yield orjson.loads(payload)
+    """The intact records of a journal, in order, read one at a time (never a whole journal in memory)."""
+    return map(orjson.loads, read_frames(path))
 
 
 def read_journal(path: Path) -> JournalContents:
@@ -201,7 +184,7 @@ class JournalWriter:
         if self.failure is not None:
             future.set_exception(self.failure)
         else:
-            self._queue.put((_frame(payload), future))
+            self._queue.put((frame(payload), future))
         return future
 
     async def write(self, acks: Sequence[Ack], rejects: Sequence[Reject] = ()) -> None:

@@ -52,7 +52,7 @@ from sqlglot import exp
 from revetl import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations.base import Row
-from revetl.errors import StateError, WarehouseError
+from revetl.errors import StateError, WarehouseError, first_line
 
 __all__ = ["Diff", "Guard", "Plan", "make_plan", "plan_sync", "print_plan", "write_diff"]
 
@@ -143,19 +143,14 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
         if "failed to offload" in str(exc) or "No space left" in str(exc):
             raise WarehouseError(
                 f"planning sync {sync.name} ran out of disk space for DuckDB's temporary files beside the warehouse "
-                f"({_first_line(exc)}); free some space, or give it more memory with REVETL_SYNC_MEMORY_LIMIT"
+                f"({first_line(exc)}); free some space, or give it more memory with REVETL_SYNC_MEMORY_LIMIT"
             ) from exc
         raise WarehouseError(
-            f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {_first_line(exc)}"
+            f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {first_line(exc)}"
         ) from exc
     finally:
         if pending:
             connection.execute(f"drop table if exists {state.PENDING}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int,
@@ -316,7 +311,7 @@ def write_diff(connection: duckdb.DuckDBPyConnection, path: Path) -> Diff:
         raise StateError(f"could not write the plan to {path}: {exc.strerror or exc}") from None
     except duckdb.Error as exc:
         temporary.unlink(missing_ok=True)
-        raise WarehouseError(f"could not read the plan out of the warehouse: {_first_line(exc)}") from exc
+        raise WarehouseError(f"could not read the plan out of the warehouse: {first_line(exc)}") from exc
     finally:
         reader.close()
     return Diff(path, rows)

@@ -52,7 +52,6 @@ __all__ = [
     "new_run_id",
     "load_pending",
     "reset",
-    "run_status",
     "runs",
     "start_run",
     "state_version",
@@ -448,10 +447,3 @@ def acknowledged_rows(connection: duckdb.DuckDBPyConnection, sync: str,
         if pending:
             connection.execute(f"drop table {PENDING}")
 
-
-def run_status(connection: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
-    """The recorded status of a run, or None if there is no such run."""
-    if not has_state(connection):
-        return None
-    found = connection.execute(f"select status from {SCHEMA}.runs where run_id = ?", [run_id]).fetchall()
-    return found[0][0] if found else None

@@ -32,7 +32,7 @@ import jinja2
 import yaml
 
 from revetl.config import PROJECT_FILE, Project, read_yaml
-from revetl.errors import ConfigError, WarehouseError
+from revetl.errors import ConfigError, WarehouseError, first_line
 
 __all__ = ["connect", "duckdb_path", "lock_wait_seconds", "sync_memory_limit", "target_config", "work_dir"]
 
@@ -166,7 +166,7 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
         except duckdb.Error as exc:
             locked = _LOCKED.search(str(exc))
             if locked is None:
-                raise WarehouseError(f"cannot open the warehouse {path}: {_first_line(exc)}") from exc
+                raise WarehouseError(f"cannot open the warehouse {path}: {first_line(exc)}") from exc
             holder = f"process {locked.group(1)}" if locked.group(1) else "another process"
             if time.monotonic() >= deadline:
                 raise WarehouseError(
@@ -178,7 +178,3 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
                 print(f"waiting for the warehouse {path}: {holder} is using it", file=sys.stderr, flush=True)
             time.sleep(min(random.uniform(delay / 2, delay), max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -5,7 +5,7 @@ turns a closed segment into Parquet and deletes it; a segment still on disk at s
 (`roller.recover`). So every acknowledged event reaches Parquet, whatever moment a crash hits.
 
 Layout: `<log_dir>/<time_ns>-<random>.log`; names sort in creation order and are never reused.
-A record is `length (u32 LE) | CRC-32 (u32 LE) | payload`, the payload being one request's landing
+A record (`revetl/records.py`) is `length (u32 LE) | CRC-32 (u32 LE) | payload`, the payload being one request's landing
 rows as a JSON array. A crash mid-write leaves a torn or corrupt last record; reading stops there,
 and that record was never acknowledged.
 
@@ -25,10 +25,8 @@ from __future__ import annotations
 import os
 import queue
 import secrets
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import orjson
 from revetl.errors import CollectError
 from revetl.events import LANDING_SCHEMA
 from revetl.landing import fsync_dir
+from revetl.records import HEADER_SIZE, frame, read_frames
 
 __all__ = [
     "Done",
@@ -50,7 +49,6 @@ __all__ = [
 ]
 
 SUFFIX = ".log"
-_HEADER = struct.Struct("<II")
 _FIRST = LANDING_SCHEMA.names[0]
 _APPEND, _ROTATE, _STOP = 0, 1, 2
 
@@ -86,16 +84,8 @@ def list_segments(directory: Path) -> list[str]:
 
 def read_records(path: Path) -> tuple[list[bytes], int]:
     """The intact record payloads of a segment, and the byte count of any torn tail after them."""
-    data = path.read_bytes()
-    records, offset = [], 0
-    while offset + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, offset)
-        start, end = offset + _HEADER.size, offset + _HEADER.size + length
-        if end > len(data) or zlib.crc32(data[start:end]) != crc:
-            break
-        records.append(data[start:end])
-        offset = end
-    return records, len(data) - offset
+    records = list(read_frames(path))
+    return records, path.stat().st_size - sum(HEADER_SIZE + len(record) for record in records)
 
 
 def remove_segment(directory: Path, name: str) -> None:
@@ -166,8 +156,7 @@ class EventLog:
                         done.append((token, None, CollectError("the collector is stopping", 503, "stopping")))
                     continue
                 if kind == _APPEND:
-                    frames.append(_HEADER.pack(len(payload), zlib.crc32(payload)))
-                    frames.append(payload)
+                    frames.append(frame(payload))
                     tokens.append(token)
                     continue
                 done += self._write(frames, tokens)
