@@ -207,8 +207,8 @@ def run_identity_model(base: Path) -> tuple[float, float]:
     env = environment(base)
     if not any((base / "events").glob("**/*.parquet")):
         # The model needs a landed file to pass revetl's check, though identity_graph reads none.
-        from revetl.events import normalize
-        from revetl.landing import write_rows
+        from revetl.landing.events import normalize
+        from revetl.landing.parquet import write_rows
 
         write_rows(base / "events", [normalize({"type": "track", "event": "x", "userId": "u", "messageId": "m"},
                                                dt.datetime.now(dt.timezone.utc))])

@@ -299,7 +299,7 @@ def main() -> None:
         f"**Median: {median['rate']:,.0f} events/s, p99 {median['p99']:.1f} ms, peak RSS "
         f"{median['peak_mib']:.0f} MiB** (target: ≥ 20,000 events/s with p99 < 100 ms).\n\n"
         f"Throughput is bounded by CPU: each event costs the figure in the last column (about two thirds of it "
-        f"in the parser workers, mostly `revetl.events.normalize`), so events/s ≈ cores available ÷ that cost; "
+        f"in the parser workers, mostly `revetl.landing.events.normalize`), so events/s ≈ cores available ÷ that cost; "
         f"a run where a neighbour held a core shows it in the \"cores used\" column (with one core taken by other work "
         f"the same code lands about 16,000 events/s).\n\n"
         f"Server choice (measured 2026-11-23 with this benchmark, CPU of the server process per event, the "

@@ -37,10 +37,10 @@ SECTION = "## Intercom (issue 6)"
 
 MEASURE = """
 import json, sys, time
-from revetl.apply import apply_audience
+from revetl.sync.apply import apply_audience
 from revetl.config import SyncConfig, load_project
 from revetl.destinations import load_destination
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 root, url, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 project = load_project(__import__("pathlib").Path(root))
 sync = SyncConfig.model_validate({

@@ -62,7 +62,7 @@ print(json.dumps(result))
 MEASURE_REVETL = """
 import json, sys, time, duckdb
 from revetl.config import SyncConfig
-from revetl.plan import make_plan
+from revetl.sync.plan import make_plan
 c = duckdb.connect(sys.argv[1], read_only=True)
 c.execute("set memory_limit = ?", [sys.argv[3]]); c.execute("set preserve_insertion_order = false"); c.execute("set threads = 2")
 started = time.monotonic()
@@ -101,9 +101,9 @@ def prepare(members: int, churn: bool) -> Path:
     """The bench warehouse: state from the previous audience, the current audience beside it."""
     import duckdb
 
-    from revetl import state
+    from revetl.sync import state
     from revetl.config import SyncConfig
-    from revetl.plan import make_plan
+    from revetl.sync.plan import make_plan
 
     path = warehouse_path(members, churn)
     if path.exists():
@@ -158,7 +158,7 @@ def main() -> None:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())  # 1, 5, 15 minutes
     big = prepare_elsewhere(args.members, churn=True)
     small = prepare_elsewhere(args.small, churn=False)
-    from revetl.warehouse import sync_memory_limit
+    from revetl.warehouse.connection import sync_memory_limit
 
     limit = sync_memory_limit()
     sync = json.dumps(SYNC)

@@ -40,7 +40,7 @@ SECTION = "## Salesforce (issue 6)"
 RUN = """
 import json, sys, time
 from pathlib import Path
-from revetl.apply import apply_audience
+from revetl.sync.apply import apply_audience
 from revetl.config import SyncConfig, load_project
 from revetl.destinations import load_destination
 project = load_project(Path(sys.argv[1]))

@@ -49,7 +49,7 @@ def ingest(
     ],
 ) -> None:
     """Land JSON lines of Segment or RudderStack payloads as Parquet."""
-    from revetl.ingest import ingest_files, print_report
+    from revetl.landing.ingest import ingest_files, print_report
 
     report = ingest_files(_project(), files)
     print_report(report, console)
@@ -72,7 +72,7 @@ def generate(
     ] = None,
 ) -> None:
     """Write a synthetic, realistic event stream into the landing directory."""
-    from revetl.generate import GenerateOptions, generate_events
+    from revetl.landing.generate import GenerateOptions, generate_events
 
     options = GenerateOptions(users=users, days=days, seed=seed, end=end, jsonl=jsonl)
     summary = generate_events(_project(), options, console=console)
@@ -87,7 +87,7 @@ def build(
     select: Annotated[Optional[str], typer.Option(help="dbt selection, e.g. +identity_graph.")] = None,
 ) -> None:
     """Build the warehouse models with dbt (models and dbt tests) and report each."""
-    from revetl.dbt import build_project, print_results
+    from revetl.warehouse.dbt import build_project, print_results
 
     result = build_project(_project(), as_of=as_of, select=select)
     print_results(result, console)
@@ -163,7 +163,7 @@ app.add_typer(audiences_app, name="audiences")
 @audiences_app.command("list")
 def audiences_list() -> None:
     """Every audience: description, output columns, last known size."""
-    from revetl.audience_preview import audience_summaries, print_audiences
+    from revetl.audiences.preview import audience_summaries, print_audiences
 
     print_audiences(audience_summaries(_project()), console)
 
@@ -174,7 +174,7 @@ def audiences_preview(
     limit: Annotated[int, typer.Option(min=0, help="Sample rows to show.")] = 10,
 ) -> None:
     """Run an audience on the warehouse: its size and sample rows."""
-    from revetl.audience_preview import preview_audience, print_preview
+    from revetl.audiences.preview import preview_audience, print_preview
 
     print_preview(preview_audience(_project(), name, limit=limit), console)
 
@@ -182,7 +182,8 @@ def audiences_preview(
 @audiences_app.command("check")
 def audiences_check() -> None:
     """Compile and check every audience and sync file; report every problem (exit 1 if any; warnings alone: 0)."""
-    from revetl.audiences import audience_names, check_project
+    from revetl.audiences.check import check_project
+    from revetl.audiences.compile import audience_names
     from revetl.config import sync_names
 
     project = _project()
@@ -207,7 +208,7 @@ def plan(
     import json
 
     from revetl.config import load_sync
-    from revetl.plan import plan_sync, print_plan
+    from revetl.sync.plan import plan_sync, print_plan
 
     project = _project()
     result = plan_sync(project, load_sync(project, sync))
@@ -224,10 +225,10 @@ def sync_command(
     force: Annotated[bool, typer.Option(help="Apply a plan the guard refused (mass removes).")] = False,
 ) -> None:
     """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
-    from revetl.apply import run_sync
+    from revetl.sync.apply import run_sync
     from revetl.config import load_sync, sync_names
     from revetl.errors import SyncCancelled
-    from revetl.report import print_result
+    from revetl.sync.report import print_result
 
     project = _project()
     names = sync_names(project) if all_syncs else list(syncs or [])
@@ -259,10 +260,10 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
 ) -> None:
     """List past sync runs, newest first: counts, duration, status (a run in progress: what it has acknowledged)."""
-    from revetl import state
-    from revetl.apply import live_runs
-    from revetl.report import print_runs
-    from revetl.warehouse import connect
+    from revetl.sync import state
+    from revetl.sync.apply import live_runs
+    from revetl.sync.report import print_runs
+    from revetl.warehouse.connection import connect
 
     project = _project()
     with contextlib.closing(connect(project, read_only=True)) as connection:
@@ -277,9 +278,9 @@ def failures(
     limit: Annotated[int, typer.Option(min=1, help="How many rows to show.")] = 100,
 ) -> None:
     """List rows the destination rejected, with its reason; they are retried on the next run."""
-    from revetl import state
-    from revetl.report import print_failures
-    from revetl.warehouse import connect
+    from revetl.sync import state
+    from revetl.sync.report import print_failures
+    from revetl.warehouse.connection import connect
 
     with contextlib.closing(connect(_project(), read_only=True)) as connection:
         print_failures(sync, state.failures(connection, sync, run, limit=limit), console)
@@ -295,8 +296,8 @@ def state_reset(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Forget what the destination acknowledged: the next run sends every member again (full resync)."""
-    from revetl import state
-    from revetl.apply import forget
+    from revetl.sync import state
+    from revetl.sync.apply import forget
     from revetl.config import load_sync
 
     project = _project()

@@ -2,7 +2,7 @@
 
 The project is the directory holding `dbt_project.yml` (found by walking up from the working
 directory, as dbt does). revetl's own settings live in `revetl.yml` beside it; the warehouse
-connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse.py`). YAML is
+connection is read from dbt's `profiles.yml` (one source of truth, see `warehouse/connection.py`). YAML is
 read by yaml_files.py (lines of keys; non-UTF-8 files and alias bombs refused); `read_yaml` is
 re-exported here.
 """

@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from revetl.config import Project, load_project, load_sync, sync_names
-from revetl.dbt import build_project, print_results
-from revetl.generate import GenerateOptions, generate_events
-from revetl.ingest import ingest_files, print_report
-from revetl.warehouse import connect
+from revetl.warehouse.dbt import build_project, print_results
+from revetl.landing.generate import GenerateOptions, generate_events
+from revetl.landing.ingest import ingest_files, print_report
+from revetl.warehouse.connection import connect
 
 __all__ = ["run_demo"]
 
@@ -107,9 +107,9 @@ def _emulators(project: Project, console: Console) -> Iterator[dict[str, str]]:
 
 
 def _sync_all(project: Project, console: Console, urls: dict[str, str], show_plans: bool = False) -> None:
-    from revetl.apply import run_sync
-    from revetl.plan import plan_sync, print_plan
-    from revetl.report import print_result
+    from revetl.sync.apply import run_sync
+    from revetl.sync.plan import plan_sync, print_plan
+    from revetl.sync.report import print_result
 
     results = []
     for name in sync_names(project):

@@ -17,13 +17,14 @@ import duckdb
 import pytest
 from wh import empty_project
 
-from revetl.audience_check import warehouse_if_built
-from revetl.audience_functions import FUNCTIONS, TABLE_FUNCTIONS
-from revetl.audience_sandbox import sandbox_problems
-from revetl.audiences import check_project, compile_audience, load_audience
+from revetl.audiences.check import warehouse_if_built
+from revetl.audiences.functions import FUNCTIONS, TABLE_FUNCTIONS
+from revetl.audiences.sandbox import sandbox_problems
+from revetl.audiences.check import check_project
+from revetl.audiences.compile import compile_audience, load_audience
 from revetl.config import Project
 from revetl.errors import ConfigError, WarehouseError
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 HEADER = "-- description: Test audience.\n-- key: user_id\n"  # the SQL body starts on line 3
 PROFILES = "{{ ref('profiles') }}"
@@ -166,7 +167,7 @@ def test_check_refuses_what_reaches_outside_ref_and_pure_functions(tiny, case):
 
 
 def test_a_rich_audience_of_pure_functions_passes_and_runs_in_the_sandbox(tiny):
-    from revetl.audience_preview import preview_audience
+    from revetl.audiences.preview import preview_audience
 
     write(tiny, "rich", (
         "with recent as (\n"
@@ -210,7 +211,7 @@ def test_the_check_probe_runs_on_a_sandboxed_connection(tiny, tmp_path):
 
 def test_preview_runs_on_a_sandboxed_connection_even_if_the_check_missed_something(tiny, tmp_path, monkeypatch):
     """Defence in depth: were the static check ever wrong, DuckDB itself still refuses files."""
-    from revetl import audience_preview
+    from revetl.audiences import preview as audience_preview
 
     secret = tmp_path / "secret.txt"
     secret.write_text(SECRET)

@@ -16,15 +16,11 @@ import pytest
 import sqlglot
 from wh import empty_project
 
-from revetl.audiences import (
-    audience_names,
-    check_project,
-    compile_audience,
-    load_audience,
-)
+from revetl.audiences.check import check_project
+from revetl.audiences.compile import audience_names, compile_audience, load_audience
 from revetl.config import Project
 from revetl.errors import ConfigError
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 HEADER = "-- description: Test audience.\n-- key: user_id\n"  # the SQL body starts on line 3
 
@@ -283,7 +279,7 @@ def test_select_star_columns_come_from_the_warehouse(tiny):
 
 
 def test_as_of_is_the_latest_build_and_preview_shows_size_and_rows(tiny):
-    from revetl.audience_preview import preview_audience
+    from revetl.audiences.preview import preview_audience
 
     write(tiny, "recent", (
         "select user_id, email, date_diff('day', last_seen_at, {{ as_of() }}) as days_since\n"
@@ -330,7 +326,7 @@ def built(module_project: Project) -> Project:
     """The repository's project (its audiences/) on 300 generated users, built as of END."""
     from wh import build
 
-    from revetl.generate import GenerateOptions, generate_events
+    from revetl.landing.generate import GenerateOptions, generate_events
 
     generate_events(module_project, GenerateOptions(users=300, days=90, seed=7, end=END))
     build(module_project, as_of=END)

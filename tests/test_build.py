@@ -11,7 +11,7 @@ import pytest
 from wh import REPO, land, query, redirect
 from identity_reference import wire
 
-from revetl.dbt import build_project
+from revetl.warehouse.dbt import build_project
 from revetl.errors import ConfigError
 
 pytestmark = pytest.mark.slow

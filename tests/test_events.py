@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from revetl.collect.log import encode_rows
 from revetl.errors import InvalidEvent
-from revetl.events import LANDING_SCHEMA, MAX_EVENT_BYTES, normalize
+from revetl.landing.events import LANDING_SCHEMA, MAX_EVENT_BYTES, normalize
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 REPO = Path(__file__).resolve().parents[1]

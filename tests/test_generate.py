@@ -16,9 +16,9 @@ import pytest
 from rich.console import Console
 
 from revetl.config import Project, load_project
-from revetl.events import LANDING_SCHEMA, normalize
-from revetl.generate import JUNK_EMAIL, JUNK_IDS, PLANS, GenerateOptions, generate_events
-from revetl.ingest import ingest_files
+from revetl.landing.events import LANDING_SCHEMA, normalize
+from revetl.landing.generate import JUNK_EMAIL, JUNK_IDS, PLANS, GenerateOptions, generate_events
+from revetl.landing.ingest import ingest_files
 
 END = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
 REPO = Path(__file__).resolve().parents[1]

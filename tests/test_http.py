@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from revetl.errors import FatalDestinationError, RetriesExhausted
-from revetl.http import Http, RateLimiter, RetryPolicy, retry_after_seconds
+from revetl.sync.http import Http, RateLimiter, RetryPolicy, retry_after_seconds
 
 SECRET = "sk-live-do-not-print"
 

@@ -8,8 +8,8 @@ import pytest
 from wh import build, land, partition
 
 from revetl.errors import InvalidEvent
-from revetl.events import normalize
-from revetl.identifiers import BLANK, is_blank, strip_blank
+from revetl.landing.events import normalize
+from revetl.landing.identifiers import BLANK, is_blank, strip_blank
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 INVISIBLE = "\u180e\u200b\u200c\u200d\u2060\ufeff"

@@ -24,8 +24,8 @@ from disk import small_disk
 from rich.console import Console
 
 from revetl.config import Project
-from revetl.events import MAX_EVENT_BYTES
-from revetl.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, _lines, ingest_files, print_report
+from revetl.landing.events import MAX_EVENT_BYTES
+from revetl.landing.ingest import IngestReport, MAX_REJECT_DETAILS, Reject, _lines, ingest_files, print_report
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 

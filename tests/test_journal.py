@@ -8,7 +8,7 @@ import os
 import pytest
 
 from revetl.errors import StateError
-from revetl.journal import JournalWriter, ack_chunks, read_journal
+from revetl.sync.journal import JournalWriter, ack_chunks, read_journal
 
 
 def acks(path) -> list[tuple]:

@@ -18,8 +18,8 @@ CHILD = textwrap.dedent(
     """
     import datetime as dt, os, signal, sys
     import pyarrow.parquet as pq
-    from revetl import landing
-    from revetl.events import normalize
+    from revetl.landing import parquet as landing
+    from revetl.landing.events import normalize
 
     landing_dir, where, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     calls = {"write": 0, "replace": 0}

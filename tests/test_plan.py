@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from revetl import state
+from revetl.sync import state
 from revetl.config import SyncConfig
 from revetl.errors import WarehouseError
-from revetl.journal import JournalWriter
-from revetl.plan import make_plan
+from revetl.sync.journal import JournalWriter
+from revetl.sync.plan import make_plan
 
 AUDIENCE = "select * from audience_rows"
 
@@ -191,7 +191,7 @@ def test_state_survives_a_new_process(tmp_path, warehouse):
     acknowledge_all(warehouse, sync)
     warehouse.close()
     script = (
-        "import duckdb, sys; from revetl import state; "
+        "import duckdb, sys; from revetl.sync import state; "
         f"c = duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True); "
         "print(sorted(row[0] for row in state.acknowledged_rows(c, 'churn_to_braze')))"
     )

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from wh import audience_project
 
-from revetl.apply import sync_lock
+from revetl.sync.apply import sync_lock
 from revetl.config import Project
 from revetl.emulators import running
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 KEY = "sync-test-braze-key"
 AUDIENCE = """-- description: people

@@ -12,7 +12,7 @@ from wh import build, land, query
 from identity_reference import wire
 
 from revetl.errors import ConfigError
-from revetl.traits import load_traits
+from revetl.warehouse.traits import load_traits
 
 AS_OF = dt.datetime(2026, 1, 31)
 

@@ -11,7 +11,7 @@ import pytest
 from wh import audience_project
 
 from revetl.errors import WarehouseError
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 HOLD = """
 import duckdb, sys, time

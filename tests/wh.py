@@ -66,8 +66,8 @@ def land(project: Project, payloads: list[dict], received_at=None) -> None:
     """Normalize wire payloads and land them as one batch (received now unless given)."""
     import datetime as dt
 
-    from revetl.events import normalize
-    from revetl.landing import write_rows
+    from revetl.landing.events import normalize
+    from revetl.landing.parquet import write_rows
 
     when = received_at or dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
     write_rows(project.landing_dir, [normalize(p, when) for p in payloads])
@@ -75,7 +75,7 @@ def land(project: Project, payloads: list[dict], received_at=None) -> None:
 
 def build(project: Project, select: str | None = None, **kwargs):
     """`revetl build` in-process; fails the test with dbt's messages if anything failed."""
-    from revetl.dbt import build_project
+    from revetl.warehouse.dbt import build_project
 
     result = build_project(project, select=select, **kwargs)
     assert result.ok, [(n.name, n.message) for n in result.failures] or result.error
@@ -84,7 +84,7 @@ def build(project: Project, select: str | None = None, **kwargs):
 
 def query(project: Project, sql: str) -> list[tuple]:
     """Run one query against the project's warehouse."""
-    from revetl.warehouse import connect
+    from revetl.warehouse.connection import connect
 
     connection = connect(project)
     try:

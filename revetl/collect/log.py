@@ -34,8 +34,8 @@ from typing import Any
 import orjson
 
 from revetl.errors import CollectError
-from revetl.events import LANDING_SCHEMA
-from revetl.landing import fsync_dir
+from revetl.landing.events import LANDING_SCHEMA
+from revetl.landing.parquet import fsync_dir
 from revetl.records import HEADER_SIZE, frame, read_frames
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Segment's HTTP Tracking API as data: endpoints, limits, authentication, and how one request
 body becomes landing rows.
 
-Every event goes through `revetl.events.normalize` (the landing contract); this module only adds
+Every event goes through `revetl.landing.events.normalize` (the landing contract); this module only adds
 what belongs to the HTTP API:
 
 - `received_at` is the server's clock; a `receivedAt` sent by a client is ignored.
@@ -36,7 +36,7 @@ import orjson
 
 from revetl.collect.log import encode_rows
 from revetl.errors import CollectError, InvalidEvent
-from revetl.events import MAX_EVENT_BYTES, normalize, parse_timestamp, valid_text
+from revetl.landing.events import MAX_EVENT_BYTES, normalize, parse_timestamp, valid_text
 
 __all__ = [
     "ENDPOINTS",

@@ -1,7 +1,7 @@
 """Rolling write-ahead log segments into Parquet, exactly once, and recovering after a crash.
 
 A segment's rows land as `received_date=YYYY-MM-DD/collect-<segment>-....parquet` (atomically, via
-`revetl.landing`), and only then is the segment deleted. The Parquet file's name is the record of
+`revetl.landing.parquet`), and only then is the segment deleted. The Parquet file's name is the record of
 what was landed: a crash after the rename but before the delete leaves both, and recovery sees the
 segment's file for that date and does not land those rows again.
 
@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from revetl.collect.dedupe import RecentIds
 from revetl.collect.log import SUFFIX, list_segments, read_records, remove_segment
-from revetl.events import LANDING_SCHEMA
-from revetl.landing import write_table
+from revetl.landing.events import LANDING_SCHEMA
+from revetl.landing.parquet import write_table
 
 __all__ = ["PREFIX", "Recovery", "land_segment", "landed_dates", "payloads_to_table", "recover", "seed_recent"]
 
@@ -123,5 +123,5 @@ def seed_recent(landing_dir: Path, recent: RecentIds) -> int:
 
 
 def _dates(table: pa.Table) -> pa.Array:
-    """Each row's `received_date` partition value, as `revetl.landing` computes it."""
+    """Each row's `received_date` partition value, as `revetl.landing.parquet` computes it."""
     return pc.strftime(table["received_at"], format="%Y-%m-%d").combine_chunks()

@@ -1,6 +1,6 @@
 """Parsing request bodies in worker processes, so that the collector uses more than one core.
 
-Normalizing an event (`revetl.events.normalize`) costs tens of microseconds of Python, so one
+Normalizing an event (`revetl.landing.events.normalize`) costs tens of microseconds of Python, so one
 process tops out below the throughput target. The event loop keeps everything stateful (auth,
 duplicate filter, write-ahead log, rolls) and hands each raw body to a pool of `workers` processes
 that decode, parse, normalize and encode it (`protocol.parse_request`); only bytes and short lists

@@ -1,6 +1,6 @@
 """The interface every destination implements, built-in or third-party (DESIGN 7, STYLE 9).
 
-A destination declares; the engine (`apply.py`, `http.py`) does everything else:
+A destination declares; the engine (`sync/apply.py`, `sync/http.py`) does everything else:
 
     config_model   strict schema of the sync file's `destination:` block (secrets as SecretStr)
     batch_size     the most rows one `send` call takes (the vendor's per-request limit)
@@ -26,7 +26,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from revetl.config import Strict, SyncConfig
-from revetl.http import Http
+from revetl.sync.http import Http
 
 __all__ = ["Destination", "DestinationConfig", "RateLimitConfig", "Row", "RowResult", "secret_values"]
 

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from revetl.config import Strict, validate
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, Row, RowResult
 from revetl.errors import ConfigError, DestinationError
-from revetl.http import Http
+from revetl.sync.http import Http
 
 __all__ = ["Braze"]
 

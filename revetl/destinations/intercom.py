@@ -44,7 +44,7 @@ from pydantic import Field, SecretStr, model_validator
 from revetl.config import Strict, validate
 from revetl.destinations.base import Destination, DestinationConfig, Row, RowResult
 from revetl.errors import ConfigError, FatalDestinationError
-from revetl.http import Http
+from revetl.sync.http import Http
 
 __all__ = ["Intercom", "IntercomConfig"]
 

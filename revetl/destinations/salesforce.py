@@ -43,7 +43,7 @@ from revetl.config import Strict, validate
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, Row, RowResult
 from revetl.destinations.salesforce_api import ApiBudget, Session, describe, reason
 from revetl.errors import ConfigError, DestinationError, FatalDestinationError
-from revetl.http import Http
+from revetl.sync.http import Http
 
 __all__ = ["Salesforce", "SalesforceConfig"]
 

@@ -27,7 +27,7 @@ import httpx
 from pydantic import SecretStr
 
 from revetl.errors import FatalDestinationError
-from revetl.http import Http
+from revetl.sync.http import Http
 
 __all__ = ["ApiBudget", "Session", "TOKEN_PATH", "describe", "reason"]
 

@@ -18,7 +18,7 @@ from revetl.collect.dedupe import RecentIds
 from revetl.collect.log import EventLog, encode_rows, list_segments, read_records
 from revetl.collect.roller import PREFIX, land_segment, payloads_to_table, recover
 from revetl.errors import CollectError
-from revetl.landing import write_table
+from revetl.landing.parquet import write_table
 
 DAY1 = dt.datetime(2026, 5, 1, 23, 59, tzinfo=dt.timezone.utc)
 DAY2 = dt.datetime(2026, 5, 2, 0, 1, tzinfo=dt.timezone.utc)

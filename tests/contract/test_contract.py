@@ -21,12 +21,12 @@ import yaml
 from cases import CASES, Case
 from wh import audience_project
 
-from revetl import state
-from revetl.apply import acknowledged_rows, run_sync
+from revetl.sync import state
+from revetl.sync.apply import acknowledged_rows, run_sync
 from revetl.config import Project, load_sync
 from revetl.emulators import running
 from revetl.errors import FatalDestinationError
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 pytestmark = pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 

@@ -21,10 +21,10 @@ from test_contract import AUDIENCE, acknowledged, expected, people, set_members,
 from test_stops import assert_one_sentence
 from wh import audience_project
 
-from revetl import state
+from revetl.sync import state
 from revetl.config import Project
 from revetl.emulators import running
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 pytestmark = pytest.mark.slow
 

@@ -23,10 +23,10 @@ from cases import BRAZE, CASES, Case
 from test_contract import AUDIENCE, people, set_members, write_sync
 from wh import audience_project
 
-from revetl import state
+from revetl.sync import state
 from revetl.config import Project
 from revetl.emulators import running
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 pytestmark = pytest.mark.slow
 

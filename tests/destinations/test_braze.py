@@ -9,7 +9,7 @@ import pytest
 from revetl.config import SyncConfig
 from revetl.destinations import Row, load_destination
 from revetl.destinations.braze import Braze
-from revetl.plan import _payload_sql
+from revetl.sync.plan import _payload_sql
 
 FIELDS = {"email": "email", "plan": "plan", "seats": "seats", "score": "score", "tags": "tags", "address": "home",
           "signed_up_at": "signed_up_at", "trial": "trial"}

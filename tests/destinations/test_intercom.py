@@ -16,15 +16,15 @@ import httpx
 import pytest
 from openapi_spec import OpenApi
 
-from revetl.apply import RunResult, apply_audience
+from revetl.sync.apply import RunResult, apply_audience
 from revetl.config import Project, SyncConfig
 from revetl.destinations import load_destination
 from revetl.destinations.base import Row
 from revetl.destinations.intercom import Intercom
 from revetl.emulators import running
 from revetl.errors import ConfigError, FatalDestinationError
-from revetl.http import Http, RateLimiter
-from revetl.warehouse import connect
+from revetl.sync.http import Http, RateLimiter
+from revetl.warehouse.connection import connect
 
 TOKEN = "test-intercom-token-9f3a"
 SPEC = "intercom-api-2.16.yaml"

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from revetl.errors import WarehouseError
-from revetl.journal import ACK_SCHEMA, JournalContents, ack_chunks, journal_run, scan
+from revetl.sync.journal import ACK_SCHEMA, JournalContents, ack_chunks, journal_run, scan
 
 __all__ = [
     "PENDING",

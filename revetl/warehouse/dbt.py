@@ -38,7 +38,7 @@ from rich.text import Text
 from revetl import locks
 from revetl.config import PROJECT_FILE, Project, read_yaml
 from revetl.errors import BuildError, ConfigError
-from revetl.traits import load_traits
+from revetl.warehouse.traits import load_traits
 
 __all__ = ["BuildResult", "NodeResult", "build_project", "dbt_vars", "print_results", "run_dbt"]
 
@@ -213,7 +213,7 @@ def _corrupt_landing_file(project: Project, result: BuildResult) -> str | None:
 
 def _staging_path(project: Project) -> Path:
     """The staging copy dbt builds into: same file name (so the same catalog name) in the work dir."""
-    from revetl.warehouse import duckdb_path, work_dir
+    from revetl.warehouse.connection import duckdb_path, work_dir
 
     directory = work_dir(project) / "build"
     directory.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ def _staging_path(project: Project) -> Path:
 
 def _build_lock(project: Project) -> contextlib.AbstractContextManager[None]:
     """One build at a time; a second one stops at once, naming the first (revetl/locks.py)."""
-    from revetl.warehouse import work_dir
+    from revetl.warehouse.connection import work_dir
 
     return locks.hold(locks.lock_path(work_dir(project), "build"), lambda holder: BuildError(
         f"a build is already running ({holder}); not starting a second one"))
@@ -234,7 +234,7 @@ def _staging_profile(project: Project, staging: Path) -> Iterator[Path]:
 
     Written with the rendered settings of the project's DuckDB target (no secrets live there), readable
     by its owner only, and removed after the run."""
-    from revetl.warehouse import target_config
+    from revetl.warehouse.connection import target_config
 
     config = {**target_config(project), "path": str(staging)}
     profile = read_yaml(project.root / PROJECT_FILE).get("profile")
@@ -253,7 +253,7 @@ def _staging_profile(project: Project, staging: Path) -> Iterator[Path]:
 def _seed_staging(project: Project, staging: Path) -> None:
     """Before a `--select` build without a staging copy yet (a first build by this revetl), copy the
     warehouse into it, so that the models the selection does not rebuild are there to read."""
-    from revetl.warehouse import connect, duckdb_path
+    from revetl.warehouse.connection import connect, duckdb_path
 
     main = duckdb_path(project)
     if staging.exists() or not main.exists():
@@ -275,7 +275,7 @@ def _publish(project: Project, staging: Path) -> int:
     without a catalog, so they read the warehouse's own."""
     import duckdb
 
-    from revetl.warehouse import connect
+    from revetl.warehouse.connection import connect
 
     connection = connect(project)  # waits for syncs and plans to finish their short steps
     try:

@@ -197,5 +197,5 @@ def _refusal(name: str) -> str:
         )
     return (
         f"`{name}()` is not a function an audience may call: audiences run only pure functions "
-        "(the list and why: revetl/audience_functions.py)"
+        "(the list and why: revetl/audiences/functions.py)"
     )

@@ -1,6 +1,6 @@
 """`revetl audiences check`: every problem in every audience and sync file, with file and line.
 
-Each audience is rendered and checked (audiences.py, audience_sql.py). Its output columns come
+Each audience is rendered and checked (compile.py, sql.py). Its output columns come
 from the warehouse when one has been built (`LIMIT 0`, reads no rows; this also catches unknown
 columns and tables), else from sqlglot; `SELECT *` without a warehouse is a problem, because the
 columns cannot be known before running. Then each sync file, reporting every problem with its
@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from revetl.audiences import (
+from revetl.audiences.compile import (
     Compiled,
     Problem,
     audience_columns,
@@ -35,7 +35,7 @@ from revetl.audiences import (
 from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
 from revetl.destinations import load_destination, settings_problems, unknown_type
 from revetl.errors import ConfigError, RevetlError
-from revetl.warehouse import connect, duckdb_path
+from revetl.warehouse.connection import connect, duckdb_path
 from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]

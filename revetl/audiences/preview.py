@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
 
-from revetl import state
-from revetl.audience_check import check_audiences, warehouse_if_built
-from revetl.audiences import (
+from revetl.sync import state
+from revetl.audiences.check import check_audiences, warehouse_if_built
+from revetl.audiences.compile import (
     BUILD_INFO,
     Problem,
     audience_columns,
@@ -31,7 +31,7 @@ from revetl.audiences import (
 )
 from revetl.config import Project
 from revetl.errors import ConfigError, WarehouseError, first_line
-from revetl.warehouse import connect
+from revetl.warehouse.connection import connect
 
 __all__ = ["Preview", "Summary", "audience_summaries", "preview_audience", "print_audiences", "print_preview"]
 

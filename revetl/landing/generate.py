@@ -61,9 +61,9 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from revetl import landing
+from revetl.landing import parquet as landing
 from revetl.config import Project
-from revetl.events import EARLIEST_TIME, LANDING_SCHEMA, check_time
+from revetl.landing.events import EARLIEST_TIME, LANDING_SCHEMA, check_time
 
 __all__ = ["GenerateOptions", "GenerateSummary", "JUNK_EMAIL", "JUNK_IDS", "PLANS", "generate_events"]
 

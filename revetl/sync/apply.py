@@ -49,7 +49,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from revetl import locks, state
+from revetl import locks
+from revetl.sync import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, Row, RowResult, load_destination
 from revetl.destinations.base import ACKNOWLEDGED, secret_values
@@ -62,11 +63,11 @@ from revetl.errors import (
     WarehouseError,
     first_line,
 )
-from revetl.http import Http, RateLimiter, RetryPolicy
-from revetl.journal import JournalContents, JournalWriter, journal_dir, new_journal_path, pending_journals, read_journal
-from revetl.plan import Diff, Plan, make_plan, write_diff
+from revetl.sync.http import Http, RateLimiter, RetryPolicy
+from revetl.sync.journal import JournalContents, JournalWriter, journal_dir, new_journal_path, pending_journals, read_journal
+from revetl.sync.plan import Diff, Plan, make_plan, write_diff
 from revetl.runtime import fewer_collections
-from revetl.state import RunRecord
+from revetl.sync.state import RunRecord
 
 __all__ = ["RunResult", "acknowledged_rows", "apply_audience", "forget", "live_runs", "run_sync", "sync_lock"]
 
@@ -101,7 +102,7 @@ class RunResult:
 
 
 def _lock_path(project: Project, sync: str) -> Path:
-    from revetl.warehouse import work_dir
+    from revetl.warehouse.connection import work_dir
 
     return locks.lock_path(work_dir(project), sync)
 
@@ -282,7 +283,7 @@ def run_sync(project: Project, sync: SyncConfig, *, force: bool = False, console
     """Plan and apply one sync. Raises SyncRefused when locked or guarded; returns the run's result
     otherwise (check `ok`); a run that stopped (fatal answer, retries exhausted, Ctrl-C/SIGTERM, a
     full disk) is recorded and its error re-raised, with the result as `error.result`."""
-    from revetl.audiences import compile_audience, load_audience
+    from revetl.audiences.compile import compile_audience, load_audience
 
     destination = load_destination(sync)  # config errors before anything is locked or written
     sql = compile_audience(project, load_audience(project, sync.audience))
@@ -293,7 +294,7 @@ def run_sync(project: Project, sync: SyncConfig, *, force: bool = False, console
 @contextlib.contextmanager
 def _warehouse(project: Project, given: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
     """The given connection (tests, benchmarks), or the warehouse opened read-write and sandboxed for one step."""
-    from revetl.warehouse import connect, sync_memory_limit
+    from revetl.warehouse.connection import connect, sync_memory_limit
 
     if given is not None:
         yield given
@@ -309,7 +310,7 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
                    console: Console | None = None, transport: httpx.AsyncBaseTransport | None = None,
                    connection: duckdb.DuckDBPyConnection | None = None) -> RunResult:
     """`run_sync` for an already compiled audience query (tests and benchmarks call it directly)."""
-    from revetl.warehouse import work_dir
+    from revetl.warehouse.connection import work_dir
 
     secrets = secret_values(destination.config)
     stop = _Stop()
@@ -378,7 +379,7 @@ def _record_failed_start(warehouse: duckdb.DuckDBPyConnection, sync: SyncConfig,
 def _recover(project: Project, warehouse: duckdb.DuckDBPyConnection, sync: str) -> None:
     """Fold the journals a killed or unrecorded run left, close its run record, remove its files.
     Call while holding the sync's lock: no live run of this sync can own them."""
-    from revetl.warehouse import work_dir
+    from revetl.warehouse.connection import work_dir
 
     directory = journal_dir(work_dir(project), sync)
     for path in pending_journals(work_dir(project), sync):
@@ -476,7 +477,7 @@ def live_runs(project: Project, records: Sequence[RunRecord]) -> list[RunRecord]
     """Runs as `revetl runs` shows them: a run still marked `running` shows what its journal has
     acknowledged so far, and, if no process holds its sync any more, how it ended (`crashed` unless
     its journal says otherwise)."""
-    from revetl.warehouse import work_dir
+    from revetl.warehouse.connection import work_dir
 
     shown = []
     for record in records:
@@ -494,7 +495,7 @@ def live_runs(project: Project, records: Sequence[RunRecord]) -> list[RunRecord]
 
 def forget(project: Project, sync: str, reset: Callable[[duckdb.DuckDBPyConnection], int]) -> int:
     """`revetl state reset`: with the sync locked, record what a killed run left, then forget."""
-    from revetl.warehouse import connect
+    from revetl.warehouse.connection import connect
 
     with sync_lock(project, sync), contextlib.closing(connect(project)) as warehouse:
         state.migrate(warehouse)
@@ -504,7 +505,7 @@ def forget(project: Project, sync: str, reset: Callable[[duckdb.DuckDBPyConnecti
 
 def acknowledged_rows(project: Project, sync: str) -> list[tuple[str, str, str, str]]:
     """(key, row_hash, payload, dest_ref) the destination has acknowledged, journals not folded yet included."""
-    from revetl.warehouse import connect, work_dir
+    from revetl.warehouse.connection import connect, work_dir
 
     journals = pending_journals(work_dir(project), sync)
     with contextlib.closing(connect(project, read_only=True)) as warehouse:

@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from revetl import landing
+from revetl.landing import parquet as landing
 from revetl.config import Project
 from revetl.errors import InvalidEvent, LandingError
-from revetl.events import MAX_EVENT_BYTES, normalize
+from revetl.landing.events import MAX_EVENT_BYTES, normalize
 
 __all__ = ["IngestReport", "Reject", "ingest_files", "print_report"]
 

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from revetl.errors import InvalidEvent
-from revetl.identifiers import is_blank
+from revetl.landing.identifiers import is_blank
 
 __all__ = [
     "EARLIEST_TIME",

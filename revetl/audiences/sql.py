@@ -6,7 +6,7 @@ statements at `;` and parses each, then reports, with the line of the offending 
 - no statement, or more than one;
 - a statement that is not a query: DDL, DML, ATTACH, COPY, INSTALL/LOAD, PRAGMA, SET, ...
   (also nested, e.g. an INSERT inside a CTE);
-- what a query reaches that an audience may not (audience_sandbox.py, deny by default): a
+- what a query reaches that an audience may not (sandbox.py, deny by default): a
   function or table function outside the allowlist of pure ones, a relation that is neither one
   ref() renders nor a CTE (a bare table, `revetl_state.*`, a file path);
 - output columns that are unnamed (`select count(*)`) or named twice.
@@ -27,7 +27,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
-from revetl.audience_sandbox import sandbox_problems
+from revetl.audiences.sandbox import sandbox_problems
 from revetl.errors import first_line
 
 __all__ = ["SqlReport", "inspect_sql"]
@@ -162,7 +162,7 @@ def _check_query(query: exp.Query, report: SqlReport) -> None:
 def _check_reach(
     statement: list[Token], sql: str, allowed: set[tuple[str, ...]], report: SqlReport, quiet: bool
 ) -> None:
-    """The functions and relations the statement reaches, on DuckDB's parse tree (audience_sandbox.py).
+    """The functions and relations the statement reaches, on DuckDB's parse tree (sandbox.py).
 
     `quiet`: sqlglot already found this statement wrong, so DuckDB's refusal to parse it says nothing new."""
     start = statement[0].start

@@ -49,7 +49,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
 
-from revetl import state
+from revetl.sync import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations.base import Row
 from revetl.errors import StateError, WarehouseError, first_line
@@ -255,9 +255,9 @@ def _guard(sync: SyncConfig, members: int, previous: int, removes: int) -> Guard
 def plan_sync(project: Project, sync: SyncConfig, connection: duckdb.DuckDBPyConnection | None = None) -> Plan:
     """Compile the sync's audience and plan it (`revetl plan`): a read-only, sandboxed connection unless
     given one; runs in progress or left by a crash count with what their journals acknowledged."""
-    from revetl.audiences import compile_audience, load_audience
-    from revetl.journal import pending_journals
-    from revetl.warehouse import connect, sync_memory_limit, work_dir
+    from revetl.audiences.compile import compile_audience, load_audience
+    from revetl.sync.journal import pending_journals
+    from revetl.warehouse.connection import connect, sync_memory_limit, work_dir
 
     sql = compile_audience(project, load_audience(project, sync.audience))
     pending = pending_journals(work_dir(project), sync.name)

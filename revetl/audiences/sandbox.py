@@ -1,12 +1,12 @@
 """What one audience query reaches, read from DuckDB's own parse tree: deny by default.
 
-sqlglot (audience_sql.py) decides that an audience is one read-only SELECT. Which functions it
+sqlglot (sql.py) decides that an audience is one read-only SELECT. Which functions it
 calls and which relations it reads is decided here, on the tree DuckDB's parser builds for the
 very SQL the warehouse will run (`json_serialize_sql`, which parses and runs nothing): so no
 difference between two parsers can hide a call. Every node of that tree must be known:
 
 - every function (scalar, aggregate, window, and those DuckDB's parser writes for syntax: `||`,
-  `[1, 2]`, `{'a': 1}`, list comprehensions) is in the allowlist (audience_functions.py), called
+  `[1, 2]`, `{'a': 1}`, list comprehensions) is in the allowlist (functions.py), called
   without a schema; every table function read in FROM is one of the few pure ones;
 - every relation is a CTE in scope or exactly one that `ref()` renders (`"catalog"."schema"."name"`):
   not a bare or schema-qualified name, not `revetl_state.*`, not a file path;
@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from revetl.audience_functions import function_problem, table_function_problem
+from revetl.audiences.functions import function_problem, table_function_problem
 
 __all__ = ["sandbox_problems"]
 

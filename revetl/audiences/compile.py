@@ -14,8 +14,8 @@ latest build, read from the `build_info` model when the query runs: `revetl buil
 when it ran. So an audience's time windows agree with the computed traits, and the same build
 gives the same members whenever the audience runs.
 
-`compile_audience` renders and checks (audience_sql.py) and raises on the first problem;
-`check_project` (audience_check.py) reports every problem in every audience and sync file.
+`compile_audience` renders and checks (sql.py) and raises on the first problem;
+`check.check_project` reports every problem in every audience and sync file.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, ValidationError
 from sqlglot import exp
 
-from revetl.audience_sql import inspect_sql
+from revetl.audiences.sql import inspect_sql
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
 from revetl.errors import ConfigError, WarehouseError, first_line
-from revetl.warehouse import duckdb_path, target_config
+from revetl.warehouse.connection import duckdb_path, target_config
 
 __all__ = [
     "BUILD_INFO",
@@ -46,7 +46,6 @@ __all__ = [
     "Problem",
     "audience_columns",
     "audience_names",
-    "check_project",
     "compile_audience",
     "inspect_audience",
     "key_problem",
@@ -219,7 +218,7 @@ class Compiled:
 
 
 def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] | None = None) -> Compiled:
-    """Render the audience's Jinja and check its SQL, collecting every problem (see audience_sql.py)."""
+    """Render the audience's Jinja and check its SQL, collecting every problem (see sql.py)."""
     refs = relations(project) if refs is None else refs
     path, offset = audience.path, audience.body_line - 1
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -337,10 +336,3 @@ def audience_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> list[st
     except duckdb.Error as exc:
         raise WarehouseError(f"the warehouse rejects the audience query: {first_line(exc)}") from exc
     return [column[0] for column in cursor.description]
-
-
-def check_project(project: Project) -> list[Problem]:
-    """Every problem in every audience and sync file, sorted by file and line (audience_check.py)."""
-    from revetl.audience_check import check_project as check
-
-    return check(project)

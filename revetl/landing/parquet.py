@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from revetl.errors import LandingError
-from revetl.events import LANDING_SCHEMA
+from revetl.landing.events import LANDING_SCHEMA
 
 __all__ = ["fsync_dir", "rows_to_table", "sweep_temporary", "write_rows", "write_table"]
 

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.segment import Segments
 from rich.table import Table
 
-from revetl.apply import RunResult
-from revetl.state import RunRecord
+from revetl.sync.apply import RunResult
+from revetl.sync.state import RunRecord
 
 __all__ = ["print_failures", "print_result", "print_runs"]
 
