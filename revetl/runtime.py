@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import gc
 import random
-import time
+import time as _time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -27,10 +27,10 @@ class Clock:
     """The wall clock, a monotonic clock, sleeping (async and blocking) and a random source."""
 
     now: Callable[[], dt.datetime] = _utc_now  # aware, UTC
-    time: Callable[[], float] = time.time  # seconds since the epoch (HTTP dates, rate-limit resets)
-    monotonic: Callable[[], float] = time.monotonic  # durations and deadlines
+    time: Callable[[], float] = _time.time  # seconds since the epoch (HTTP dates, rate-limit resets)
+    monotonic: Callable[[], float] = _time.monotonic  # durations and deadlines
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    block: Callable[[float], None] = time.sleep  # sleeping outside an event loop
+    block: Callable[[float], None] = _time.sleep  # sleeping outside an event loop
     random: Callable[[], float] = random.random  # uniform in [0, 1): jitter
 
     def uniform(self, low: float, high: float) -> float:
