@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from revetl.emulators import create, running
-from revetl.emulators.salesforce_org import to_18
+from revetl.emulators.salesforce.org import to_18
 from revetl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from revetl.emulators.salesforce_org import Org, SObjectType
+from revetl.emulators.salesforce.org import Org, SObjectType
 
 __all__ = ["QueryError", "run_query"]
 

@@ -1,6 +1,6 @@
 """The data of an emulated Salesforce org: sObjects, 18-character ids, field rules and DML results.
 
-The HTTP side (`salesforce.py`) parses requests and counts limits; this module holds the records
+The HTTP side (`api.py`) parses requests and counts limits; this module holds the records
 and answers each DML operation with the per-record result Salesforce returns:
 
     upsert(type, external id field, values) -> {"id", "success", "errors", "created"}

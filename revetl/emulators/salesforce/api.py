@@ -16,22 +16,18 @@ by public client issue trackers and test suites):
   daily allocation. Once N reaches M a call is `403 [{"message": "TotalRequests Limit exceeded.",
   "errorCode": "REQUEST_LIMIT_EXCEEDED"}]` (the emulator grants no temporary overage).
 - Error bodies are arrays of {"message", "errorCode"} (plus "fields" where Salesforce adds them).
-- sObject Collections, at most 200 records (more: `400 EXCEEDED_ID_LIMIT`), each with
-  `attributes.type`; no `attributes` is `400 INVALID_TYPE` "Must send a concrete entity type.", an
-  unknown field `400 INVALID_FIELD` "No such column ...", bad JSON `400 JSON_PARSER_ERROR`; else
-  `200` with one result per record, in order. `allOrNone: true` writes nothing when one record
-  fails (the others: `ALL_OR_NONE_OPERATION_ROLLED_BACK`).
+- sObject Collections (a request's records, all or none, locks: see `composite.py`), `200` with
+  one result per record, in order:
       PATCH .../composite/sobjects/{Object}/{ExternalIdField}   upsert (API 46.0+), results with "created"
       POST  .../composite/sobjects                               create
       PATCH .../composite/sobjects                               update by "id"
       DELETE .../composite/sobjects?ids=a,b[&allOrNone=true]    delete
   An upsert by a field that is not a custom field: `404 NOT_FOUND` "Provided external ID field
   does not exist or is not accessible: ...". An unknown object or API version: `404 NOT_FOUND`.
-- `GET .../query?q=` runs the SOQL subset of salesforce_soql.py; `POST .../sobjects/{Object}`
+- `GET .../query?q=` runs the SOQL subset of soql.py; `POST .../sobjects/{Object}`
   creates one record (201); `GET .../limits` gives DailyApiRequests {Max, Remaining}.
-- Record locks (another transaction holds the row): `UNABLE_TO_LOCK_ROW` "unable to obtain
-  exclusive access to this record" for a share of records (`lock_share`) or for chosen ones
-  (`POST /_emulator/locks`); a locked record is not written.
+- Record locks (another transaction holds the row): `UNABLE_TO_LOCK_ROW` for a share of records
+  (`lock_share`) or for chosen ones (`POST /_emulator/locks`).
 
 Ours, not Salesforce's: the injected 429 of the common fault options (Salesforce has no
 per-second limit; it is there so clients prove they survive one), MISSING_ARGUMENT for a record
@@ -57,8 +53,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from revetl.emulators.base import Emulator, Request, Response, Route
-from revetl.emulators.salesforce_org import Org, SObjectType, error, failed
-from revetl.emulators.salesforce_soql import QueryError, run_query
+from revetl.emulators.salesforce.composite import (
+    MAX_RECORDS,
+    TOO_MANY,
+    Item,
+    Refused,
+    parse_records,
+    refusal,
+    write_all,
+)
+from revetl.emulators.salesforce.org import Org, SObjectType, error, failed
+from revetl.emulators.salesforce.soql import QueryError, run_query
 from revetl.errors import ConfigError
 
 __all__ = ["SalesforceEmulator"]
@@ -67,18 +72,8 @@ TOKEN_PATH = "/services/oauth2/token"
 DATA = "/services/data/{version}"
 ORG_ID = "00DRv0000000001"
 NEWEST_VERSION = 66  # Spring '26
-MAX_RECORDS = 200
-LOCKED = error("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
-ROLLED_BACK = error("ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    "Record rolled back because not all records were valid and the request was using AllOrNone header")
 NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
-TOO_MANY = [{"message": f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call",
-             "errorCode": "EXCEEDED_ID_LIMIT"}]
 _VERSION = re.compile(r"v(\d+)\.0\Z")
-
-
-def _refusal(code: str, message: str) -> list[dict[str, str]]:
-    return [{"message": message, "errorCode": code}]
 
 
 class SalesforceEmulator(Emulator):
@@ -153,10 +148,10 @@ class SalesforceEmulator(Emulator):
         if expiry is not None and expiry <= self.clock():
             if expiry:
                 self._tokens.pop(token.strip(), None)
-            return Response(401, _refusal("INVALID_SESSION_ID", "Session expired or invalid"),
+            return Response(401, refusal("INVALID_SESSION_ID", "Session expired or invalid"),
                             {"WWW-Authenticate": 'Token'})
         if self.api_used >= self.api_limit:
-            return self._answer(403, _refusal("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+            return self._answer(403, refusal("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
         self.api_used += 1  # the call reached the org: it counts, whatever happens next
         return None
 
@@ -202,38 +197,23 @@ class SalesforceEmulator(Emulator):
         external = sobject.canonical(request.params["field"])
         if external is None or not external.endswith("__c"):
             message = f"Provided external ID field does not exist or is not accessible: {request.params['field']}"
-            return self._answer(404, _refusal("NOT_FOUND", message))
-        parsed = self._records(request, lambda name: sobject if name.lower() == sobject.name.lower() else None)
-        if isinstance(parsed, Response):
-            return parsed
-        items, all_or_none = parsed
-        results = self._apply(
-            items, all_or_none, lambda s, v: v.get(external),
+            return self._answer(404, refusal("NOT_FOUND", message))
+        return self._write(
+            request, "upserted", lambda name: sobject if name.lower() == sobject.name.lower() else None,
+            lambda s, v: v.get(external),
             lambda s, v: self.org.upsert_problem(s, external, v), lambda s, v: self.org.upsert(s, external, v))
-        self.count_applied("upserted", sum(1 for r in results if r["success"]))
-        return self._answer(200, results)
 
     def create(self, request: Request) -> Response:
         """Create up to 200 records (of any objects)."""
         if refused := self._version(request, 42):
             return refused
-        parsed = self._records(request, self.org.sobject)
-        if isinstance(parsed, Response):
-            return parsed
-        items, all_or_none = parsed
-        results = self._apply(items, all_or_none, lambda s, v: v.get("ContactId") or v.get("LeadId"),
-                              self.org.create_problem, self.org.create)
-        self.count_applied("created", sum(1 for r in results if r["success"]))
-        return self._answer(200, results)
+        return self._write(request, "created", self.org.sobject, lambda s, v: v.get("ContactId") or v.get("LeadId"),
+                           self.org.create_problem, self.org.create)
 
     def update(self, request: Request) -> Response:
-        """Update up to 200 records by id."""
+        """Update up to 200 records by id (each record's "id" is under "Id": the record, not a field)."""
         if refused := self._version(request, 42):
             return refused
-        parsed = self._records(request, self.org.sobject)
-        if isinstance(parsed, Response):
-            return parsed
-        items, all_or_none = parsed  # each record's "id" is under "Id": the record to update, not a field
         missing = error("MISSING_ARGUMENT", "Id not specified in an update call", [])
 
         def check(sobject: SObjectType, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -244,9 +224,7 @@ class SalesforceEmulator(Emulator):
             rid = values.get("Id")
             return failed(missing) if rid is None else self.org.update(sobject, rid, _without_id(values))
 
-        results = self._apply(items, all_or_none, lambda s, v: v.get("Id"), check, apply)
-        self.count_applied("updated", sum(1 for r in results if r["success"]))
-        return self._answer(200, results)
+        return self._write(request, "updated", self.org.sobject, lambda s, v: v.get("Id"), check, apply)
 
     def delete(self, request: Request) -> Response:
         """Delete up to 200 records by id (`?ids=a,b`)."""
@@ -254,25 +232,31 @@ class SalesforceEmulator(Emulator):
             return refused
         ids = [i for i in request.query.get("ids", "").split(",") if i]
         if not ids:
-            return self._answer(400, _refusal("MISSING_ARGUMENT", "ids: required parameter missing"))
+            return self._answer(400, refusal("MISSING_ARGUMENT", "ids: required parameter missing"))
         if len(ids) > MAX_RECORDS:
             return self._answer(400, TOO_MANY)
         all_or_none = request.query.get("allOrNone", "false").lower() == "true"
-        results = self._apply([(None, {"Id": i}) for i in ids], all_or_none, lambda s, v: v["Id"],
-                              lambda s, v: self.org.delete_problem(v["Id"]), lambda s, v: self.org.delete(v["Id"]))
-        self.count_applied("deleted", sum(1 for r in results if r["success"]))
-        return self._answer(200, results)
+        return self._results("deleted", [(None, {"Id": i}) for i in ids], all_or_none, lambda s, v: v["Id"],
+                             lambda s, v: self.org.delete_problem(v["Id"]), lambda s, v: self.org.delete(v["Id"]))
 
-    def _apply(self, items: list[tuple[Any, dict[str, Any]]], all_or_none: bool,
+    def _write(self, request: Request, kind: str, resolve: Callable[[str], SObjectType | None],
                lock_key: Callable[[Any, dict[str, Any]], Any], check: Callable[..., dict[str, Any] | None],
-               apply: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-        """One result per item: locked ones fail to lock, the rest are applied (or, all or none, checked first)."""
+               apply: Callable[..., dict[str, Any]]) -> Response:
+        """Write the records of the request's body (see `_results`), or refuse the whole request."""
+        try:
+            items, all_or_none = parse_records(self.org, request, resolve)
+        except Refused as refused:
+            return self._answer(400, refused.body)
+        return self._results(kind, items, all_or_none, lock_key, check, apply)
+
+    def _results(self, kind: str, items: list[Item], all_or_none: bool,
+                 lock_key: Callable[[Any, dict[str, Any]], Any], check: Callable[..., dict[str, Any] | None],
+                 apply: Callable[..., dict[str, Any]]) -> Response:
+        """Lock, check and apply each item; answer one result per item and count the `kind` written."""
         locked = [self._locked(lock_key(sobject, values)) for sobject, values in items]
-        if all_or_none:
-            problems = [LOCKED if lock else check(sobject, values) for (sobject, values), lock in zip(items, locked)]
-            if any(problems):
-                return [failed(problem or ROLLED_BACK) for problem in problems]
-        return [failed(LOCKED) if lock else apply(sobject, values) for (sobject, values), lock in zip(items, locked)]
+        results = write_all(items, all_or_none, locked, check, apply)
+        self.count_applied(kind, sum(1 for r in results if r["success"]))
+        return self._answer(200, results)
 
     def _locked(self, key: Any) -> bool:
         if self._locks and isinstance(key, str) and self._locks.get(key, 0) > 0:
@@ -280,33 +264,6 @@ class SalesforceEmulator(Emulator):
             return True
         share = self.config["lock_share"]
         return bool(share) and self._rng.random() < share
-
-    def _records(self, request: Request, resolve: Callable[[str], SObjectType | None]
-                 ) -> Response | tuple[list[tuple[SObjectType, dict[str, Any]]], bool]:
-        """The body's records as (object, values under the org's field names), or the 400 refusing them."""
-        try:
-            body = request.json()
-        except ValueError:
-            return self._answer(400, _refusal("JSON_PARSER_ERROR", "Unexpected character in the request body"))
-        records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            return self._answer(400, _refusal("JSON_PARSER_ERROR", "records: a list of sObjects is required"))
-        if len(records) > MAX_RECORDS:
-            return self._answer(400, TOO_MANY)
-        items = []
-        for record in records:
-            kind = record.get("attributes", {}).get("type") if isinstance(record, dict) else None
-            if not isinstance(kind, str) or not isinstance(record.get("attributes"), dict):
-                return self._answer(400, _refusal("INVALID_TYPE", "Must send a concrete entity type."))
-            sobject = resolve(kind)
-            if sobject is None:
-                return self._answer(400, _refusal("INVALID_TYPE", f"sObject type '{kind}' is not supported."))
-            values, unknown = self.org.values(sobject, record)  # "id" becomes "Id", a known field
-            if unknown:
-                return self._answer(400, _refusal(
-                    "INVALID_FIELD", f"No such column '{unknown}' on sobject of type {sobject.name}"))
-            items.append((sobject, values))
-        return items, bool(body.get("allOrNone", False))
 
     def _version(self, request: Request, minimum: int) -> Response | None:
         match = _VERSION.match(request.params.get("version", ""))
@@ -323,13 +280,13 @@ class SalesforceEmulator(Emulator):
     # -- SOQL, single records, limits ------------------------------------------------------------
 
     def query(self, request: Request) -> Response:
-        """Run `?q=` (the subset in salesforce_soql.py)."""
+        """Run `?q=` (the subset in soql.py)."""
         if refused := self._version(request, 20):
             return refused
         try:
             return self._answer(200, run_query(self.org, request.query.get("q", ""), request.params["version"]))
         except QueryError as exc:
-            return self._answer(400, _refusal(exc.code, exc.message))
+            return self._answer(400, refusal(exc.code, exc.message))
 
     def create_one(self, request: Request) -> Response:
         """`POST .../sobjects/{Object}`: create one record (201), or Salesforce's 400."""
@@ -342,10 +299,10 @@ class SalesforceEmulator(Emulator):
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return self._answer(400, _refusal("JSON_PARSER_ERROR", "The request body must be a JSON object"))
+            return self._answer(400, refusal("JSON_PARSER_ERROR", "The request body must be a JSON object"))
         values, unknown = self.org.values(sobject, body)
         if unknown:
-            return self._answer(400, _refusal("INVALID_FIELD", f"No such column '{unknown}' on sobject of type "
+            return self._answer(400, refusal("INVALID_FIELD", f"No such column '{unknown}' on sobject of type "
                                               f"{sobject.name}"))
         result = self.org.create(sobject, values)
         if not result["success"]:
