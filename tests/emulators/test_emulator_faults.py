@@ -207,3 +207,14 @@ def test_runs_as_a_process_that_prints_its_url_and_stops_on_sigterm(command: lis
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_importing_the_registry_loads_no_server_and_no_vendor_until_one_is_created() -> None:
+    # revetl.emulators is imported by commands that may never serve; the server, asyncio and each
+    # vendor's emulator load only when `running`, `serve` or `create` needs them.
+    code = ("import sys, revetl.emulators as emulators; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncio', 'httptools', 'orjson', 'uvloop') "
+            "or m.startswith('revetl.emulators.'))); "
+            "emulators.create('braze'); print('revetl.emulators.braze.api' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.splitlines() == ["[]", "True"]
