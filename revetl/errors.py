@@ -85,11 +85,12 @@ E = TypeVar("E", bound="RevetlError")
 class RevetlError(Exception):
     """Base of every error revetl raises on purpose."""
 
-    def with_message(self: E, message: str) -> E:
-        """The same error (type, attributes, cause) saying `message` instead: a run's summary sentence."""
+    def with_message(self: E, message: str | None) -> E:
+        """The same error (type, attributes, cause) saying `message` instead (a run's summary sentence;
+        None: its own)."""
         reworded = type(self).__new__(type(self))  # not copy.copy: that calls __init__ with `args`
         reworded.__dict__.update(self.__dict__)
-        reworded.args = (message,)
+        reworded.args = self.args if message is None else (message,)
         reworded.__cause__, reworded.__suppress_context__ = self.__cause__, self.__suppress_context__
         return reworded
 

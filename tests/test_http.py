@@ -165,35 +165,35 @@ def test_retries_run_out_with_the_last_answer_as_cause():
     assert len(handler.calls) == 3 and len(fake.slept) == 2  # no pause after the last try
 
 
-def failing(times: int, wait: float | None = None):
+class Failing:
     """An attempt that raises RetryableDestinationError on its first `times` tries; lists the tries."""
-    tries: list[int] = []
 
-    async def attempt(number: int) -> str:
-        tries.append(number)
-        if len(tries) <= times:
-            raise RetryableDestinationError(None, "busy", wait=wait)
+    def __init__(self, times: int, wait: float | None = None) -> None:
+        self.times, self.wait = times, wait
+        self.tries: list[int] = []
+
+    async def __call__(self, number: int) -> str:
+        self.tries.append(number)
+        if len(self.tries) <= self.times:
+            raise RetryableDestinationError(None, "busy", wait=self.wait)
         return "done"
-
-    attempt.tries = tries
-    return attempt
 
 
 def test_backoff_is_exponential_with_full_jitter_on_the_injected_clock():
     fake, again = FakeClock(seed=7), FakeClock(seed=7)
-    attempt = failing(5)
+    attempt = Failing(5)
     assert asyncio.run(RetryPolicy(attempts=6, base=0.5, cap=4.0, clock=fake.clock).run(attempt, "x")) == "done"
     assert attempt.tries == [0, 1, 2, 3, 4, 5]
     assert all(0 <= s <= min(4.0, 0.5 * 2**n) for n, s in enumerate(fake.slept)) and len(fake.slept) == 5
     assert len(set(fake.slept)) == 5  # jittered, not a fixed ladder
     # The same seed gives the same waits: chance comes from the clock, nowhere else.
-    asyncio.run(RetryPolicy(attempts=6, base=0.5, cap=4.0, clock=again.clock).run(failing(5), "x"))
+    asyncio.run(RetryPolicy(attempts=6, base=0.5, cap=4.0, clock=again.clock).run(Failing(5), "x"))
     assert again.slept == fake.slept
 
 
 def test_a_server_asking_for_longer_than_the_backoff_is_obeyed():
     fake = FakeClock()
-    asyncio.run(RetryPolicy(attempts=2, base=0.1, clock=fake.clock).run(failing(1, wait=9.0), "x"))
+    asyncio.run(RetryPolicy(attempts=2, base=0.1, clock=fake.clock).run(Failing(1, wait=9.0), "x"))
     assert fake.slept == [9.0]
 
 

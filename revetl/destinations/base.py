@@ -149,6 +149,7 @@ def secret_values(config: Strict) -> list[str]:
 
 
 ConfigT = TypeVar("ConfigT", bound=DestinationConfig)
+ConfigModel = type[DestinationConfig]  # named here: inside Destination, `type` is the destination's name
 
 
 @dataclass
@@ -157,7 +158,7 @@ class Destination(ABC, Generic[ConfigT]):
     variables, `send`, and the hooks you need."""
 
     type: ClassVar[str]
-    config_model: ClassVar[type[DestinationConfig]] = DestinationConfig  # set from Destination[ConfigT]
+    config_model: ClassVar[ConfigModel] = DestinationConfig  # set from Destination[ConfigT]
     identifiers: ClassVar[tuple[str, ...]] = ()  # what `identity.to` may name; () : anything
     max_batch_size: ClassVar[int] = 100
     default_concurrency: ClassVar[int] = 8

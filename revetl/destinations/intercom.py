@@ -118,7 +118,7 @@ class Intercom(Destination[IntercomConfig]):
     def configure(self) -> None:
         self.membership: Membership = validate(Membership, self.sync.membership, self.sync.path, where=" membership")
         self.tag_name = self.membership.tag or self.sync.audience
-        self.custom = sorted({self._custom_name(f) for f in self.sync.fields.values() if self._custom_name(f)})
+        self.custom = sorted({name for f in self.sync.fields.values() if (name := self._custom_name(f))})
         self.tag_id: str | None = None
         self._setup_lock = asyncio.Lock()
         self._setup_error: Exception | None = None

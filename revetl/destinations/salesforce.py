@@ -140,7 +140,7 @@ class Salesforce(Destination[SalesforceConfig]):
         self._connected = False
 
     async def _connect(self, http: Http) -> None:
-        """Authenticate (and find the campaign) before the first batch, not in `open`: a run with
+        """Authenticate (and find the campaign) before the first batch, not in `setup`: a run with
         nothing to send then sends nothing, not even a token request."""
         assert self._session is not None
         if self._connected:
@@ -320,9 +320,9 @@ class Salesforce(Destination[SalesforceConfig]):
                         f"{_quote(self._campaign_id or '')} AND {relation}.{external} IN ({', '.join(chunk)})")
                 for record in await self._query(http, soql):
                     value = str((record.get(relation) or {}).get(external, ""))
-                    key = value if value in keys else wanted.get(value.lower())
-                    if key is not None:
-                        found.setdefault(key, []).append(record["Id"])
+                    owner = value if value in keys else wanted.get(value.lower())
+                    if owner is not None:
+                        found.setdefault(owner, []).append(record["Id"])
                 chunk = []
         return found
 

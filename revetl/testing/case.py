@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ class Case:
     name: str  # the destination's name in test ids and class names
     # A name registered in revetl.emulators, or a factory(options) -> Emulator (a subclass of
     # revetl.emulators.base.Emulator, so that the suite can inject faults and read /_emulator/ stats).
-    emulator: str | Callable[[Mapping[str, Any]], Emulator]
+    emulator: str | Callable[[dict[str, Any]], Emulator]
     destination: Callable[[str], dict[str, Any]]  # emulator URL -> the sync file's `destination:` block
     identity_to: str
     fields: dict[str, str]  # audience column -> destination field
