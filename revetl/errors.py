@@ -11,10 +11,18 @@
     │                           what was acknowledged is kept and the next run resumes from it
     ├── SyncRefused             a sync may not start: another run holds its lock, or the guard refused the plan
     ├── SyncCancelled           Ctrl-C or SIGTERM stopped a sync: recorded as cancelled, the next run resumes
-    └── DestinationError        talking to a destination failed
-        ├── FatalDestinationError   stop this sync now, retrying cannot help (bad credentials, quota used up)
-        └── RetriesExhausted        retryable failures (429, 5xx, timeouts) outlasted the retry policy: stop,
-                                    the next run resumes from the acknowledged state
+    └── DestinationError        talking to a destination failed (a malformed answer, a wrong base URL): stop the run
+        ├── FatalDestinationError       stop this sync now, retrying cannot help (bad credentials, quota used up)
+        ├── RetryableDestinationError   try this request again after a pause (429, 5xx, timeout, dropped
+        │                               connection); the retry policy (sync/http.py) raises and catches it
+        ├── RetriesExhausted            retryable failures outlasted the retry policy: stop, the next run
+        │                               resumes from the acknowledged state
+        └── RowRejected                 the destination refused one record: record it as failed with its reason
+                                        and go on with the rest (a destination catches it into a RowResult)
+
+Each error carries its context (file, line, record, model) in its message, never a secret: the errors a
+destination builds (`FatalDestinationError`, `RetryableDestinationError`, `RowRejected`) take the
+destination's secrets (`secret_values(config)`) and scrub them as they are made.
 
 Each error carries its context (file, line, record, model) in its message, never a secret.
 """
@@ -22,6 +30,11 @@ Each error carries its context (file, line, record, model) in its message, never
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "BuildError",
@@ -29,6 +42,8 @@ __all__ = [
     "DestinationError",
     "FatalDestinationError",
     "RetriesExhausted",
+    "RetryableDestinationError",
+    "RowRejected",
     "StateError",
     "SyncCancelled",
     "SyncRefused",
@@ -38,6 +53,7 @@ __all__ = [
     "RevetlError",
     "WarehouseError",
     "first_line",
+    "scrub",
     "scrub_urls",
 ]
 
@@ -55,8 +71,28 @@ def scrub_urls(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every secret replaced by `***`, and every URL's password hidden."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return scrub_urls(text)
+
+
+E = TypeVar("E", bound="RevetlError")
+
+
 class RevetlError(Exception):
     """Base of every error revetl raises on purpose."""
+
+    def with_message(self: E, message: str | None) -> E:
+        """The same error (type, attributes, cause) saying `message` instead (a run's summary sentence;
+        None: its own)."""
+        reworded = type(self).__new__(type(self))  # not copy.copy: that calls __init__ with `args`
+        reworded.__dict__.update(self.__dict__)
+        reworded.args = self.args if message is None else (message,)
+        reworded.__cause__, reworded.__suppress_context__ = self.__cause__, self.__suppress_context__
+        return reworded
 
 
 class ConfigError(RevetlError):
@@ -113,8 +149,45 @@ class DestinationError(RevetlError):
 
 
 class FatalDestinationError(DestinationError):
-    """Retrying cannot help (e.g. 401 bad API key, daily quota used up): the run stops at once, state kept."""
+    """Retrying cannot help (e.g. 401 bad API key, daily quota used up): the run stops at once, state kept.
+
+    `sync` names the sync (None where unknown), `status` the HTTP status that decided it (None for a
+    refusal read from a body or a limit revetl keeps); the message is the whole sentence, scrubbed of
+    `secrets` here, where it is built."""
+
+    def __init__(self, sync: str | None, status: int | None, message: str, *, secrets: Iterable[str] = ()) -> None:
+        super().__init__(scrub(message, secrets))
+        self.sync = sync
+        self.status = status
+
+
+class RetryableDestinationError(DestinationError):
+    """One try failed in a way a later try may not: 429, 408, 5xx (`response` holds it), or a timeout or
+    dropped connection (`response` None). `wait` is the pause the server asked for (Retry-After), if any.
+    The retry policy catches it and tries again; when its attempts run out it raises RetriesExhausted."""
+
+    def __init__(self, response: httpx.Response | None, message: str | None = None, *, wait: float | None = None,
+                 secrets: Iterable[str] = ()) -> None:
+        if message is None:
+            if response is None:
+                message = "no answer"
+            else:
+                request = response.request
+                message = f"{response.status_code} on {request.method} {request.url.path}"
+        super().__init__(scrub(message, secrets))
+        self.response = response
+        self.wait = wait
 
 
 class RetriesExhausted(DestinationError):
     """429/5xx/timeouts/dropped connections outlasted the retry policy; the next run resumes."""
+
+
+class RowRejected(DestinationError):
+    """The destination refused one record (`key`; None when one refusal covers every row of a request);
+    `reason` is what is stored with the failed row, scrubbed of `secrets`. The row is retried next run."""
+
+    def __init__(self, key: str | None, reason: str, *, secrets: Iterable[str] = ()) -> None:
+        self.key = key
+        self.reason = scrub(reason, secrets)
+        super().__init__(f"{key}: {self.reason}" if key is not None else self.reason)

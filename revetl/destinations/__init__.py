@@ -11,11 +11,12 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from revetl.config import SyncConfig, expand_env, validate, validation_problems
-from revetl.destinations.base import Destination, Row, RowResult
+from revetl.destinations.base import Destination, DestinationConfig, HttpOptions, Row, RowResult
 from revetl.errors import ConfigError
 
 __all__ = [
-    "Destination", "Row", "RowResult", "destination_types", "load_destination", "settings_problems", "unknown_type",
+    "Destination", "DestinationConfig", "HttpOptions", "Row", "RowResult", "destination_types", "load_destination",
+    "settings_problems", "unknown_type",
 ]
 
 GROUP = "revetl.destinations"
@@ -47,12 +48,12 @@ def _expand(value: Any, sync: SyncConfig, key: str, environ: dict[str, str] | No
     return value
 
 
-def load_destination(sync: SyncConfig, environ: dict[str, str] | None = None) -> Destination:
+def load_destination(sync: SyncConfig, environ: dict[str, str] | None = None) -> Destination[Any]:
     """The configured destination of `sync`; a ConfigError names the sync file and key."""
     problem = unknown_type(sync.destination_type)
     if problem:
         raise ConfigError(f"{sync.path}: {problem}")
-    cls: type[Destination] = destination_types()[sync.destination_type].load()
+    cls: type[Destination[Any]] = destination_types()[sync.destination_type].load()
     raw = {k: _expand(v, sync, k, environ) for k, v in sync.destination.items()}
     config = validate(cls.config_model, raw, sync.path, where=" destination")
     return cls(sync=sync, config=config)
@@ -62,6 +63,6 @@ def settings_problems(sync: SyncConfig, environ: dict[str, str] | None = None) -
     """Every problem of the sync's `destination:` settings against its type's schema, as (key path, sentence).
 
     For `revetl audiences check`; the type must be installed and its `${VAR}`s set."""
-    cls: type[Destination] = destination_types()[sync.destination_type].load()
+    cls: type[Destination[Any]] = destination_types()[sync.destination_type].load()
     raw = {k: _expand(v, sync, k, environ) for k, v in sync.destination.items()}
     return validation_problems(cls.config_model, raw)

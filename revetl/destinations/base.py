@@ -2,33 +2,54 @@
 
 A destination declares; the engine (`sync/apply.py`, `sync/http.py`) does everything else:
 
-    config_model   strict schema of the sync file's `destination:` block (secrets as SecretStr)
-    batch_size     the most rows one `send` call takes (the vendor's per-request limit)
-    rate_limit()   (requests, seconds) to start from: the vendor's published limit, or the config's
-    http_options() base URL, auth headers and how to read an error body
-    open()         one-time set-up before the first batch (fetch a token, create a tag)
-    send()         a batch of planned rows -> requests through `Http` -> one RowResult per row
+    class Braze(Destination[BrazeConfig])   generic over its strict config model: that sets
+                    `config_model` (the sync file's `destination:` block, secrets as SecretStr) and
+                    types `self.config`, so no destination casts its config
+    identifiers     the `identity.to` values it accepts, checked here once (`identity_problem` for a rule
+                    that is not a list); `configure()` then reads the sync's own settings (membership)
+    max_batch_size, default_concurrency, published_rate_limit
+                    the most rows one `send` takes, requests in flight, the vendor's limit
+    http_options()  HttpOptions: auth headers, how to read an error body, how to renew a token
+    setup(http)     once, before the first batch (fetch a token, create a tag)
+    send(http, rows)  a batch of planned rows -> requests through `Http` -> one RowResult per row
+    teardown(http)  once, after the last batch: always, also when the run failed or was cancelled
+    check()         warnings about the sync's mapping for `revetl audiences check`
+
+The engine sends inside `async with destination.connect(transport=...) as http`: an `Http` built from
+the declarations above (base URL, options, rate limiter, retry policy, connections, secrets), set up,
+torn down on the way out.
 
 Retries, backoff, rate limiting, state, failures and progress are not a destination's business:
-`Http.request` retries what can be retried and raises what is fatal; `send` only reads answers.
-Register a destination under the entry-point group `revetl.destinations` (built-ins do too).
+`Http.request` retries what can be retried and raises what is fatal; `send` only reads answers. What a
+destination raises says what to do next (errors.py): `self.fatal(...)` stops the sync,
+`self.rejected(key, reason)` refuses one row (caught into `RowResult.rejected`), both scrubbed of the
+config's secrets. Register a destination under the entry-point group `revetl.destinations` (built-ins
+do too) and run `revetl.testing`'s contract suite against it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import typing
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
+import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from revetl.config import Strict, SyncConfig
-from revetl.sync.http import Http
+from revetl.errors import ConfigError, FatalDestinationError, RowRejected
+from revetl.runtime import SYSTEM, Clock
+from revetl.sync.http import Http, HttpOptions, RateLimiter, RetryPolicy
 
-__all__ = ["Destination", "DestinationConfig", "RateLimitConfig", "Row", "RowResult", "secret_values"]
+__all__ = [
+    "ACKNOWLEDGED", "ConfigT", "Destination", "DestinationConfig", "HttpOptions", "RateLimitConfig", "Row",
+    "RowResult", "secret_values",
+]
 
 
 class Row(NamedTuple):
@@ -36,7 +57,8 @@ class Row(NamedTuple):
 
     A NamedTuple in the plan's column order (`select op, key, payload, row_hash, dest_ref,
     previous_payload from revetl_diff`): a sync builds one per row straight from those columns, and
-    a tuple costs a fraction of a dataclass. `Row.of` builds one from a dict of fields (tests).
+    a tuple costs a fraction of a dataclass. Destinations read the fields by name (`row.op`,
+    `row.key`, `row.fields`), never by position. `Row.of` builds one from a dict of fields (tests).
     """
 
     op: str  # "add" | "change" | "remove"
@@ -61,7 +83,8 @@ class Row(NamedTuple):
 
 
 class RowResult(NamedTuple):
-    """The destination's verdict on one row: acknowledged, or rejected with its reason."""
+    """The destination's verdict on one row: acknowledged (with the destination's id for it, if any,
+    stored as the row's `dest_ref`), or rejected with the reason stored in the failures table."""
 
     ok: bool
     reason: str | None = None
@@ -70,6 +93,11 @@ class RowResult(NamedTuple):
     @classmethod
     def rejected(cls, reason: str) -> RowResult:
         return cls(False, reason)
+
+    @classmethod
+    def of(cls, rejection: RowRejected) -> RowResult:
+        """The result of a row the destination refused (a caught RowRejected)."""
+        return cls(False, rejection.reason)
 
 
 ACKNOWLEDGED = RowResult(True)
@@ -120,22 +148,51 @@ def secret_values(config: Strict) -> list[str]:
     return found
 
 
+ConfigT = TypeVar("ConfigT", bound=DestinationConfig)
+ConfigModel = type[DestinationConfig]  # named here: inside Destination, `type` is the destination's name
+
+
 @dataclass
-class Destination(ABC):
-    """A configured destination for one sync. Subclasses set the class variables and `send`."""
+class Destination(ABC, Generic[ConfigT]):
+    """A configured destination for one sync. Subclass as `Destination[MyConfig]`, set the class
+    variables, `send`, and the hooks you need."""
 
     type: ClassVar[str]
-    config_model: ClassVar[type[DestinationConfig]] = DestinationConfig
+    config_model: ClassVar[ConfigModel] = DestinationConfig  # set from Destination[ConfigT]
+    identifiers: ClassVar[tuple[str, ...]] = ()  # what `identity.to` may name; () : anything
     max_batch_size: ClassVar[int] = 100
     default_concurrency: ClassVar[int] = 8
     published_rate_limit: ClassVar[tuple[int, float] | None] = None
 
     sync: SyncConfig
-    config: DestinationConfig
+    config: ConfigT
     notes: list[str] = field(default_factory=list)  # one-line remarks for the run summary
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args = typing.get_args(base)
+            if typing.get_origin(base) is Destination and args and isinstance(args[0], type):
+                cls.config_model = args[0]
+
     def __post_init__(self) -> None:
-        """Validate the sync's destination-specific settings (identity, membership). Default: none."""
+        """Check `identity.to` against what the destination declares, then `configure`."""
+        problem = self.identity_problem(self.sync.identity.to)
+        if problem:
+            raise ConfigError(f"{self.sync.path}: `identity.to` for {self.type} {problem}, "
+                              f"not {self.sync.identity.to!r}")
+        self.configure()
+
+    def identity_problem(self, to: str) -> str | None:
+        """None when `identity.to` may be `to`; else what it must be, as in "`identity.to` for TYPE
+        <is one of a, b>". Default: one of `identifiers`, when any are declared."""
+        if self.identifiers and to not in self.identifiers:
+            return f"is one of {', '.join(self.identifiers)}"
+        return None
+
+    def configure(self) -> None:
+        """Read and check the sync's destination-specific settings (membership, mapping) once, raising
+        ConfigError that names the sync file. Default: nothing."""
 
     @property
     def batch_size(self) -> int:
@@ -145,6 +202,11 @@ class Destination(ABC):
     def concurrency(self) -> int:
         return self.config.concurrency or self.default_concurrency
 
+    @property
+    def secrets(self) -> list[str]:
+        """The config's secrets: scrubbed from every error this destination builds."""
+        return secret_values(self.config)
+
     def rate_limit(self) -> tuple[int, float] | None:
         """(requests, seconds) the client holds itself to; None: unlimited."""
         if self.config.unlimited:
@@ -153,16 +215,55 @@ class Destination(ABC):
             return self.config.rate_limit.requests, self.config.rate_limit.per_seconds
         return self.published_rate_limit
 
-    def http_options(self) -> dict[str, Any]:
-        """Keyword arguments for `Http`: at least `headers`; may add `describe`, `reauthenticate`."""
-        return {"headers": {}}
+    def http_options(self) -> HttpOptions:
+        """Headers (auth), and optionally how to read an error body and renew a token. Default: none."""
+        return HttpOptions()
 
-    async def open(self, http: Http) -> None:
-        """Set-up before the first batch. Default: nothing."""
+    def fatal(self, message: str, status: int | None = None) -> FatalDestinationError:
+        """The error that stops this sync now (raise it), without the config's secrets."""
+        return FatalDestinationError(self.sync.name, status, message, secrets=self.secrets)
+
+    def rejected(self, key: str | None, reason: str) -> RowRejected:
+        """The error that refuses one row (raise it, catch it into `RowResult.of`), without secrets."""
+        return RowRejected(key, reason, secrets=self.secrets)
+
+    @contextlib.asynccontextmanager
+    async def connect(self, *, transport: httpx.AsyncBaseTransport | None = None,
+                      clock: Clock = SYSTEM) -> AsyncIterator[Http]:
+        """An `Http` for this destination, set up for its first batch and torn down on the way out,
+        whether the batches inside finished, failed or were cancelled (a teardown error then gives way
+        to the error that stopped the run). `transport` replaces the network (unit tests)."""
+        limit = self.rate_limit()
+        http = Http(
+            self.config.base_url, self.http_options(),
+            limiter=RateLimiter(*limit, clock=clock) if limit else None,
+            policy=RetryPolicy(attempts=self.config.attempts, clock=clock),
+            timeout=self.config.timeout,
+            connections=self.concurrency,  # each request in flight has a connection of its own
+            transport=transport,
+            label=f"{self.type} (sync {self.sync.name})",
+            sync=self.sync.name,
+            secrets=self.secrets,
+        )
+        async with http:
+            try:
+                await self.setup(http)
+                yield http
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.teardown(http)
+                raise
+            await self.teardown(http)
+
+    async def setup(self, http: Http) -> None:
+        """Once, before the first batch (fetch a token, find a list). Default: nothing."""
 
     @abstractmethod
     async def send(self, http: Http, rows: Sequence[Row]) -> list[RowResult]:
         """Apply `rows` (at most `batch_size`); return one result per row, in order."""
+
+    async def teardown(self, http: Http) -> None:
+        """Once, after the last batch, also when the run failed or was cancelled. Default: nothing."""
 
     def check(self) -> list[str]:
         """Warnings about the sync's mapping for `revetl audiences check`. Default: none."""

@@ -42,14 +42,13 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from revetl.config import Strict, validate
-from revetl.destinations.base import Destination, DestinationConfig, Row, RowResult
-from revetl.errors import ConfigError, FatalDestinationError
+from revetl.destinations.base import Destination, DestinationConfig, HttpOptions, Row, RowResult
+from revetl.errors import RowRejected
 from revetl.sync.http import Http
 
 __all__ = ["Intercom", "IntercomConfig"]
 
 REGIONS = {"US": "https://api.intercom.io", "EU": "https://api.eu.intercom.io", "AU": "https://api.au.intercom.io"}
-IDENTIFIERS = ("external_id", "email")
 # Writable top-level fields of Intercom's create/update contact request; anything else is custom.
 STANDARD = frozenset({"external_id", "email", "phone", "name", "avatar", "signed_up_at", "last_seen_at", "owner_id",
                       "unsubscribed_from_emails", "email_verified"})
@@ -77,16 +76,6 @@ class IntercomConfig(DestinationConfig):
             if not data.get("base_url") and region in REGIONS:
                 data["base_url"] = REGIONS[region]
         return data
-
-
-class _Rejected(Exception):
-    """Intercom refused one row: carries its RowResult up to `_one`."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(describe(response))
-        request = response.request
-        self.result = RowResult.rejected(
-            f"intercom {response.status_code} on {request.method} {request.url.path}: {describe(response)}")
 
 
 class Membership(Strict):
@@ -119,20 +108,17 @@ def _timestamp(value: Any) -> Any:
     return int(parsed.timestamp())
 
 
-class Intercom(Destination):
+class Intercom(Destination[IntercomConfig]):
     type = "intercom"
-    config_model = IntercomConfig
+    identifiers = ("external_id", "email")
     max_batch_size = 1
     default_concurrency = 64
     published_rate_limit = (1667, 10.0)
 
-    def __post_init__(self) -> None:
-        if self.sync.identity.to not in IDENTIFIERS:
-            raise ConfigError(f"{self.sync.path}: `identity.to` for intercom is one of {', '.join(IDENTIFIERS)}, "
-                              f"not {self.sync.identity.to!r}")
+    def configure(self) -> None:
         self.membership: Membership = validate(Membership, self.sync.membership, self.sync.path, where=" membership")
         self.tag_name = self.membership.tag or self.sync.audience
-        self.custom = sorted({self._custom_name(f) for f in self.sync.fields.values() if self._custom_name(f)})
+        self.custom = sorted({name for f in self.sync.fields.values() if (name := self._custom_name(f))})
         self.tag_id: str | None = None
         self._setup_lock = asyncio.Lock()
         self._setup_error: Exception | None = None
@@ -143,27 +129,25 @@ class Intercom(Destination):
             return field[len(CUSTOM_PREFIX):]
         return None if field in STANDARD else field
 
-    def http_options(self) -> dict[str, Any]:
-        config: IntercomConfig = self.config  # type: ignore[assignment]
-        return {
-            "headers": {"Authorization": f"Bearer {config.token.get_secret_value()}",
-                        "Intercom-Version": config.intercom_version, "Accept": "application/json",
-                        "Content-Type": "application/json"},
-            "describe": describe,
-        }
+    def http_options(self) -> HttpOptions:
+        config = self.config
+        return HttpOptions(headers={"Authorization": f"Bearer {config.token.get_secret_value()}",
+                                    "Intercom-Version": config.intercom_version, "Accept": "application/json",
+                                    "Content-Type": "application/json"},
+                           describe=describe)
 
     def check(self) -> list[str]:
         fields = self.sync.fields.values()
         notes = [f"`{self.sync.identity.to}` is the identity; mapping a field to it too is ignored"
                  for f in fields if f == self.sync.identity.to]
-        if self.custom and not self.config.create_attributes:  # type: ignore[attr-defined]
+        if self.custom and not self.config.create_attributes:
             notes.append(f"custom attributes {', '.join(self.custom)} must exist in Intercom "
                          "(or set `create_attributes: true`)")
         return notes
 
     # -- set-up ----------------------------------------------------------------------------------
 
-    async def open(self, http: Http) -> None:
+    async def setup(self, http: Http) -> None:
         """Nothing yet: set-up waits for the first row, so a run with nothing to send sends nothing."""
         self._setup_lock = asyncio.Lock()  # one per run: each run has its own event loop
         self._setup_error = None
@@ -189,20 +173,21 @@ class Intercom(Destination):
             await self._ensure_attributes(http)
         response = await http.request("POST", "/tags", content=orjson.dumps({"name": self.tag_name}))
         if response.status_code != 200:
-            raise FatalDestinationError(f"intercom could not create the tag {self.tag_name!r}: {describe(response)}")
+            raise self.fatal(f"intercom could not create the tag {self.tag_name!r}: {describe(response)}",
+                             response.status_code)
         self.tag_id = str(response.json()["id"])
 
     async def _ensure_attributes(self, http: Http) -> None:
         response = await http.request("GET", "/data_attributes", params={"model": "contact"})
         if response.status_code != 200:
-            raise FatalDestinationError(f"intercom could not list data attributes: {describe(response)}")
+            raise self.fatal(f"intercom could not list data attributes: {describe(response)}", response.status_code)
         existing = {a.get("name") for a in response.json().get("data", []) if a.get("custom") and not a.get("archived")}
         missing = [name for name in self.custom if name not in existing]
         if not missing:
             return
-        config: IntercomConfig = self.config  # type: ignore[assignment]
+        config = self.config
         if not config.create_attributes:
-            raise FatalDestinationError(
+            raise self.fatal(
                 f"{self.sync.path}: Intercom has no custom contact attribute {', '.join(repr(m) for m in missing)}; "
                 "create it in Intercom or set `create_attributes: true` under `destination:` (nothing was sent)")
         for name in missing:
@@ -211,7 +196,8 @@ class Intercom(Destination):
             created = await http.request("POST", "/data_attributes", content=orjson.dumps(body))
             # A 400 "already have" means another run created it meanwhile: what we wanted.
             if created.status_code != 200 and "already have" not in describe(created):
-                raise FatalDestinationError(f"intercom could not create custom attribute {name!r}: {describe(created)}")
+                raise self.fatal(f"intercom could not create custom attribute {name!r}: {describe(created)}",
+                                 created.status_code)
         self.notes.append(f"created custom attributes {', '.join(missing)} in Intercom")
 
     # -- rows ------------------------------------------------------------------------------------
@@ -232,15 +218,21 @@ class Intercom(Destination):
                 if response.status_code == 200:
                     if row.op != "add":  # a change keeps the tag its add attached
                         return RowResult(True, dest_ref=contact_id)
-                    await self._tag(http, contact_id)
+                    await self._tag(http, row.key, contact_id)
                     return RowResult(True, dest_ref=contact_id)
                 if response.status_code not in (404, 410):  # 404/410: gone from Intercom, create it again
-                    raise _Rejected(response)
+                    raise self._refused(row.key, response)
             contact_id = await self._upsert(http, row, body)
-            await self._tag(http, contact_id)
+            await self._tag(http, row.key, contact_id)
             return RowResult(True, dest_ref=contact_id)
-        except _Rejected as rejected:
-            return rejected.result
+        except RowRejected as rejected:
+            return RowResult.of(rejected)
+
+    def _refused(self, key: str, response: httpx.Response) -> RowRejected:
+        """Intercom refused one of the row's requests: the row fails with Intercom's reason."""
+        request = response.request
+        return self.rejected(key, f"intercom {response.status_code} on {request.method} {request.url.path}: "
+                                  f"{describe(response)}")
 
     def contact_body(self, row: Row) -> dict[str, Any]:
         """The create/update body for one row: identity, standard fields, custom attributes."""
@@ -263,25 +255,25 @@ class Intercom(Destination):
         if response.status_code == 200:
             return str(response.json()["id"])
         if response.status_code != 409:
-            raise _Rejected(response)
+            raise self._refused(row.key, response)
         # Already there (or our own create, retried after a lost answer): update that contact.
         found = CONFLICT_ID.search(describe(response))
         contact_id = found.group(1) if found else await self._find(http, row.key)
         if contact_id is None:
-            raise _Rejected(response)
+            raise self._refused(row.key, response)
         updated = await self._put(http, contact_id, body)
         if updated.status_code != 200:
-            raise _Rejected(updated)
+            raise self._refused(row.key, updated)
         return contact_id
 
     async def _put(self, http: Http, contact_id: str, body: dict[str, Any]) -> httpx.Response:
         return await http.request("PUT", f"/contacts/{quote(contact_id, safe='')}", content=orjson.dumps(body))
 
-    async def _tag(self, http: Http, contact_id: str) -> None:
+    async def _tag(self, http: Http, key: str, contact_id: str) -> None:
         response = await http.request("POST", f"/contacts/{quote(contact_id, safe='')}/tags",
                                       content=orjson.dumps({"id": self.tag_id}))
         if response.status_code != 200:
-            raise _Rejected(response)
+            raise self._refused(key, response)
 
     async def _remove(self, http: Http, row: Row) -> RowResult:
         contact_id = row.dest_ref or await self._find(http, row.key)
@@ -290,7 +282,7 @@ class Intercom(Destination):
         path = f"/contacts/{quote(contact_id, safe='')}/tags/{quote(str(self.tag_id), safe='')}"
         response = await http.request("DELETE", path)
         if response.status_code not in (200, 404):  # 404: the contact is gone, so it is no member either
-            raise _Rejected(response)
+            raise self._refused(row.key, response)
         return RowResult(True, dest_ref=contact_id)
 
     async def _find(self, http: Http, key: str) -> str | None:
@@ -301,11 +293,11 @@ class Intercom(Destination):
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
-                raise _Rejected(response)
+                raise self._refused(key, response)
             return str(response.json()["id"])
         query = {"query": {"field": "email", "operator": "=", "value": key}, "pagination": {"per_page": 5}}
         response = await http.request("POST", "/contacts/search", content=orjson.dumps(query))
         if response.status_code != 200:
-            raise _Rejected(response)
+            raise self._refused(key, response)
         users = [c for c in response.json().get("data", []) if c.get("role") == "user"]
         return str(users[0]["id"]) if users else None

@@ -11,7 +11,8 @@
 - Adds and changes: `PATCH .../composite/sobjects/{object}/{External ID field}`, up to 200 records
   a call, `allOrNone: false`; each record's result is read: rejected records keep Salesforce's
   statusCode and message; UNABLE_TO_LOCK_ROW (another transaction holds the row) is transient:
-  those records are resent a few times (`lock_retries`, short backoff), then rejected. The record
+  those records are resent a few times (`lock_retries`), backing off on the sync's retry policy
+  (`RetryPolicy.retry_items`: the same clock, sleep and jitter as every HTTP retry), then rejected. The record
   id Salesforce answers is the row's `dest_ref`.
 - Checkbox membership: the field is true on every upserted record. A remove sets it false on the
   record by id (`PATCH .../composite/sobjects`), so a record deleted in Salesforce since is not
@@ -30,7 +31,7 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,9 +41,9 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from revetl.config import Strict, validate
-from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, Row, RowResult
+from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
 from revetl.destinations.salesforce_api import ApiBudget, Session, describe, reason
-from revetl.errors import ConfigError, DestinationError, FatalDestinationError
+from revetl.errors import ConfigError, DestinationError, RowRejected
 from revetl.sync.http import Http
 
 __all__ = ["Salesforce", "SalesforceConfig"]
@@ -54,7 +55,7 @@ REQUIRED_ON_CREATE = {"contact": ("LastName",), "lead": ("LastName", "Company")}
 CONFIG_ERRORS = frozenset({"INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND", "API_DISABLED_FOR_ORG"})
 NOTHING_TO_CLEAR = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 JSON = {"Content-Type": "application/json"}
-LOCK_BACKOFF = 0.25  # seconds before the first resend of locked records; doubles each time
+LOCK_BACKOFF = 0.25  # the retry policy's base for resending locked records (backoff doubles each time)
 SOQL_CHARS = 4000  # keys per membership query: the URL stays far under Salesforce's 16 KB
 
 
@@ -86,19 +87,19 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class Salesforce(Destination):
+class Salesforce(Destination[SalesforceConfig]):
     type = "salesforce"
-    config_model = SalesforceConfig
     max_batch_size = 200  # sObject Collections' limit per request
     default_concurrency = 4
     published_rate_limit = None  # a daily allocation, enforced by ApiBudget, not a rate
 
-    def __post_init__(self) -> None:
-        config: SalesforceConfig = self.config  # type: ignore[assignment]
-        path, external = self.sync.path, self.sync.identity.to
-        if not re.match(API_NAME, external) or not external.lower().endswith("__c"):
-            raise ConfigError(f"{path}: `identity.to` for salesforce is a custom External ID field of "
-                              f"{config.object} (its API name ends in __c), not {external!r}")
+    def identity_problem(self, to: str) -> str | None:
+        if re.match(API_NAME, to) and to.lower().endswith("__c"):
+            return None
+        return f"is a custom External ID field of {self.config.object} (its API name ends in __c)"
+
+    def configure(self) -> None:
+        config, path, external = self.config, self.sync.path, self.sync.identity.to
         default = {"checkbox": f"In_{'_'.join(w.capitalize() for w in self.sync.audience.split('_'))}__c"}
         self.membership: Membership = validate(Membership, self.sync.membership or default, path, where=" membership")
         mapped = {name.lower() for name in self.sync.fields.values()}
@@ -112,37 +113,34 @@ class Salesforce(Destination):
         self._budget: ApiBudget | None = None
         self._campaign_id: str | None = None
 
-    @property
-    def settings(self) -> SalesforceConfig:
-        return self.config  # type: ignore[return-value]
-
     def check(self) -> list[str]:
         """Warn when records created for new members would lack a field Salesforce requires."""
         mapped = {name.lower() for name in self.sync.fields.values()}
-        missing = [f for f in REQUIRED_ON_CREATE.get(self.settings.object.lower(), ()) if f.lower() not in mapped]
+        missing = [f for f in REQUIRED_ON_CREATE.get(self.config.object.lower(), ()) if f.lower() not in mapped]
         if not missing:
             return []
         need = " and ".join(missing)
-        return [f"salesforce creates a {self.settings.object} for each new member and refuses one without {need} "
+        return [f"salesforce creates a {self.config.object} for each new member and refuses one without {need} "
                 f"(REQUIRED_FIELD_MISSING): map an audience column to {need} in `fields`"]
 
-    def http_options(self) -> dict[str, Any]:
+    def http_options(self) -> HttpOptions:
         # No Content-Type here: the token request is form-encoded, the REST calls set JSON themselves.
-        return {"headers": {"Accept": "application/json"}, "describe": describe,
-                "reauthenticate": self._reauthenticate}
+        return HttpOptions(headers={"Accept": "application/json"}, describe=describe,
+                           reauthenticate=self._reauthenticate)
 
     async def _reauthenticate(self) -> bool:
         return await self._session.reauthenticate() if self._session else False
 
-    async def open(self, http: Http) -> None:
-        config = self.settings
-        self._session = Session(http, config.base_url, config.client_id, config.client_secret, config.api_version)
-        self._budget = ApiBudget(config.max_api_usage, f"destination.max_api_usage in {self.sync.path}")
+    async def setup(self, http: Http) -> None:
+        config = self.config
+        self._session = Session(http, config.base_url, config.client_id, config.client_secret, config.api_version,
+                                fatal=self.fatal)
+        self._budget = ApiBudget(config.max_api_usage, f"destination.max_api_usage in {self.sync.path}", self.fatal)
         self._connecting = asyncio.Lock()
         self._connected = False
 
     async def _connect(self, http: Http) -> None:
-        """Authenticate (and find the campaign) before the first batch, not in `open`: a run with
+        """Authenticate (and find the campaign) before the first batch, not in `setup`: a run with
         nothing to send then sends nothing, not even a token request."""
         assert self._session is not None
         if self._connected:
@@ -179,7 +177,7 @@ class Salesforce(Destination):
         return results
 
     def _record(self, row: Row) -> dict[str, Any]:
-        record: dict[str, Any] = {"attributes": {"type": self.settings.object}, **row.fields,
+        record: dict[str, Any] = {"attributes": {"type": self.config.object}, **row.fields,
                                   self.sync.identity.to: row.key}
         if self.membership.checkbox:
             record[self.membership.checkbox] = row.op != "remove"
@@ -187,7 +185,7 @@ class Salesforce(Destination):
 
     async def _upsert(self, http: Http, rows: Sequence[Row], indexes: list[int], results: list[RowResult]) -> None:
         assert self._session is not None
-        url = f"{self._session.api}/composite/sobjects/{self.settings.object}/{self.sync.identity.to}"
+        url = f"{self._session.api}/composite/sobjects/{self.config.object}/{self.sync.identity.to}"
         answers = await self._dml(http, "PATCH", url, [self._record(rows[i]) for i in indexes])
         joining = []
         for index, answer in zip(indexes, answers):
@@ -202,7 +200,7 @@ class Salesforce(Destination):
 
     async def _join_campaign(self, http: Http, indexes: list[int], results: list[RowResult]) -> None:
         assert self._session is not None
-        person = "LeadId" if self.settings.object.lower() == "lead" else "ContactId"
+        person = "LeadId" if self.config.object.lower() == "lead" else "ContactId"
         members = []
         for index in indexes:
             member = {"attributes": {"type": "CampaignMember"}, "CampaignId": self._campaign_id,
@@ -214,12 +212,12 @@ class Salesforce(Destination):
         for index, answer in zip(indexes, answers):
             if not answer.get("success") and _codes(answer) != {"DUPLICATE_VALUE"}:  # already a member: done
                 saved = results[index].dest_ref
-                results[index] = RowResult.rejected(f"{self.settings.object} {saved} saved, not added to the "
+                results[index] = RowResult.rejected(f"{self.config.object} {saved} saved, not added to the "
                                                     f"campaign: {reason(answer)}")
 
     async def _uncheck(self, http: Http, rows: Sequence[Row], indexes: list[int], results: list[RowResult]) -> None:
         assert self._session is not None and self.membership.checkbox
-        records = [{"attributes": {"type": self.settings.object}, "id": rows[i].dest_ref,
+        records = [{"attributes": {"type": self.config.object}, "id": rows[i].dest_ref,
                     self.sync.identity.to: rows[i].key, self.membership.checkbox: False} for i in indexes]
         answers = await self._dml(http, "PATCH", f"{self._session.api}/composite/sobjects", records)
         for index, answer in zip(indexes, answers):
@@ -232,9 +230,9 @@ class Salesforce(Destination):
         assert self._session is not None
         try:
             found = await self._members(http, [rows[i].key for i in indexes])
-        except _Refused as exc:
+        except RowRejected as refused:  # the query covers every row here
             for index in indexes:
-                results[index] = RowResult.rejected(str(exc))
+                results[index] = RowResult.of(refused)
             return
         owners = [(index, member) for index in indexes for member in found.get(rows[index].key, [])]
         for start in range(0, len(owners), self.max_batch_size):
@@ -259,23 +257,14 @@ class Salesforce(Destination):
         return response
 
     async def _dml(self, http: Http, method: str, url: str, items: list[Any]) -> list[dict[str, Any]]:
-        """A collection request; records Salesforce could not lock are resent. One result per item."""
-        results: list[dict[str, Any]] = [{}] * len(items)
-        pending = list(range(len(items)))
-        for attempt in range(self.settings.lock_retries + 1):
-            answers = await self._collection(http, method, url, [items[i] for i in pending])
-            locked = []
-            retry = attempt < self.settings.lock_retries
-            for index, answer in zip(pending, answers):
-                if retry and not answer.get("success") and _codes(answer) == {"UNABLE_TO_LOCK_ROW"}:
-                    locked.append(index)
-                else:
-                    results[index] = answer
-            if not locked:
-                break
-            pending = locked
-            await asyncio.sleep(LOCK_BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
-        return results
+        """A collection request; records Salesforce could not lock are resent on the sync's retry policy
+        (its clock and jitter), `lock_retries` times at most. One result per item."""
+        policy = dataclasses.replace(http.policy, attempts=self.config.lock_retries + 1, base=LOCK_BACKOFF)
+
+        async def send(chunk: list[Any]) -> list[dict[str, Any]]:
+            return await self._collection(http, method, url, chunk)
+
+        return await policy.retry_items(items, send, _locked)
 
     async def _collection(self, http: Http, method: str, url: str, items: list[Any]) -> list[dict[str, Any]]:
         if method == "DELETE":
@@ -295,8 +284,9 @@ class Salesforce(Destination):
                                    f"per record ({len(items)} sent)")
         text = describe(response)
         if response.status_code == 404 or text.split(":")[0] in CONFIG_ERRORS:
-            raise FatalDestinationError(f"salesforce refused {method} {path} ({response.status_code}): {text}; check "
-                                        f"destination.object, identity.to, fields and membership in {self.sync.path}")
+            raise self.fatal(f"salesforce refused {method} {path} ({response.status_code}): {text}; check "
+                             f"destination.object, identity.to, fields and membership in {self.sync.path}",
+                             response.status_code)
         code, _, message = text.partition(": ")
         refused = {"success": False, "errors": [{"statusCode": code if message else str(response.status_code),
                                                  "message": message or text}]}
@@ -309,7 +299,8 @@ class Salesforce(Destination):
         records: list[dict[str, Any]] = []
         while True:
             if response.status_code != 200:
-                raise _Refused(f"salesforce refused the query ({response.status_code}): {describe(response)}")
+                raise self.rejected(None, f"salesforce refused the query ({response.status_code}): "
+                                          f"{describe(response)}")
             page = response.json()
             records += page.get("records", [])
             if page.get("done", True) or not page.get("nextRecordsUrl"):
@@ -318,7 +309,7 @@ class Salesforce(Destination):
 
     async def _members(self, http: Http, keys: list[str]) -> dict[str, list[str]]:
         """External ID value -> CampaignMember ids of the campaign, found by SOQL in URL-sized chunks."""
-        relation, external = ("Lead" if self.settings.object.lower() == "lead" else "Contact"), self.sync.identity.to
+        relation, external = ("Lead" if self.config.object.lower() == "lead" else "Contact"), self.sync.identity.to
         found: dict[str, list[str]] = {}
         wanted = {key.lower(): key for key in keys}  # SOQL compares text case-insensitively
         chunk: list[str] = []
@@ -329,9 +320,9 @@ class Salesforce(Destination):
                         f"{_quote(self._campaign_id or '')} AND {relation}.{external} IN ({', '.join(chunk)})")
                 for record in await self._query(http, soql):
                     value = str((record.get(relation) or {}).get(external, ""))
-                    key = value if value in keys else wanted.get(value.lower())
-                    if key is not None:
-                        found.setdefault(key, []).append(record["Id"])
+                    owner = value if value in keys else wanted.get(value.lower())
+                    if owner is not None:
+                        found.setdefault(owner, []).append(record["Id"])
                 chunk = []
         return found
 
@@ -341,18 +332,19 @@ class Salesforce(Destination):
             return campaign
         try:
             records = await self._query(http, f"SELECT Id FROM Campaign WHERE Name = {_quote(campaign)}")
-        except _Refused as exc:
-            raise FatalDestinationError(f"{self.sync.path}: cannot look up membership.campaign: {exc}") from None
+        except RowRejected as refused:
+            raise self.fatal(f"{self.sync.path}: cannot look up membership.campaign: {refused.reason}") from None
         if len(records) != 1:
             problem = "no Campaign is" if not records else f"{len(records)} Campaigns are"
-            raise FatalDestinationError(f"{self.sync.path}: {problem} named {campaign!r} in the org; "
-                                        "give `membership.campaign` as the Campaign's id (701...)")
+            raise self.fatal(f"{self.sync.path}: {problem} named {campaign!r} in the org; "
+                             "give `membership.campaign` as the Campaign's id (701...)")
         return str(records[0]["Id"])
-
-
-class _Refused(Exception):
-    """A query Salesforce refused; its message is the reason recorded for the rows."""
 
 
 def _codes(answer: dict[str, Any]) -> set[str]:
     return {str(error.get("statusCode")) for error in answer.get("errors") or []}
+
+
+def _locked(answer: dict[str, Any]) -> bool:
+    """A record another transaction held (UNABLE_TO_LOCK_ROW): resending it may succeed."""
+    return not answer.get("success") and _codes(answer) == {"UNABLE_TO_LOCK_ROW"}

@@ -11,7 +11,8 @@
     reason()    a per-record result's errors as the reason stored with a rejected row.
 
 Secrets: the client secret goes only into the token request's form body and the access token
-only into the `Authorization` header; neither is put in any message.
+only into the `Authorization` header; neither is put in any message, and the errors raised here are
+built by the destination's `fatal` (scrubbed of its secrets).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextvars
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -28,6 +29,8 @@ from pydantic import SecretStr
 
 from revetl.errors import FatalDestinationError
 from revetl.sync.http import Http
+
+Fatal = Callable[[str, int | None], FatalDestinationError]  # Destination.fatal: (message, status) -> error
 
 __all__ = ["ApiBudget", "Session", "TOKEN_PATH", "describe", "reason"]
 
@@ -78,8 +81,10 @@ def reason(result: Mapping[str, Any]) -> str:
 class Session:
     """A client-credentials session: the token in `http`'s headers, the REST base URL in `api`."""
 
-    def __init__(self, http: Http, base_url: str, client_id: str, client_secret: SecretStr, api_version: str) -> None:
+    def __init__(self, http: Http, base_url: str, client_id: str, client_secret: SecretStr, api_version: str, *,
+                 fatal: Fatal) -> None:
         self.http = http
+        self.fatal = fatal
         self.base_url = base_url.rstrip("/")
         self.client_id, self.client_secret, self.api_version = client_id, client_secret, api_version
         self.api = ""  # {instance_url}/services/data/vNN.N once authenticated
@@ -99,12 +104,12 @@ class Session:
         body = _json(response)
         where = f"{self.base_url}{TOKEN_PATH}"
         if response.status_code == 404:
-            raise FatalDestinationError(f"salesforce: no OAuth token endpoint at {where} (404); destination.base_url "
-                                        "must be the org's My Domain URL, e.g. https://yourcompany.my.salesforce.com")
+            raise self.fatal(f"salesforce: no OAuth token endpoint at {where} (404); destination.base_url "
+                             "must be the org's My Domain URL, e.g. https://yourcompany.my.salesforce.com", 404)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-            raise FatalDestinationError(f"salesforce refused the client credentials at {where} "
-                                        f"({response.status_code}): {describe(response)}; check "
-                                        "destination.client_id and destination.client_secret")
+            raise self.fatal(f"salesforce refused the client credentials at {where} ({response.status_code}): "
+                             f"{describe(response)}; check destination.client_id and destination.client_secret",
+                             response.status_code)
         self.instance_url = str(body.get("instance_url") or self.base_url).rstrip("/")
         self.api = f"{self.instance_url}/services/data/v{self.api_version}"
         self.http.set_header("Authorization", f"Bearer {body['access_token']}")
@@ -129,8 +134,8 @@ class ApiBudget:
     (after the calls in flight have finished, so that their rows are acknowledged).
     """
 
-    def __init__(self, share: float, setting: str) -> None:
-        self.share, self.setting = share, setting
+    def __init__(self, share: float, setting: str, fatal: Fatal) -> None:
+        self.share, self.setting, self.fatal = share, setting, fatal
         self.used: int | None = None
         self.limit: int | None = None
         self.in_flight = 0
@@ -148,10 +153,10 @@ class ApiBudget:
                 # Let the calls in flight finish first, so the rows they carry are acknowledged and not
                 # sent again (from tomorrow's scarce allocation) by the next run.
                 await self._idle.wait()
-                raise FatalDestinationError(
+                raise self.fatal(
                     f"salesforce: the org has used {self.used:,} of its {self.limit:,} daily API requests; stopping "
                     f"before {self.share:.0%} of them ({self.setting}) so its other integrations keep theirs. "
-                    "Acknowledged rows are kept; the next run continues from there.")
+                    "Acknowledged rows are kept; the next run continues from there.", None)
         self.in_flight += 1
         self._idle.clear()
 

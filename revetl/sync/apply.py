@@ -63,7 +63,7 @@ from revetl.errors import (
     WarehouseError,
     first_line,
 )
-from revetl.sync.http import Http, RateLimiter, RetryPolicy
+from revetl.sync.http import Http
 from revetl.sync.journal import JournalContents, JournalWriter, journal_dir, new_journal_path, pending_journals, read_journal
 from revetl.sync.plan import Diff, Plan, make_plan, write_diff
 from revetl.runtime import fewer_collections
@@ -156,20 +156,8 @@ class _Engine:
 
     async def run(self) -> None:
         destination = self.destination
-        limit = destination.rate_limit()
-        http = Http(
-            destination.config.base_url,
-            limiter=RateLimiter(*limit) if limit else None,
-            timeout=destination.config.timeout,
-            transport=self.transport,
-            label=f"{destination.type} (sync {self.plan.sync})",
-            connections=destination.concurrency,  # each request in flight has a connection of its own
-            policy=RetryPolicy(attempts=destination.config.attempts),
-            **destination.http_options(),
-        )
-        self.http = http
-        async with http:
-            await destination.open(http)
+        async with destination.connect(transport=self.transport) as http:  # set up, and torn down however it ends
+            self.http = http
             queue: asyncio.Queue[list[Row] | None] = asyncio.Queue(maxsize=2 * destination.concurrency)
             workers = [asyncio.create_task(self._work(queue, first=i == 0)) for i in range(destination.concurrency)]
             producer = asyncio.create_task(self._produce(queue, len(workers)))
@@ -332,7 +320,7 @@ def apply_audience(project: Project, sync: SyncConfig, destination: Destination,
         if isinstance(error, KeyboardInterrupt):
             raised: RevetlError = SyncCancelled(result.message)
         elif isinstance(error, RevetlError):
-            raised = type(error)(result.message)
+            raised = error.with_message(result.message)  # its type, attributes and cause kept
         else:  # a bug: one sentence here, its traceback (the cause) with --debug
             raised = RevetlError(result.message)
         raised.result = result  # type: ignore[attr-defined]  # the CLI's summary shows it

@@ -1,46 +1,45 @@
-"""The one HTTP client every destination talks through: timeouts, retries, rate limiting (STYLE 4).
+"""The one retry policy, and the one HTTP client every destination talks through (STYLE 4).
 
-    Http.request()  acquire the rate limiter, send, and on 429 / 5xx / timeouts / dropped
-                    connections back off exponentially with jitter, honouring `Retry-After` and
-                    `X-RateLimit-*`; 401 and 403 raise FatalDestinationError at once (after one
-                    `reauthenticate` hook, for token-based APIs); any other answer is the
+    RetryPolicy     exponential backoff with full jitter on the injected `Clock` (time, sleep and chance
+                    from one place, so a test drives it without sleeping); predicates decide what is
+                    retryable (`retry_if_status`, `retry_if_exception`, `retry_any`, as dlt's
+                    sources/helpers/requests/retry.py). `run` retries a call that raises
+                    RetryableDestinationError; `retry_items` resends just the items of a batch whose
+                    answers say "try again" (Salesforce's UNABLE_TO_LOCK_ROW) on the same policy.
+    RateLimiter     a token bucket under the vendor's fixed windows, paused by 429s and spent windows.
+    Http.request()  acquire the limiter, send (sync/transport.py), and judge the answer: 429 / 408 /
+                    5xx / timeouts / dropped connections are retried through the policy, honouring
+                    `Retry-After` and `X-RateLimit-*`; 401 and 403 raise FatalDestinationError at once
+                    (after one `reauthenticate` hook, for token-based APIs); any other answer is the
                     destination's to read.
 
-Why aiohttp under httpx: httpx's own connection pool (httpcore) costs about 1.75 ms of CPU per
-request and stops scaling past a handful of requests in flight (encode/httpx#3215): two clients of
-4 connections peaked at 570 requests/s against the Braze emulator here. The same httpx requests sent
-through an aiohttp transport cost 0.8 ms and reached 1,230 requests/s, aiohttp alone 0.34 ms and
-1,850 requests/s (measured 2026-11-23, 75-object bodies, 8 in flight). So `Http` sends with aiohttp
-and hands destinations `httpx.Response`s; given an httpx transport (unit tests' MockTransport) it
-sends through httpx instead.
-
-Secrets live only in the default headers handed to the clients; no message built here includes
-a header, and URLs never carry credentials.
+Errors are built here scrubbed of the destination's secrets; no message includes a header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import re
-import ssl
-import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-import aiohttp
-import certifi
 import httpx
-import yarl
 
-from revetl.errors import FatalDestinationError, RetriesExhausted
+from revetl.errors import FatalDestinationError, RetriesExhausted, RetryableDestinationError
+from revetl.runtime import SYSTEM, Clock
+from revetl.sync.transport import AiohttpSender, Body, Form, HttpxSender, Params, Sender
 
-__all__ = ["Http", "RateLimiter", "RetryPolicy", "retry_after_seconds"]
+__all__ = [
+    "DEFAULT_RETRY", "Http", "HttpOptions", "RateLimiter", "RetryPolicy", "retry_after_seconds", "retry_any",
+    "retry_if_exception", "retry_if_status",
+]
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
+T = TypeVar("T")
+A = TypeVar("A")
+Outcome = httpx.Response | BaseException  # what one try ended with
+Predicate = Callable[[Outcome], bool]
 
 # Errors after which the request may or may not have been applied: resending is safe only because
 # every destination operation is idempotent (upserts by key, set-membership edits).
@@ -51,18 +50,72 @@ TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProt
 MAX_WAIT_SECONDS = 60.0
 
 
+def retry_if_status(*statuses: int) -> Predicate:
+    """Retry an answer with one of `statuses`."""
+    wanted = frozenset(statuses)
+    return lambda outcome: isinstance(outcome, httpx.Response) and outcome.status_code in wanted
+
+
+def retry_if_exception(*types: type[BaseException]) -> Predicate:
+    """Retry a try that raised one of `types`."""
+    return lambda outcome: isinstance(outcome, types)
+
+
+def retry_any(*predicates: Predicate) -> Predicate:
+    """Retry when any of `predicates` says so."""
+    return lambda outcome: any(predicate(outcome) for predicate in predicates)
+
+
+DEFAULT_RETRY = retry_any(retry_if_status(408, 429, 500, 502, 503, 504), retry_if_exception(*TRANSIENT_ERRORS))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
+    """Exponential backoff with full jitter: after try n (from 0) wait uniform(0, min(cap, base * 2**n)),
+    or longer when the server asked; at most `attempts` tries. `retry_if` judges each try's outcome,
+    `fatal_statuses` stop at once. Time, sleep and chance come from `clock`."""
 
     attempts: int = 8
     base: float = 0.2
     cap: float = 20.0
-    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    retry_if: Predicate = DEFAULT_RETRY
     fatal_statuses: frozenset[int] = frozenset({401, 403})
+    clock: Clock = SYSTEM
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.cap, self.base * 2**attempt))
+    def delay(self, attempt: int) -> float:
+        return self.clock.uniform(0, min(self.cap, self.base * 2**attempt))
+
+    async def pause(self, attempt: int, asked: float | None = None) -> None:
+        """Sleep after try `attempt` failed: the backoff, or what the server asked if longer."""
+        await self.clock.sleep(max(self.delay(attempt), asked or 0.0))
+
+    async def run(self, attempt: Callable[[int], Awaitable[T]], label: str) -> T:
+        """`await attempt(n)` for n = 0, 1, ... until it returns; a RetryableDestinationError is paused
+        on and tried again, and the last one becomes RetriesExhausted (naming `label`)."""
+        number = 0
+        while True:
+            try:
+                return await attempt(number)
+            except RetryableDestinationError as exc:
+                number += 1
+                if number >= self.attempts:
+                    raise RetriesExhausted(f"{label} still failing after {self.attempts} attempts; last: {exc}") from exc
+                await self.pause(number - 1, exc.wait)
+
+    async def retry_items(self, items: Sequence[T], send: Callable[[list[T]], Awaitable[Sequence[A]]],
+                          retry_if: Callable[[A], bool]) -> list[A]:
+        """Send `items`, then resend the ones whose answer `retry_if` accepts, pausing between tries, until
+        none is left or the attempts run out (the last answers stand). One answer per item, in order."""
+        answers = list(await send(list(items)))
+        pending = [index for index, answer in enumerate(answers) if retry_if(answer)]
+        for number in range(self.attempts - 1):
+            if not pending:
+                break
+            await self.pause(number)
+            for index, answer in zip(pending, await send([items[i] for i in pending])):
+                answers[index] = answer
+            pending = [index for index in pending if retry_if(answers[index])]
+        return answers
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
@@ -95,16 +148,14 @@ class RateLimiter:
     server says the window is spent.
     """
 
-    def __init__(self, limit: int | None, period: float = 1.0, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, limit: int | None, period: float = 1.0, clock: Clock = SYSTEM) -> None:
         self.limit = limit
         self.period = period
         self._clock = clock
-        self._sleep = sleep
         self.burst = max(1, (limit or 0) // 20)
         self.rate = max(limit - self.burst, 1) / period if limit else None
         self._tokens = float(self.burst)
-        self._stamp = clock()
+        self._stamp = clock.monotonic()
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
 
@@ -112,9 +163,9 @@ class RateLimiter:
         """Wait for a token (and for any pause to end)."""
         async with self._lock:  # one waiter at a time keeps the order fair
             while True:
-                now = self._clock()
+                now = self._clock.monotonic()
                 if now < self._paused_until:
-                    await self._sleep(self._paused_until - now)
+                    await self._clock.sleep(self._paused_until - now)
                     continue
                 if self.rate is None:
                     return
@@ -123,114 +174,29 @@ class RateLimiter:
                 if self._tokens >= 1 - 1e-9:  # float slack: a sleep of 1e-17 s would not move the clock
                     self._tokens -= 1
                     return
-                await self._sleep(max((1 - self._tokens) / self.rate, 1e-6))
+                await self._clock.sleep(max((1 - self._tokens) / self.rate, 1e-6))
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (a 429, or a spent window)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Follow the vendor's `X-RateLimit-Remaining`/`-Reset`: wait for the reset once none remain."""
         remaining = headers.get("x-ratelimit-remaining")
         if remaining is not None and remaining.strip().lstrip("-").isdigit() and int(remaining) <= 0:
-            wait = retry_after_seconds({"x-ratelimit-reset": headers.get("x-ratelimit-reset", "")}, time.time())
+            reset = {"x-ratelimit-reset": headers.get("x-ratelimit-reset", "")}
+            wait = retry_after_seconds(reset, self._clock.time())
             if wait:
                 self.pause(min(wait, MAX_WAIT_SECONDS))
 
 
-Body = bytes | None
-Params = Mapping[str, str] | None
-Form = Mapping[str, str] | None  # sent form-encoded (OAuth token requests)
+@dataclass(frozen=True)
+class HttpOptions:
+    """What a destination tells `Http` about its API (`Destination.http_options()`)."""
 
-
-class _Aiohttp:
-    """Requests over one aiohttp session, answered as `httpx.Response`s with the whole body read.
-
-    aiohttp's errors become the httpx errors they mean, so retries read both senders alike: refused
-    -> ConnectError, closed without an answer -> RemoteProtocolError, other socket trouble ->
-    ReadError, no answer in time -> ReadTimeout. Proxies come from the environment (HTTPS_PROXY,
-    NO_PROXY), looked up once per host; ~/.netrc is never read (aiohttp's `trust_env` reads it on
-    every request: a quarter of the CPU a request cost).
-    """
-
-    def __init__(self, base_url: str, headers: Mapping[str, str], timeout: float, connections: int) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = dict(headers)
-        self.timeout = timeout
-        self.connections = connections
-        self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[str, str | None] = {}
-        self._targets: dict[tuple[str, str], tuple[yarl.URL, str | None, httpx.Request]] = {}
-
-    def _open(self) -> aiohttp.ClientSession:  # inside the running loop, on first use
-        context = ssl.create_default_context(cafile=certifi.where())
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.connections, ssl=context),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
-        return self._session
-
-    def _target(self, method: str, url: str, params: Params) -> tuple[yarl.URL, str | None, httpx.Request]:
-        """The parsed URL, its proxy and the `httpx.Request` answers carry (read-only, so shared): parsed
-        once per method and URL, since a sync sends thousands of requests to the same few."""
-        known = self._targets.get((method, url)) if params is None else None
-        if known is None:
-            full = self.base_url + url if url.startswith("/") else url
-            target = yarl.URL(full)
-            known = target, self._proxy(target), httpx.Request(method, full, params=params)
-            if params is None and len(self._targets) < 256:  # per-contact URLs are many: keep a few
-                self._targets[(method, url)] = known
-        return known
-
-    def _proxy(self, url: yarl.URL) -> str | None:
-        origin = f"{url.scheme}://{url.host}"
-        if origin not in self._proxies:
-            bypass = not url.host or urllib.request.proxy_bypass_environment(url.host)
-            self._proxies[origin] = None if bypass else urllib.request.getproxies_environment().get(url.scheme)
-        return self._proxies[origin]
-
-    async def send(self, method: str, url: str, content: Body, params: Params, data: Form,
-                   headers: Mapping[str, str] | None) -> httpx.Response:
-        session = self._session or self._open()
-        target, proxy, request = self._target(method, url, params)
-        try:
-            async with session.request(method, target, params=params, data=content if data is None else dict(data),
-                                       headers={**self.headers, **headers} if headers else self.headers,
-                                       allow_redirects=False, proxy=proxy) as answer:
-                body = await answer.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(f"no answer within {self.timeout} s", request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request) from exc
-        except (aiohttp.ClientOSError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        return httpx.Response(answer.status, headers=answer.raw_headers, content=body, request=request)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-class _Httpx:
-    """The same through an `httpx.AsyncClient` on a given transport (unit tests' MockTransport)."""
-
-    def __init__(self, base_url: str, headers: Mapping[str, str], timeout: float,
-                 transport: httpx.AsyncBaseTransport) -> None:
-        self.headers = dict(headers)
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout, pool=None),
-                                         transport=transport)
-
-    async def send(self, method: str, url: str, content: Body, params: Params, data: Form,
-                   headers: Mapping[str, str] | None) -> httpx.Response:
-        return await self._client.request(method, url, content=content, params=params, data=data,
-                                          headers={**self.headers, **(headers or {})})
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request (auth, version)
+    describe: Callable[[httpx.Response], str] | None = None  # an error body as a short, secret-free sentence
+    reauthenticate: Callable[[], Awaitable[bool]] | None = None  # on a 401: renew the credential; True: resend
 
 
 class Http:
@@ -239,29 +205,27 @@ class Http:
     def __init__(
         self,
         base_url: str,
+        options: HttpOptions = HttpOptions(),
         *,
-        headers: Mapping[str, str] | None = None,
         limiter: RateLimiter | None = None,
         policy: RetryPolicy = RetryPolicy(),
         timeout: float = 30.0,
         connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
-        describe: Callable[[httpx.Response], str] | None = None,
-        reauthenticate: Callable[[], Awaitable[bool]] | None = None,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
         label: str = "destination",
+        sync: str | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.label = label
-        self.limiter = limiter or RateLimiter(None)
+        self.sync = sync
+        self.secrets = tuple(secrets)
+        self.limiter = limiter or RateLimiter(None, clock=policy.clock)
         self.policy = policy
-        self._describe = describe or _describe
-        self._reauthenticate = reauthenticate
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._sender = (
-            _Httpx(base_url, headers or {}, timeout, transport) if transport is not None
-            else _Aiohttp(base_url, headers or {}, timeout, connections)
+        self._describe = options.describe or _describe
+        self._reauthenticate = options.reauthenticate
+        self._sender: Sender = (
+            HttpxSender(base_url, options.headers, timeout, transport) if transport is not None
+            else AiohttpSender(base_url, options.headers, timeout, connections)
         )
         self.requests = 0  # sent, retries included: benchmarks report it
         self.retries = 0
@@ -286,45 +250,54 @@ class Http:
         `url` is a path under the base URL or an absolute URL; `content` a ready body (JSON bytes),
         `data` a form; `headers` add to the defaults for this request."""
         reauthenticated = False
-        last = ""
-        for attempt in range(self.policy.attempts):
-            await self.limiter.acquire()
-            self.requests += 1
-            try:
-                response = await self._sender.send(method, url, content, params, data, headers)
-            except TRANSIENT_ERRORS as exc:
-                last = f"{type(exc).__name__} on {method} {httpx.URL(url).path}"
-                await self._backoff(attempt, None)
-                continue
-            self.limiter.observe(response.headers)
-            status = response.status_code
-            if status in self.policy.fatal_statuses:
-                if status == 401 and self._reauthenticate and not reauthenticated:
-                    reauthenticated = True
-                    if await self._reauthenticate():
-                        continue
-                raise FatalDestinationError(f"{self.label} answered {status} to {method} {response.url.path}: "
-                                            f"{self._describe(response)}")
-            if status in self.policy.retry_statuses:
-                last = f"{status} on {method} {response.url.path}: {self._describe(response)}"
-                await self._backoff(attempt, response)
-                continue
-            return response
-        raise RetriesExhausted(f"{self.label} still failing after {self.policy.attempts} attempts; last: {last}")
 
-    async def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
-        self.retries += 1
-        delay = self.policy.delay(attempt, self._rng)
+        async def attempt(number: int) -> httpx.Response:
+            nonlocal reauthenticated
+            if number:
+                self.retries += 1
+            response = await self._send(method, url, content, params, data, headers)
+            if response.status_code == 401 and self._reauthenticate and not reauthenticated:
+                reauthenticated = True
+                if await self._reauthenticate():
+                    response = await self._send(method, url, content, params, data, headers)
+            return self._judge(method, response)
+
+        return await self.policy.run(attempt, self.label)
+
+    async def _send(self, method: str, url: str, content: Body, params: Params, data: Form,
+                    headers: Mapping[str, str] | None) -> httpx.Response:
+        """One try, within the rate limit; a transient failure becomes RetryableDestinationError."""
+        await self.limiter.acquire()
+        self.requests += 1
+        try:
+            response = await self._sender.send(method, url, content, params, data, headers)
+        except Exception as exc:
+            if not self.policy.retry_if(exc):
+                raise
+            raise RetryableDestinationError(None, f"{type(exc).__name__} on {method} {httpx.URL(url).path}",
+                                            secrets=self.secrets) from exc
+        self.limiter.observe(response.headers)
+        return response
+
+    def _judge(self, method: str, response: httpx.Response) -> httpx.Response:
+        """The response, or the error it means: fatal, or retryable (with the wait the server asked)."""
+        status, path = response.status_code, response.url.path
+        if status in self.policy.fatal_statuses:
+            raise FatalDestinationError(self.sync, status, f"{self.label} answered {status} to {method} {path}: "
+                                        f"{self._describe(response)}", secrets=self.secrets)
+        if not self.policy.retry_if(response):
+            return response
+        asked = None
         # A 429 waits for the window the server names; a 5xx only for an explicit Retry-After (its
         # X-RateLimit-Reset tells when the window ends, not when the server will be well again).
-        if response is not None and (response.status_code == 429 or "retry-after" in response.headers):
-            asked = retry_after_seconds(response.headers, time.time())
+        if status == 429 or "retry-after" in response.headers:
+            asked = retry_after_seconds(response.headers, self.policy.clock.time())
             if asked is not None:
                 asked = min(asked, MAX_WAIT_SECONDS)
-                if response.status_code == 429:
+                if status == 429:
                     self.limiter.pause(asked)  # the whole app is limited, not just this request
-                delay = max(delay, asked)
-        await self._sleep(delay)
+        raise RetryableDestinationError(response, f"{status} on {method} {path}: {self._describe(response)}",
+                                        wait=asked, secrets=self.secrets)
 
 
 def _describe(response: httpx.Response) -> str:

@@ -1,36 +1,17 @@
-"""Destinations under the shared contract suite (test_contract.py), one `Case` each.
+"""The built-in destinations under the contract suite that `revetl.testing` ships, one `Case` each.
 
 A case tells the suite how to point a sync at the destination's emulator and how to read the
-emulator back. The suite's audience has the columns `user_id` (the key), `email`, `name`, `plan`;
-a case maps them as its destination needs. Add a destination by appending a Case to CASES.
+emulator back, exactly as a third-party plugin's tests do. The suite's audience has the columns
+`user_id` (the key), `email`, `name`, `plan`; a case maps them as its destination needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str  # pytest id
-    emulator: str  # name in revetl.emulators
-    destination: Callable[[str], dict[str, Any]]  # emulator URL -> the sync file's `destination:` block
-    identity_to: str
-    fields: dict[str, str]  # audience column -> destination field
-    membership: dict[str, Any]
-    env: dict[str, str]  # what the destination block's ${VAR}s read: credentials the emulator accepts
-    bad_env: dict[str, str]  # the same with a wrong credential: the sync must stop at the first 401
-    members: Callable[[str], dict[str, dict[str, Any]]]  # URL -> {key: fields} now in the audience there
-    sent_keys: Callable[[dict[str, Any]], set[str]]  # one recorded request -> keys whose rows it carried
-    batch_size: int  # rows per batch the destination sends: the crash test spans several batches
-    reject_email: str = "not-an-email"  # an email value the destination rejects for that row only
-    fatal_text: str = "401"  # what the run's message quotes from the destination on bad credentials
-    emulator_options: dict[str, Any] = field(default_factory=dict)
-
+from revetl.testing import Case
 
 def _braze_members(url: str) -> dict[str, dict[str, Any]]:
     users = httpx.get(f"{url}/_emulator/users", timeout=10).json()["users"]

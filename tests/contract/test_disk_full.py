@@ -17,13 +17,13 @@ import httpx
 import pytest
 from cases import BRAZE
 from disk import fill, small_disk
-from test_contract import AUDIENCE, acknowledged, expected, people, set_members, write_sync
 from test_stops import assert_one_sentence
 from wh import audience_project
 
 from revetl.sync import state
 from revetl.config import Project
 from revetl.emulators import running
+from revetl.testing import AUDIENCE, acknowledged, expected, people, set_members, write_sync
 from revetl.warehouse.connection import connect
 
 pytestmark = pytest.mark.slow

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 from cases import BRAZE, CASES, Case
-from test_contract import AUDIENCE, people, set_members, write_sync
 from wh import audience_project
 
 from revetl.sync import state
 from revetl.config import Project
 from revetl.emulators import running
+from revetl.testing import AUDIENCE, acknowledged, emulator_for, expected, people, set_members, write_sync
 from revetl.warehouse.connection import connect
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def assert_one_sentence(run: subprocess.CompletedProcess, *expected: str, secret
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_credentials_stop_a_large_plan_with_the_destinations_answer(case: Case, project, monkeypatch):
-    with running(case.emulator, {"seed": 11, **case.emulator_options}) as url:
+    with emulator_for(case, {"seed": 11}) as url:
         write_sync(project, case, url, monkeypatch, env=case.bad_env)
         run = revetl(project, "sync", "contract")
     secrets = tuple({**case.env, **case.bad_env}.values())
@@ -176,11 +176,9 @@ def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, project, monke
     """A SIGKILL right after a batch was applied, before its acknowledgement was journaled: the next run
     sends again at most the batches that were in flight (one per worker), and `revetl runs` shows
     what the killed run had acknowledged, before and after it is folded."""
-    from test_contract import acknowledged
-
     concurrency, total = 4, max(600, 20 * case.batch_size)
     set_members(project, people(total))
-    with running(case.emulator, {"seed": 13, "record_requests": 100_000, **case.emulator_options}) as url:
+    with emulator_for(case, {"seed": 13, "record_requests": 100_000}) as url:
         write_sync(project, case, url, monkeypatch, concurrency=concurrency)
         env = {**os.environ, "REVETL_FAILPOINT": "after_send:12"}
         crashed = subprocess.run(command(project, "sync", "contract"), env=env, capture_output=True, timeout=180)
@@ -208,6 +206,4 @@ def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, project, monke
 
 
 def expected_members(case: Case, total: int) -> dict:
-    from test_contract import expected
-
     return expected(people(total), case)

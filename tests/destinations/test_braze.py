@@ -1,14 +1,19 @@
-"""Braze request bodies: spliced from the plan's JSON text, equal to the attribute objects as dicts."""
+"""Braze request bodies (spliced from the plan's JSON text, equal to the attribute objects as dicts), and a
+wrong base URL stopping the sync."""
 
 from __future__ import annotations
 
+import asyncio
+
 import duckdb
+import httpx
 import orjson
 import pytest
 
 from revetl.config import SyncConfig
 from revetl.destinations import Row, load_destination
 from revetl.destinations.braze import Braze
+from revetl.errors import FatalDestinationError
 from revetl.sync.plan import _payload_sql
 
 FIELDS = {"email": "email", "plan": "plan", "seats": "seats", "score": "score", "tags": "tags", "address": "home",
@@ -22,7 +27,9 @@ def braze(fields: dict[str, str] = FIELDS, membership: dict | None = None, to: s
         "identity": {"from": "user_id", "to": to}, "fields": fields,
         **({"membership": membership} if membership else {}),
     })
-    return load_destination(sync)  # type: ignore[return-value]
+    destination = load_destination(sync)
+    assert isinstance(destination, Braze)
+    return destination
 
 
 def planned_rows(destination: Braze) -> list[Row]:
@@ -76,3 +83,16 @@ def test_a_field_named_like_the_membership_attribute_loses_to_membership_as_in_a
     assert not destination._splice
     rows = [Row.of("add", "a@x.io", {"email": "other@x.io", "in_people": "no"})]
     assert orjson.loads(destination.body(rows)) == {"attributes": [{"email": "other@x.io", "in_people": True}]}
+
+
+def test_a_wrong_base_url_stops_the_sync_at_the_first_batch():
+    destination = braze()
+    transport = httpx.MockTransport(lambda request: httpx.Response(404, json={"message": "no such route"}))
+
+    async def send() -> None:
+        async with destination.connect(transport=transport) as http:
+            await destination.send(http, [Row.of("add", "u1", {"email": "a@x.io"})])
+
+    with pytest.raises(FatalDestinationError, match=r"braze answered 404: is base_url right\? \(no such route\)") as caught:
+        asyncio.run(send())
+    assert (caught.value.sync, caught.value.status) == ("people_to_braze", 404)

@@ -23,7 +23,7 @@ from revetl.destinations.base import Row
 from revetl.destinations.intercom import Intercom
 from revetl.emulators import running
 from revetl.errors import ConfigError, FatalDestinationError
-from revetl.sync.http import Http, RateLimiter
+from revetl.sync.http import RateLimiter
 from revetl.warehouse.connection import connect
 
 TOKEN = "test-intercom-token-9f3a"
@@ -88,7 +88,9 @@ def sync_config(**overrides: Any) -> SyncConfig:
 def destination(url: str, token: str = TOKEN, **settings: Any) -> Intercom:
     base = sync_config()
     sync = sync_config(**{"destination": {**base.destination, "base_url": url, **settings}})
-    return load_destination(sync, environ={"INTERCOM_TOKEN": token})  # type: ignore[return-value]
+    loaded = load_destination(sync, environ={"INTERCOM_TOKEN": token})
+    assert isinstance(loaded, Intercom)
+    return loaded
 
 
 def run(project: Project, warehouse: duckdb.DuckDBPyConnection, rows: list[tuple], dest: Intercom) -> RunResult:
@@ -102,9 +104,8 @@ def dest_refs(warehouse: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return dict(warehouse.execute("select key, dest_ref from revetl_state.acknowledged").fetchall())
 
 
-async def _send(url: str, dest: Intercom, rows: list[Row]) -> list:
-    async with Http(url, **dest.http_options()) as http:
-        await dest.open(http)
+async def _send(dest: Intercom, rows: list[Row]) -> list:
+    async with dest.connect() as http:
         return await dest.send(http, rows)
 
 
@@ -133,7 +134,7 @@ def test_bad_settings_name_the_sync_file() -> None:
 
 def test_headers_carry_bearer_token_and_version_and_the_token_stays_secret() -> None:
     dest = destination("http://x", intercom_version="2.11")
-    headers = dest.http_options()["headers"]
+    headers = dest.http_options().headers
     assert headers["Authorization"] == f"Bearer {TOKEN}" and headers["Intercom-Version"] == "2.11"
     assert TOKEN not in repr(dest.config) and TOKEN not in str(dest.config)
 
@@ -267,7 +268,7 @@ def test_removes_find_contacts_they_have_no_id_for(intercom) -> None:
     intercom.post(f"/contacts/{created['id']}/tags", json={"id": tag["id"]})
     dest = destination(url, create_attributes=False)
     dest = Intercom(sync=sync_config(fields={}), config=dest.config)
-    results = asyncio.run(_send(url, dest, [Row.of("remove", "u9", {}), Row.of("remove", "nobody", {})]))
+    results = asyncio.run(_send(dest, [Row.of("remove", "u9", {}), Row.of("remove", "nobody", {})]))
     assert [(r.ok, r.dest_ref) for r in results] == [(True, created["id"]), (True, None)]
     assert contacts(intercom)["u9"]["tags"] == []
     assert "GET /contacts/find_by_external_id/u9" in calls(intercom)

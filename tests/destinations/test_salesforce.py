@@ -21,7 +21,7 @@ from revetl.destinations import Row, load_destination
 from revetl.destinations import salesforce as salesforce_module
 from revetl.emulators import running
 from revetl.errors import ConfigError, FatalDestinationError
-from revetl.sync.http import Http
+from revetl.testing import FakeClock
 from revetl.warehouse.connection import connect
 
 SECRET = "sf-secret-9f3a7c"
@@ -149,14 +149,31 @@ def test_unable_to_lock_row_is_retried_then_rejected(project, sf):
     assert "u0001" in records(sf)
 
 
+def test_locked_records_are_resent_on_the_syncs_retry_clock(sf):
+    httpx.post(f"{sf}/_emulator/locks", json={"values": ["u1"], "times": 10})
+    destination = load_destination(sync_for(sf, lock_retries=2))
+    rows = [Row.of("add", f"u{i}", {"Email": f"p{i}@example.com", "LastName": f"P{i}"}) for i in range(3)]
+    fake = FakeClock()
+
+    async def send() -> list:
+        async with destination.connect(clock=fake.clock) as http:
+            return await destination.send(http, rows)
+
+    results = asyncio.run(send())
+    assert [r.ok for r in results] == [True, False, True] and "UNABLE_TO_LOCK_ROW" in (results[1].reason or "")
+    # Two resends, each after a jittered pause on the injected clock (nothing really slept), doubling.
+    assert len(fake.slept) == 2
+    assert all(0 <= pause <= salesforce_module.LOCK_BACKOFF * 2**n for n, pause in enumerate(fake.slept))
+    assert requests(sf)[UPSERT] == {"200": 3}
+
+
 def test_an_expired_session_is_refreshed_once_and_the_batch_resent(project, sf):
     sync = sync_for(sf)
     destination = load_destination(sync)
     rows = [Row.of("add", f"u{i}", {"Email": f"p{i}@example.com", "LastName": f"P{i}"}) for i in range(6)]
 
     async def send_before_and_after_expiry() -> list:
-        async with Http(sf, **destination.http_options()) as http:
-            await destination.open(http)
+        async with destination.connect() as http:
             first = await destination.send(http, rows[:3])
             await asyncio.to_thread(httpx.post, f"{sf}/_emulator/expire-tokens")
             return first + await destination.send(http, rows[3:])
