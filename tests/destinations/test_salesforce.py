@@ -335,7 +335,7 @@ def checked_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 def test_audiences_check_reports_the_mapping_warning_without_failing(checked_project):
     from typer.testing import CliRunner
 
-    from revetl.audiences.compile import check_project
+    from revetl.audiences.check import check_project
     from revetl.cli import app
 
     (problem,) = check_project(checked_project)
@@ -347,7 +347,7 @@ def test_audiences_check_reports_the_mapping_warning_without_failing(checked_pro
 
 
 def test_audiences_check_reports_destination_settings_with_their_line(checked_project):
-    from revetl.audiences.compile import check_project
+    from revetl.audiences.check import check_project
 
     path = checked_project.syncs_dir / "members_to_salesforce.yml"
     path.write_text(SYNC_FILE.replace("  object: Contact\n", "  object: Contact\n  api_verison: '60.0'\n"))
