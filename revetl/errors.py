@@ -7,6 +7,7 @@
     ├── BuildError              a dbt model or test failed: the message names it
     ├── CollectError            the collector cannot start, or refuses one request (`status` to answer)
     ├── WarehouseError          the warehouse could not be opened or queried
+    │   └── QueryError          the engine failed one statement (its own error is the cause): say which, stop
     ├── StateError              a sync's journal or state could not be written (a full disk): the run stops,
     │                           what was acknowledged is kept and the next run resumes from it
     ├── SyncRefused             a sync may not start: another run holds its lock, or the guard refused the plan
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "InvalidEvent",
     "LandingError",
+    "QueryError",
     "RevetlError",
     "WarehouseError",
     "first_line",
@@ -94,6 +96,22 @@ class BuildError(RevetlError):
 
 class WarehouseError(RevetlError):
     """The warehouse could not be opened or queried."""
+
+
+class QueryError(WarehouseError):
+    """The warehouse engine refused or failed a statement (revetl/warehouse/ raises it for every engine).
+
+    The message is the engine's first line; its own exception is the cause. What callers act on:
+    `out_of_disk` (no space left for its temporary files), `line` (the line of the statement it points
+    at, if any), `missing` (the statement names a relation the warehouse does not have).
+    """
+
+    def __init__(self, message: str, *, out_of_disk: bool = False, line: int | None = None,
+                 missing: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_disk = out_of_disk
+        self.line = line
+        self.missing = missing
 
 
 class StateError(RevetlError):
