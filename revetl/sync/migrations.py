@@ -15,7 +15,7 @@ from __future__ import annotations
 from revetl.errors import WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import statement
+from revetl.warehouse.dialect import Template
 
 __all__ = ["LATEST", "MIGRATIONS", "SCHEMA", "migrate", "schema_version"]
 
@@ -74,22 +74,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 LATEST = MIGRATIONS[-1][0]
 
-_EXISTS = """select count(*) from information_schema.tables
-             where table_schema = $schema and table_name = 'migrations'"""
-_VERSION = "select coalesce(max(version), 0) from revetl_state.migrations"
+_EXISTS = Template("""select count(*) from information_schema.tables
+    where table_schema = 'revetl_state' and table_name = 'migrations'""")
+_VERSION = Template("select coalesce(max(version), 0) from revetl_state.migrations")
 _CREATE = (
     "create schema if not exists revetl_state",
     "create table if not exists revetl_state.migrations (version integer primary key, description varchar, "
     "applied_at timestamptz)",
 )
-_RECORD = "insert into revetl_state.migrations values ($version, $description, $at)"
+_RECORD = Template("insert into revetl_state.migrations values ($version, $description, $at)")
 
 
 def schema_version(connection: Connection) -> int:
     """The migration version the warehouse is at; 0 when revetl never wrote state there."""
-    if not connection.scalar(statement(_EXISTS, connection.dialect), {"schema": SCHEMA}):
+    if not connection.scalar(_EXISTS):
         return 0
-    return connection.scalar(statement(_VERSION, connection.dialect))
+    return connection.scalar(_VERSION)
 
 
 def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
@@ -101,13 +101,12 @@ def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
         )
     if version == 0:
         for sql in _CREATE:
-            connection.execute(statement(sql, connection.dialect))
+            connection.execute(Template(sql))
     for number, description, statements in MIGRATIONS:
         if number <= version:
             continue
         with connection.transaction():
             for sql in statements:
-                connection.execute(statement(sql, connection.dialect))
-            connection.execute(statement(_RECORD, connection.dialect),
-                               {"version": number, "description": description, "at": clock.now()})
+                connection.execute(Template(sql))
+            connection.execute(_RECORD, {"version": number, "description": description, "at": clock.now()})
     return LATEST

@@ -58,7 +58,7 @@ from revetl.errors import QueryError, StateError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync import state
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import drop_table, statement, temp_table, template
+from revetl.warehouse.dialect import Template, drop_table, temp_table
 
 __all__ = ["Diff", "Guard", "Plan", "make_plan", "payload_expression", "plan_sync", "print_plan", "write_diff"]
 
@@ -178,15 +178,15 @@ def _current(sync: SyncConfig, types: dict[str, str]) -> exp.Create:
 
 
 # Duplicates: 64-bit hashes of the keys grouped first, then only the suspects by key.
-_DUPLICATES = """create or replace temp table revetl_duplicates as
+_DUPLICATES = Template("""create or replace temp table revetl_duplicates as
     with suspects as (
         select hash(key) as h from revetl_current where key is not null group by h having count(*) > 1
     )
     select key, count(*) as n from revetl_current
     where key is not null and hash(key) in (select h from suspects)
-    group by key having count(*) > 1"""
+    group by key having count(*) > 1""")
 # The diff on (key, row_hash) alone; `acked_state` is the sync's acknowledged rows (state.current_state).
-_CHANGED = """create or replace temp table revetl_changed as
+_CHANGED = Template("""create or replace temp table revetl_changed as
     with cur as (
             select key, row_hash from revetl_current c
             where key is not null and not exists (select 1 from revetl_duplicates d where d.key = c.key)
@@ -198,19 +198,19 @@ _CHANGED = """create or replace temp table revetl_changed as
     select case when acked.key is null then 'add' when cur.key is null then 'remove' else 'change' end as op,
            coalesce(cur.key, acked.key) as key
     from cur full outer join acked on cur.key = acked.key
-    where acked.key is null or (cur.key is null and $removes) or cur.row_hash <> acked.row_hash"""
+    where acked.key is null or (cur.key is null and $removes) or cur.row_hash <> acked.row_hash""")
 # Payloads join in for the few rows that differ.
-_DIFF = """create or replace temp table revetl_diff as
+_DIFF = Template("""create or replace temp table revetl_diff as
     select d.op, d.key, c.payload, c.row_hash, a.dest_ref, a.payload::varchar as previous
     from revetl_changed d
     left join revetl_current c on c.key = d.key and d.op <> 'remove'
-    left join acked_state a on a.key = d.key and d.op <> 'add'"""
-_COUNTS = "select op, count(*) from revetl_changed group by op"
-_ROWS = "select count(*), count(*) filter (where key is null) from revetl_current"
-_DUPLICATED = "select count(*), coalesce(sum(n), 0) from revetl_duplicates"
-_EXAMPLES = "select key from revetl_duplicates order by n desc, key limit 5"
-_PREVIOUS = "select count(*) from acked_state"
-_SAMPLES = "select key, payload, previous from revetl_diff where op = $op order by key limit $limit"
+    left join acked_state a on a.key = d.key and d.op <> 'add'""")
+_COUNTS = Template("select op, count(*) from revetl_changed group by op")
+_ROWS = Template("select count(*), count(*) filter (where key is null) from revetl_current")
+_DUPLICATED = Template("select count(*), coalesce(sum(n), 0) from revetl_duplicates")
+_EXAMPLES = Template("select key from revetl_duplicates order by n desc, key limit 5")
+_PREVIOUS = Template("select count(*) from acked_state")
+_SAMPLES = Template("select key, payload, previous from revetl_diff where op = $op order by key limit $limit")
 
 
 def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int = 5,
@@ -241,17 +241,15 @@ def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, sampl
 
 def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int, has_pending: bool,
                version: int, clock: Clock) -> Plan:
-    def run(sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return connection.fetchall(statement(sql, connection.dialect), parameters)
-
+    run = connection.fetchall
     connection.execute(f"create or replace temp view {AUDIENCE} as {audience_sql}\n")
     types = {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
     connection.execute(_current(sync, types))
     run(_DUPLICATES)
     acked = state.current_state(connection, has_pending)
     parameters = {"sync": sync.name}
-    connection.execute(template(_CHANGED, acked_state=acked), {**parameters, "removes": sync.mode == "mirror"})
-    connection.execute(template(_DIFF, acked_state=acked), parameters)
+    connection.execute(_CHANGED.fill(acked_state=acked), {**parameters, "removes": sync.mode == "mirror"})
+    connection.execute(_DIFF.fill(acked_state=acked), parameters)
     counts = dict(run(_COUNTS))
     (rows, null_keys), = run(_ROWS)
     (duplicate_keys, duplicate_rows), = run(_DUPLICATED)
@@ -260,7 +258,7 @@ def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samp
     for name in ("revetl_current", "revetl_duplicates", "revetl_changed"):
         connection.execute(drop_table(name))
     connection.execute(drop_table(AUDIENCE, kind="VIEW"))
-    previous = connection.scalar(template(_PREVIOUS, acked_state=acked), parameters)
+    previous = connection.scalar(_PREVIOUS.fill(acked_state=acked), parameters)
     sample_rows: dict[str, tuple[dict[str, Any], ...]] = {}
     for op in state.OPS:
         if counts.get(op):

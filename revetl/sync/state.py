@@ -41,7 +41,7 @@ from revetl.runtime import SYSTEM, Clock
 from revetl.sync.journal import ACK_SCHEMA, JournalContents, ack_chunks, journal_run, scan
 from revetl.sync.migrations import LATEST, SCHEMA, migrate, schema_version
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import drop_table, param, statement, temp_table, template
+from revetl.warehouse.dialect import Template, drop_table, temp_table
 
 __all__ = [
     "LATEST",
@@ -69,7 +69,6 @@ __all__ = [
 
 PENDING = "revetl_pending"  # journals not folded yet, loaded into a temp table by `load_pending`
 OPS = ("add", "change", "remove")
-_VERSIONED = 3  # the migration that added `versions`
 
 
 @dataclass(frozen=True)
@@ -91,13 +90,8 @@ class RunRecord:
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
 
-def _run_sql(connection: Connection, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-    """Run one of this module's templates (rendered once per engine) with its parameters."""
-    return connection.fetchall(statement(sql, connection.dialect), parameters)
-
-
-_BUMP = """insert into revetl_state.versions values ($sync, 1)
-           on conflict (sync) do update set version = version + 1"""
+_BUMP = Template("""insert into revetl_state.versions values ($sync, 1)
+    on conflict (sync) do update set version = version + 1""")
 
 
 @contextlib.contextmanager
@@ -107,14 +101,19 @@ def transaction(connection: Connection, changes: str | None = None) -> Iterator[
     with connection.transaction():
         yield
         if changes is not None:
-            _run_sql(connection, _BUMP, {"sync": changes})
+            connection.execute(_BUMP, {"sync": changes})
+
+
+_VERSIONED = Template("""select count(*) from information_schema.tables
+    where table_schema = 'revetl_state' and table_name = 'versions'""")  # migration 3
+_VERSION = Template("select version from revetl_state.versions where sync = $sync")
 
 
 def version(connection: Connection, sync: str) -> int:
     """The version of the sync's acknowledged rows (0 before their first change, or without state)."""
-    if schema_version(connection) < _VERSIONED:
+    if not connection.scalar(_VERSIONED):
         return 0
-    found = _run_sql(connection, "select version from revetl_state.versions where sync = $sync", {"sync": sync})
+    found = connection.fetchall(_VERSION, {"sync": sync})
     return found[0][0] if found else 0
 
 
@@ -122,11 +121,11 @@ def has_state(connection: Connection) -> bool:
     return schema_version(connection) > 0
 
 
-_FOLDED = "select key, row_hash, payload, dest_ref from revetl_state.acknowledged where sync = $sync"
+_FOLDED = Template("select key, row_hash, payload, dest_ref from revetl_state.acknowledged where sync = $sync")
 # Reading writes nothing: where revetl never wrote state, the folded rows are an empty relation.
-_NO_STATE = """select null::varchar as key, null::varchar as row_hash, null::json as payload,
-                      null::varchar as dest_ref where $sync is null"""
-_WITH_PENDING = """
+_NO_STATE = Template("""select null::varchar as key, null::varchar as row_hash, null::json as payload,
+    null::varchar as dest_ref where $sync is null""")
+_WITH_PENDING = Template("""
     with latest as (
         select key, op, row_hash, payload, dest_ref,
                row_number() over (partition by key order by seq desc) as newest
@@ -136,18 +135,18 @@ _WITH_PENDING = """
     where not exists (select 1 from latest j where j.key = a.key)
     union all
     select key, row_hash, payload::json, dest_ref from latest where newest = 1 and op <> 'remove'
-"""
+""")
 
 
-def current_state(connection: Connection, pending: bool = False) -> exp.Query:
+def current_state(connection: Connection, pending: bool = False) -> Template:
     """A query of (key, row_hash, payload, dest_ref) acknowledged for the sync bound to `$sync`.
 
     With `pending`, journals not folded yet (loaded into `revetl_pending` by `load_pending`)
     override the folded rows, key by key."""
-    folded = template(_FOLDED if has_state(connection) else _NO_STATE)
+    folded = _FOLDED if has_state(connection) else _NO_STATE
     if not pending:  # the usual case: no run in progress, a plain scan
         return folded
-    return template(_WITH_PENDING, folded=folded)
+    return _WITH_PENDING.fill(folded=folded)
 
 
 def _load_acks(connection: Connection, table: str, journals: Sequence[Path]) -> int:
@@ -175,16 +174,16 @@ def load_pending(connection: Connection, journals: Sequence[Path]) -> bool:
     return False
 
 
-_FORGET_CHUNK = """delete from revetl_state.acknowledged
-                   where sync = $sync and key in (select key from revetl_chunk)"""
-_INSERT_CHUNK = """insert into revetl_state.acknowledged
-                   select $sync, key, row_hash, payload::json, dest_ref, $run, $now
-                   from revetl_chunk where op <> 'remove'"""
+_FORGET_CHUNK = Template("""delete from revetl_state.acknowledged
+    where sync = $sync and key in (select key from revetl_chunk)""")
+_INSERT_CHUNK = Template("""insert into revetl_state.acknowledged
+    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
+    from revetl_chunk where op <> 'remove'""")
 # A run acknowledges each key once; ordering by `seq` is only needed if one did not.
-_INSERT_LATEST = """insert into revetl_state.acknowledged
-                    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
-                    from (select * from revetl_chunk qualify row_number() over (partition by key order by seq desc) = 1)
-                    where op <> 'remove'"""
+_INSERT_LATEST = Template("""insert into revetl_state.acknowledged
+    select $sync, key, row_hash, payload::json, dest_ref, $run, $now
+    from (select * from revetl_chunk qualify row_number() over (partition by key order by seq desc) = 1)
+    where op <> 'remove'""")
 
 
 def _fold(connection: Connection, sync: str, contents: JournalContents, now: dt.datetime) -> None:
@@ -197,13 +196,13 @@ def _fold(connection: Connection, sync: str, contents: JournalContents, now: dt.
         keys = chunk.column("key")
         insert = _INSERT_CHUNK if len(pc.unique(keys)) == len(keys) else _INSERT_LATEST
         with connection.scratch("revetl_chunk", chunk), transaction(connection, changes=sync):
-            _run_sql(connection, _FORGET_CHUNK, {"sync": sync})
-            _run_sql(connection, insert, {"sync": sync, "run": contents.run_id, "now": now})
+            connection.execute(_FORGET_CHUNK, {"sync": sync})
+            connection.execute(insert, {"sync": sync, "run": contents.run_id, "now": now})
 
 
-_RUN_STATUS = "select status from revetl_state.runs where run_id = $run"
-_RECORD_REJECTS = """insert into revetl_state.failures
-                     select $run, $sync, key, op, reason, payload::json, $now from revetl_rejects"""
+_RUN_STATUS = Template("select status from revetl_state.runs where run_id = $run")
+_RECORD_REJECTS = Template("""insert into revetl_state.failures
+    select $run, $sync, key, op, reason, payload::json, $now from revetl_rejects""")
 
 
 def apply_journal(connection: Connection, sync: str, path: Path, status: str | None = None,
@@ -221,7 +220,7 @@ def apply_journal(connection: Connection, sync: str, path: Path, status: str | N
     """
     run_id = journal_run(path)
     if run_id is not None:
-        found = _run_sql(connection, _RUN_STATUS, {"run": run_id})
+        found = connection.fetchall(_RUN_STATUS, {"run": run_id})
         if found and found[0][0] != "running":
             return None
     contents = JournalContents(path)
@@ -240,7 +239,7 @@ def apply_journal(connection: Connection, sync: str, path: Path, status: str | N
             rejects = pa.table({name: pa.array(values, pa.string())
                                 for name, values in zip(("op", "key", "reason", "payload"), columns)})
             with connection.scratch("revetl_rejects", rejects):
-                _run_sql(connection, _RECORD_REJECTS, {"run": run_id or "unknown", "sync": sync, "now": now})
+                connection.execute(_RECORD_REJECTS, {"run": run_id or "unknown", "sync": sync, "now": now})
         if run_id is not None:
             ended = None
             if status == "crashed" and contents.path.is_file():  # when it last wrote, not when this fold runs
@@ -254,10 +253,10 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-_START_RUN = """insert into revetl_state.runs (run_id, sync, audience, started_at, finished_at, status, members,
-                    planned_adds, planned_changes, planned_removes, message)
-                values ($run, $sync, $audience, $now, $finished, $status, $members, $adds, $changes, $removes,
-                        $message)"""
+_START_RUN = Template("""insert into revetl_state.runs (run_id, sync, audience, started_at, finished_at, status, members,
+        planned_adds, planned_changes, planned_removes, message)
+    values ($run, $sync, $audience, $now, $finished, $status, $members, $adds, $changes, $removes,
+            $message)""")
 
 
 def start_run(connection: Connection, sync: str, audience: str, members: int | None,
@@ -268,7 +267,7 @@ def start_run(connection: Connection, sync: str, audience: str, members: int | N
     run_id = run_id or new_run_id()
     now = clock.now()
     adds, changes, removes = planned
-    _run_sql(connection, _START_RUN, {
+    connection.execute(_START_RUN, {
         "run": run_id, "sync": sync, "audience": audience, "now": now, "finished": now if status != "running" else None,
         "status": status, "members": members, "adds": adds, "changes": changes, "removes": removes,
         "message": message,
@@ -276,43 +275,43 @@ def start_run(connection: Connection, sync: str, audience: str, members: int | N
     return run_id
 
 
-_CLOSE_DEAD = """update revetl_state.runs set status = 'crashed', finished_at = $now,
-                     message = 'the process stopped before the run sent anything'
-                 where sync = $sync and status = 'running' returning run_id"""
+_CLOSE_DEAD = Template("""update revetl_state.runs set status = 'crashed', finished_at = $now,
+        message = 'the process stopped before the run sent anything'
+    where sync = $sync and status = 'running' returning run_id""")
 
 
 def close_dead_runs(connection: Connection, sync: str, clock: Clock = SYSTEM) -> int:
     """Close runs of `sync` still marked running that left no journal (killed before their first batch).
     Call while holding the sync's lock, after folding its journals."""
-    return len(_run_sql(connection, _CLOSE_DEAD, {"now": clock.now(), "sync": sync}))
+    return len(connection.fetchall(_CLOSE_DEAD, {"now": clock.now(), "sync": sync}))
 
 
-_FINISH_RUN = """update revetl_state.runs set finished_at = $at, status = $status, acked_adds = $adds,
-                     acked_changes = $changes, acked_removes = $removes, failed = $failed, message = $message
-                 where run_id = $run"""
+_FINISH_RUN = Template("""update revetl_state.runs set finished_at = $at, status = $status, acked_adds = $adds,
+        acked_changes = $changes, acked_removes = $removes, failed = $failed, message = $message
+    where run_id = $run""")
 
 
 def finish_run(connection: Connection, run_id: str, status: str, acked: tuple[int, int, int], failed: int,
                message: str | None, finished_at: dt.datetime) -> None:
     """Close a run record with its outcome."""
     adds, changes, removes = acked
-    _run_sql(connection, _FINISH_RUN, {
+    connection.execute(_FINISH_RUN, {
         "at": finished_at, "status": status, "adds": adds, "changes": changes, "removes": removes,
         "failed": failed, "message": message, "run": run_id,
     })
 
 
-_RUNS = """select run_id, sync, audience, started_at, finished_at, status, members,
-                  planned_adds, planned_changes, planned_removes, acked_adds, acked_changes, acked_removes,
-                  failed, message
-           from revetl_state.runs where $sync is null or sync = $sync order by started_at desc limit $limit"""
+_RUNS = Template("""select run_id, sync, audience, started_at, finished_at, status, members,
+           planned_adds, planned_changes, planned_removes, acked_adds, acked_changes, acked_removes,
+           failed, message
+    from revetl_state.runs where $sync is null or sync = $sync order by started_at desc limit $limit""")
 
 
 def runs(connection: Connection, sync: str | None = None, limit: int = 20) -> list[RunRecord]:
     """Past runs, newest first (of one sync, or of all)."""
     if not has_state(connection):
         return []
-    return [_run_record(row) for row in _run_sql(connection, _RUNS, {"sync": sync, "limit": limit})]
+    return [_run_record(row) for row in connection.fetchall(_RUNS, {"sync": sync, "limit": limit})]
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -321,9 +320,9 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
                      failed, message)
 
 
-_LAST_FAILED_RUN = "select run_id from revetl_state.failures where sync = $sync order by failed_at desc limit 1"
-_FAILURES = """select run_id, key, op, reason, failed_at from revetl_state.failures
-               where sync = $sync and run_id = $run order by failed_at, key limit $limit"""
+_LAST_FAILED_RUN = Template("""select run_id from revetl_state.failures where sync = $sync order by failed_at desc limit 1""")
+_FAILURES = Template("""select run_id, key, op, reason, failed_at from revetl_state.failures
+    where sync = $sync and run_id = $run order by failed_at, key limit $limit""")
 
 
 def failures(connection: Connection, sync: str, run_id: str | None = None,
@@ -332,22 +331,26 @@ def failures(connection: Connection, sync: str, run_id: str | None = None,
     if not has_state(connection):
         return []
     if run_id is None:
-        found = _run_sql(connection, _LAST_FAILED_RUN, {"sync": sync})
+        found = connection.fetchall(_LAST_FAILED_RUN, {"sync": sync})
         if not found:
             return []
         run_id = found[0][0]
-    return _run_sql(connection, _FAILURES, {"sync": sync, "run": run_id, "limit": limit})
+    return connection.fetchall(_FAILURES, {"sync": sync, "run": run_id, "limit": limit})
 
 
-_LAST_SIZES = """select audience, arg_max(members, started_at) from revetl_state.runs
-                 where members is not null group by audience"""
+_LAST_SIZES = Template("""select audience, arg_max(members, started_at) from revetl_state.runs
+    where members is not null group by audience""")
 
 
 def last_sizes(connection: Connection) -> dict[str, int]:
     """Audience name -> member count at its latest run (any sync), for `revetl audiences list`."""
     if not has_state(connection):
         return {}
-    return dict(_run_sql(connection, _LAST_SIZES))
+    return dict(connection.fetchall(_LAST_SIZES))
+
+
+_COUNT = Template("select count(*) from revetl_state.acknowledged where sync = $sync")
+_FORGET = Template("delete from revetl_state.acknowledged where sync = $sync")
 
 
 def reset(connection: Connection, sync: str) -> int:
@@ -358,10 +361,12 @@ def reset(connection: Connection, sync: str) -> int:
     if not has_state(connection):
         return 0
     with transaction(connection, changes=sync):
-        count = _run_sql(connection, "select count(*) from revetl_state.acknowledged where sync = $sync",
-                         {"sync": sync})[0][0]
-        _run_sql(connection, "delete from revetl_state.acknowledged where sync = $sync", {"sync": sync})
+        count = connection.scalar(_COUNT, {"sync": sync})
+        connection.execute(_FORGET, {"sync": sync})
     return count
+
+
+_ORDERED = Template("select * from state order by key")
 
 
 def acknowledged_rows(connection: Connection, sync: str,
@@ -371,8 +376,7 @@ def acknowledged_rows(connection: Connection, sync: str,
     try:
         if not has_state(connection) and not pending:
             return []
-        query = exp.select("*").from_(current_state(connection, pending).subquery("state")).order_by("key")
-        return connection.fetchall(query, {"sync": sync})
+        return connection.fetchall(_ORDERED.fill(state=current_state(connection, pending)), {"sync": sync})
     finally:
         if pending:
             connection.execute(drop_table(PENDING))

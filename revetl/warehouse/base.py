@@ -31,9 +31,11 @@ if TYPE_CHECKING:  # neither is imported by the commands that only open a connec
     import pyarrow as pa
     from sqlglot import exp
 
+    from revetl.warehouse.dialect import Template
+
 __all__ = ["ArrowData", "Connection", "Parameters", "Result", "SQL"]
 
-SQL: TypeAlias = "str | exp.Expression"
+SQL: TypeAlias = "str | exp.Expression | Template"
 Parameters: TypeAlias = "Sequence[Any] | Mapping[str, Any] | None"
 ArrowData: TypeAlias = "pa.Table | pa.RecordBatchReader"
 READ_ROWS = 20_000  # rows per Arrow batch streamed out, unless the caller says otherwise
@@ -63,7 +65,8 @@ class Connection(ABC):
     dialect: ClassVar[str]  # sqlglot's name of the engine's SQL dialect
 
     def render(self, sql: SQL) -> str:
-        """SQL text for this engine: an expression rendered in its dialect, identifiers quoted; text as is."""
+        """SQL text for this engine: an expression (or a `dialect.Template`) rendered in its dialect,
+        identifiers quoted; text as is."""
         return sql if isinstance(sql, str) else sql.sql(dialect=self.dialect, identify=True)
 
     @abstractmethod

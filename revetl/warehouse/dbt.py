@@ -309,7 +309,8 @@ def _publish(project: Project, staging: Path) -> int:
                     connection.execute("create or replace view" + sql.strip()[len("create view"):])
         connection.execute("detach revetl_build")
     except QueryError as exc:
-        raise BuildError(f"the build passed but could not be published into the warehouse: {_one_line(exc.__cause__ or exc)}") from exc
+        reason = _one_line(exc.__cause__ or exc)  # the engine's whole message, on one line
+        raise BuildError(f"the build passed but could not be published into the warehouse: {reason}") from exc
     finally:
         connection.close()
     return len(published)

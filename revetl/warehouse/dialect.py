@@ -1,25 +1,21 @@
 """SQL as sqlglot expressions, and the dialect each warehouse type renders them in (named here, once).
 
 revetl's own SQL (plan, state) is built from these and rendered by the connection for its engine
-(`Connection.render`), identifiers quoted, values as parameters (`param`). Where engines truly differ,
+(`Connection.render`), identifiers quoted, values as parameters (`$name` in a template). Where engines truly differ,
 a builder here is the one place that says how.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
-__all__ = ["DIALECTS", "TEMPLATES", "drop_table", "param", "statement", "table", "temp_table", "template"]
+__all__ = ["DIALECTS", "TEMPLATES", "Template", "drop_table", "param", "table", "temp_table"]
 
 DIALECTS = {"duckdb": "duckdb"}  # dbt target type -> sqlglot dialect
-
-
-def param(name: str) -> exp.Placeholder:
-    """A named parameter: `$name` in DuckDB; its value goes in the parameters, never in the text."""
-    return exp.Placeholder(this=name)
 
 
 def table(name: str, schema: str | None = None) -> exp.Table:
@@ -54,22 +50,38 @@ def _parsed(sql: str) -> exp.Expression:
     return sqlglot.parse_one(sql, read=TEMPLATES)
 
 
-def template(sql: str, **relations: exp.Query) -> exp.Expression:
-    """A statement of revetl's own, written as text in the template dialect, as an expression (parsed once
-    per process). Each table named in `relations` becomes that query, as a subquery under the same alias."""
-    tree = _parsed(sql).copy()
-    if not relations:
-        return tree
+@dataclass(frozen=True)
+class Template:
+    """A statement of revetl's own, written as text in the template dialect (`TEMPLATES`). Each table named
+    in `relations` stands for another template, filled in as a subquery under the same alias. A template
+    is parsed, filled and rendered once per process and dialect: a plan pays sqlglot's cost once."""
 
-    def swap(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Table) and not node.db and node.name in relations:
-            return relations[node.name].subquery(node.alias or node.name, copy=True)
-        return node
+    text: str
+    relations: tuple[tuple[str, Template], ...] = ()
 
-    return tree.transform(swap)
+    def fill(self, **relations: Template) -> Template:
+        """This template with more relations filled in."""
+        return Template(self.text, (*self.relations, *sorted(relations.items())))
+
+    def expression(self) -> exp.Expression:
+        tree = _parsed(self.text).copy()
+        if not self.relations:
+            return tree
+        filled = dict(self.relations)
+
+        def swap(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Table) and not node.db and node.name in filled:
+                return filled[node.name].expression().subquery(node.alias or node.name)
+            return node
+
+        return tree.transform(swap)
+
+    def sql(self, dialect: str, identify: bool = True) -> str:
+        """The statement for `dialect`, identifiers quoted (as `exp.Expression.sql`, which `Connection.render`
+        calls)."""
+        return _rendered(self, dialect, identify)
 
 
 @functools.lru_cache(maxsize=256)
-def statement(sql: str, dialect: str) -> str:
-    """A template without relations to fill, rendered for `dialect`: parsed and rendered once per process."""
-    return template(sql).sql(dialect=dialect, identify=True)
+def _rendered(template: Template, dialect: str, identify: bool) -> str:
+    return template.expression().sql(dialect=dialect, identify=identify)
