@@ -63,10 +63,11 @@ MEASURE_REVETL = """
 import json, sys, time, duckdb
 from revetl.config import SyncConfig
 from revetl.sync.plan import make_plan
+from revetl.warehouse.embedded import DuckDBConnection
 c = duckdb.connect(sys.argv[1], read_only=True)
 c.execute("set memory_limit = ?", [sys.argv[3]]); c.execute("set preserve_insertion_order = false"); c.execute("set threads = 2")
 started = time.monotonic()
-plan = make_plan(c, SyncConfig.model_validate(json.loads(sys.argv[2])), "select * from audience_rows")
+plan = make_plan(DuckDBConnection(c), SyncConfig.model_validate(json.loads(sys.argv[2])), "select * from audience_rows")
 result = {"seconds": time.monotonic() - started, "adds": plan.adds, "changes": plan.changes, "removes": plan.removes}
 """
 
@@ -104,6 +105,7 @@ def prepare(members: int, churn: bool) -> Path:
     from revetl.sync import state
     from revetl.config import SyncConfig
     from revetl.sync.plan import make_plan
+    from revetl.warehouse.embedded import DuckDBConnection
 
     path = warehouse_path(members, churn)
     if path.exists():
@@ -119,8 +121,8 @@ def prepare(members: int, churn: bool) -> Path:
            from range(?) t(i)""",
         [members],
     )
-    make_plan(c, SyncConfig.model_validate(SYNC), "select * from audience_rows")
-    state.migrate(c)
+    make_plan(DuckDBConnection(c), SyncConfig.model_validate(SYNC), "select * from audience_rows")
+    state.migrate(DuckDBConnection(c))
     c.execute(
         """insert into revetl_state.acknowledged
            select 'bench', key, row_hash, payload::json, null, 'setup', now() from revetl_diff"""

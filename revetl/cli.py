@@ -6,7 +6,6 @@ shows the traceback instead.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -266,7 +265,7 @@ def runs(
     from revetl.warehouse.connection import connect
 
     project = _project()
-    with contextlib.closing(connect(project, read_only=True)) as connection:
+    with connect(project, read_only=True) as connection:
         records = state.runs(connection, sync, limit=limit)
     print_runs(live_runs(project, records), console)
 
@@ -282,7 +281,7 @@ def failures(
     from revetl.sync.report import print_failures
     from revetl.warehouse.connection import connect
 
-    with contextlib.closing(connect(_project(), read_only=True)) as connection:
+    with connect(_project(), read_only=True) as connection:
         print_failures(sync, state.failures(connection, sync, run, limit=limit), console)
 
 
@@ -315,7 +314,9 @@ def _print_error(exc: BaseException) -> None:
 
     from revetl.errors import scrub_urls
 
-    err_console.print(Text("error: ", style="bold red") + Text(scrub_urls(str(exc))), highlight=False,
+    # Notes added on the way up (how far a sync run got) end the same sentence.
+    sentence = "; ".join([str(exc), *getattr(exc, "__notes__", ())])
+    err_console.print(Text("error: ", style="bold red") + Text(scrub_urls(sentence)), highlight=False,
                       soft_wrap=True)
 
 

@@ -167,11 +167,11 @@ def _print_summary(project: Project, console: Console) -> None:
             conflicts.add_row(f"{kind}: {value}", reason)
         console.print(conflicts)
 
-        cursor = connection.execute(_TRAIT_SAMPLE)
+        result = connection.execute(_TRAIT_SAMPLE)
         traits = Table(title="computed traits: the most active profiles")
-        for description in cursor.description:
-            traits.add_column(description[0], justify="left")
-        for row in cursor.fetchall():
+        for column in result.columns:
+            traits.add_column(column, justify="left")
+        for row in result.fetchall():
             traits.add_row(*["" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row])
         console.print(traits)
     finally:

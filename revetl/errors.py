@@ -7,6 +7,7 @@
     ├── BuildError              a dbt model or test failed: the message names it
     ├── CollectError            the collector cannot start, or refuses one request (`status` to answer)
     ├── WarehouseError          the warehouse could not be opened or queried
+    │   └── QueryError          the engine failed one statement (its own error is the cause): say which, stop
     ├── StateError              a sync's journal or state could not be written (a full disk): the run stops,
     │                           what was acknowledged is kept and the next run resumes from it
     ├── SyncRefused             a sync may not start: another run holds its lock, or the guard refused the plan
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import httpx
@@ -50,6 +51,7 @@ __all__ = [
     "ConfigError",
     "InvalidEvent",
     "LandingError",
+    "QueryError",
     "RevetlError",
     "WarehouseError",
     "first_line",
@@ -79,20 +81,8 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     return scrub_urls(text)
 
 
-E = TypeVar("E", bound="RevetlError")
-
-
 class RevetlError(Exception):
     """Base of every error revetl raises on purpose."""
-
-    def with_message(self: E, message: str | None) -> E:
-        """The same error (type, attributes, cause) saying `message` instead (a run's summary sentence;
-        None: its own)."""
-        reworded = type(self).__new__(type(self))  # not copy.copy: that calls __init__ with `args`
-        reworded.__dict__.update(self.__dict__)
-        reworded.args = self.args if message is None else (message,)
-        reworded.__cause__, reworded.__suppress_context__ = self.__cause__, self.__suppress_context__
-        return reworded
 
 
 class ConfigError(RevetlError):
@@ -130,6 +120,22 @@ class BuildError(RevetlError):
 
 class WarehouseError(RevetlError):
     """The warehouse could not be opened or queried."""
+
+
+class QueryError(WarehouseError):
+    """The warehouse engine refused or failed a statement (revetl/warehouse/ raises it for every engine).
+
+    The message is the engine's first line; its own exception is the cause. What callers act on:
+    `out_of_disk` (no space left for its temporary files), `line` (the line of the statement it points
+    at, if any), `missing` (the statement names a relation the warehouse does not have).
+    """
+
+    def __init__(self, message: str, *, out_of_disk: bool = False, line: int | None = None,
+                 missing: bool = False) -> None:
+        super().__init__(message)
+        self.out_of_disk = out_of_disk
+        self.line = line
+        self.missing = missing
 
 
 class StateError(RevetlError):

@@ -23,7 +23,7 @@ from revetl.audiences.sandbox import sandbox_problems
 from revetl.audiences.check import check_project
 from revetl.audiences.compile import compile_audience, load_audience
 from revetl.config import Project
-from revetl.errors import ConfigError, WarehouseError
+from revetl.errors import ConfigError, QueryError, WarehouseError
 from revetl.warehouse.connection import connect
 
 HEADER = "-- description: Test audience.\n-- key: user_id\n"  # the SQL body starts on line 3
@@ -203,10 +203,12 @@ def test_the_check_probe_runs_on_a_sandboxed_connection(tiny, tmp_path):
 
     with warehouse_if_built(tiny) as connection:
         assert connection is not None
-        with pytest.raises(duckdb.PermissionException):
+        with pytest.raises(QueryError) as caught:
             connection.execute(f"select content from read_text('{secret}')").fetchall()
-        with pytest.raises(duckdb.Error, match="locked"):
+        assert isinstance(caught.value.__cause__, duckdb.PermissionException)
+        with pytest.raises(QueryError, match="locked") as caught:
             connection.execute("set enable_external_access = true")
+        assert isinstance(caught.value.__cause__, duckdb.Error)
 
 
 def test_preview_runs_on_a_sandboxed_connection_even_if_the_check_missed_something(tiny, tmp_path, monkeypatch):

@@ -10,11 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from revetl.sync import state
 from revetl.config import SyncConfig
 from revetl.errors import WarehouseError
+from revetl.sync import state
 from revetl.sync.journal import JournalWriter
 from revetl.sync.plan import make_plan
+from revetl.warehouse.base import Connection
+from revetl.warehouse.embedded import DuckDBConnection
 
 AUDIENCE = "select * from audience_rows"
 
@@ -32,8 +34,8 @@ def sync_config(**overrides) -> SyncConfig:
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+def warehouse(tmp_path: Path) -> Connection:
+    connection = DuckDBConnection(duckdb.connect(str(tmp_path / "warehouse.duckdb")))
     connection.execute(
         "create table audience_rows (user_id varchar, email varchar, plan varchar, reports integer)"
     )
@@ -191,8 +193,8 @@ def test_state_survives_a_new_process(tmp_path, warehouse):
     acknowledge_all(warehouse, sync)
     warehouse.close()
     script = (
-        "import duckdb, sys; from revetl.sync import state; "
-        f"c = duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True); "
+        "import duckdb, sys; from revetl.sync import state; from revetl.warehouse.embedded import DuckDBConnection; "
+        f"c = DuckDBConnection(duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}, read_only=True)); "
         "print(sorted(row[0] for row in state.acknowledged_rows(c, 'churn_to_braze')))"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
@@ -227,7 +229,7 @@ def test_reset_forgets_acknowledged_rows_only(warehouse):
 
 
 def test_migrations_are_versioned_and_idempotent(warehouse):
-    assert state.state_version(warehouse) == 0
+    assert state.schema_version(warehouse) == 0
     assert state.migrate(warehouse) == state.LATEST
     assert state.migrate(warehouse) == state.LATEST
     warehouse.execute("insert into revetl_state.migrations values (999, 'from the future', now())")
@@ -265,3 +267,14 @@ def test_payload_floats_are_json_numbers_and_not_nan(warehouse):
     warehouse.execute("insert into odd values ('u1', 'nan'::double), ('u2', 'inf'::double), ('u3', 1e300)")
     plan = make_plan(warehouse, sync, "select * from odd")
     assert [row["fields"] for row in plan.samples["add"]] == [{"revenue": None}, {"revenue": None}, {"revenue": 1e300}]
+
+
+def test_every_change_of_the_acknowledged_rows_moves_the_state_version(warehouse):
+    sync = sync_config()
+    members(warehouse, BASE)
+    assert make_plan(warehouse, sync, AUDIENCE).state_version == 0  # no state yet
+    acknowledge_all(warehouse, sync)  # one fold of one chunk
+    assert make_plan(warehouse, sync, AUDIENCE).state_version == 1
+    assert state.reset(warehouse, sync.name) == 3
+    assert make_plan(warehouse, sync, AUDIENCE).state_version == 2
+    assert state.version(warehouse, "another_sync") == 0  # each sync has its own

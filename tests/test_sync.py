@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from wh import audience_project
 
-from revetl.sync.apply import sync_lock
+from revetl.sync.lock import sync_lock
 from revetl.config import Project
 from revetl.emulators import running
 from revetl.warehouse.connection import connect
@@ -169,3 +170,41 @@ def test_any_url_password_in_an_error_is_hidden():
     assert scrub_urls(text) == (
         "cannot reach https://user:***@crm.example.com/x and postgres://u:***@db/warehouse, nor http://a@b"
     )
+
+
+@pytest.mark.slow
+def test_a_plan_made_against_older_state_is_refused(project):
+    """Plan, then the state moves on (a run acknowledges rows), then apply the old plan: refused, nothing sent."""
+    from revetl.audiences.compile import compile_audience, load_audience
+    from revetl.config import load_sync
+    from revetl.destinations import load_destination
+    from revetl.errors import StateError
+    from revetl.sync.apply import apply_plan, run_sync
+    from revetl.sync.plan import make_plan, write_diff
+    from revetl.warehouse.connection import work_dir
+
+    def plan_to_file(name: str):
+        with connect(project) as warehouse:
+            return write_diff(warehouse, make_plan(warehouse, sync, sql), work_dir(project) / name)
+
+    members(project, 10)
+    with running("braze", {"api_key": KEY}) as url:
+        sync_file(project, url)
+        sync = load_sync(project, "people")
+        sql = compile_audience(project, load_audience(project, "people"))
+        stale = plan_to_file("stale.plan.parquet")
+        assert stale.diff is not None and stale.diff.rows == 10
+        assert run_sync(project, sync).ok  # the state moves on: the 10 members acknowledged
+        members(project, 12)
+        sent = httpx.get(f"{url}/_emulator/stats").json()["requests_total"]
+        with pytest.raises(StateError) as caught:
+            apply_plan(project, sync, load_destination(sync), stale)
+        assert str(caught.value) == (
+            f"sync people: its state changed since the plan was made (version {stale.state_version}, "
+            f"now {stale.state_version + 1}); nothing was sent, plan again"
+        )
+        assert httpx.get(f"{url}/_emulator/stats").json()["requests_total"] == sent
+        fresh = plan_to_file("fresh.plan.parquet")  # a plan made against the state as it is now applies
+        result = apply_plan(project, sync, load_destination(sync), fresh)
+        assert result.ok and result.acked["add"] == 2 and fresh.diff is not None
+        assert not fresh.diff.path.exists()  # applied: its rows are in the state, the file is gone

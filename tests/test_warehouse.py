@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from wh import audience_project
 
-from revetl.errors import WarehouseError
+from revetl.errors import QueryError, WarehouseError
 from revetl.warehouse.connection import connect
 
 HOLD = """
@@ -70,8 +70,9 @@ def test_a_sandboxed_connection_reaches_no_file_and_changes_no_setting(project, 
         for sql in (f"select * from read_text('{secret}')", f"select * from '{secret}'",
                     f"attach '{tmp_path / 'other.duckdb'}' as other", f"copy (select 1) to '{tmp_path / 'out.csv'}'",
                     "install spatial", "set memory_limit = '10GB'", "set enable_external_access = true"):
-            with pytest.raises(duckdb.Error):
+            with pytest.raises(QueryError) as caught:
                 connection.execute(sql)
+            assert isinstance(caught.value.__cause__, duckdb.Error)  # DuckDB itself refused it
         assert connection.execute("select 1 + 1").fetchall() == [(2,)]  # the warehouse itself still works
     finally:
         connection.close()

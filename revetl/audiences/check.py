@@ -19,7 +19,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import yaml
 
 from revetl.audiences.compile import (
@@ -34,8 +33,8 @@ from revetl.audiences.compile import (
 )
 from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
 from revetl.destinations import load_destination, settings_problems, unknown_type
-from revetl.errors import ConfigError, RevetlError
-from revetl.warehouse.connection import connect, duckdb_path
+from revetl.errors import ConfigError, QueryError, RevetlError
+from revetl.warehouse.connection import Connection, connect, duckdb_path
 from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]
@@ -53,7 +52,7 @@ def check_project(project: Project) -> list[Problem]:
 
 
 def check_audiences(
-    project: Project, connection: duckdb.DuckDBPyConnection | None
+    project: Project, connection: Connection | None
 ) -> dict[str, tuple[list[str] | None, list[Problem]]]:
     """Audience name -> (output columns, or None when they cannot be known; its problems)."""
     refs = relations(project)
@@ -61,7 +60,7 @@ def check_audiences(
 
 
 @contextlib.contextmanager
-def warehouse_if_built(project: Project) -> Iterator[duckdb.DuckDBPyConnection | None]:
+def warehouse_if_built(project: Project) -> Iterator[Connection | None]:
     """A read-only, sandboxed connection (it runs audiences) if the warehouse exists and can be opened
     within REVETL_LOCK_WAIT, else None."""
     connection = None
@@ -76,7 +75,7 @@ def warehouse_if_built(project: Project) -> Iterator[duckdb.DuckDBPyConnection |
 
 
 def _check_audience(
-    project: Project, name: str, refs: dict[str, str], connection: duckdb.DuckDBPyConnection | None
+    project: Project, name: str, refs: dict[str, str], connection: Connection | None
 ) -> tuple[list[str] | None, list[Problem]]:
     """(output columns or None when unknown, problems) of one audience."""
     audience = read_audience(project.audiences_dir / f"{name}.sql")
@@ -97,17 +96,16 @@ def _check_audience(
 
 
 def _warehouse_columns(
-    compiled: Compiled, connection: duckdb.DuckDBPyConnection
+    compiled: Compiled, connection: Connection
 ) -> tuple[list[str] | None, list[Problem]]:
     audience = compiled.audience
     try:
         columns = audience_columns(connection, compiled.sql or "")
     except RevetlError as exc:
-        cause = str(exc.__cause__ or "")
-        # DuckDB points at the line of the query it ran, which starts with the audience's first line.
-        match = re.search(r"^LINE (\d+):", cause, re.MULTILINE)
-        line = compiled.file_line(int(match.group(1))) if match else audience.body_line
-        hint = "; run `revetl build` if a model is missing" if "does not exist" in cause else ""
+        cause = exc.__cause__ if isinstance(exc.__cause__, QueryError) else None
+        # The engine points at the line of the query it ran, which starts with the audience's first line.
+        line = compiled.file_line(cause.line) if cause and cause.line else audience.body_line
+        hint = "; run `revetl build` if a model is missing" if cause and cause.missing else ""
         return None, [Problem(audience.path, line, f"{exc}{hint}")]
     if audience.key.lower() not in {c.lower() for c in columns}:
         return columns, [key_problem(audience, columns)]

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import jinja2
 import yaml
 from jinja2 import nodes
@@ -36,8 +35,8 @@ from sqlglot import exp
 
 from revetl.audiences.sql import inspect_sql
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
-from revetl.errors import ConfigError, WarehouseError, first_line
-from revetl.warehouse.connection import duckdb_path, target_config
+from revetl.errors import ConfigError, QueryError, WarehouseError
+from revetl.warehouse.connection import Connection, duckdb_path, target_config
 
 __all__ = [
     "BUILD_INFO",
@@ -329,10 +328,11 @@ def compile_audience(project: Project, audience: Audience) -> str:
     return compiled.sql
 
 
-def audience_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
-    """Output column names of compiled audience SQL, from the warehouse (`LIMIT 0`: reads no rows)."""
+def audience_columns(connection: Connection, sql: str) -> list[str]:
+    """Output column names of compiled audience SQL, from the warehouse (`LIMIT 0`: reads no rows).
+    The query starts on the audience's first line, so the engine's line (`QueryError.line`, the cause)
+    is the audience's."""
     try:
-        cursor = connection.execute(f"select * from ({sql}\n) as audience limit 0")
-    except duckdb.Error as exc:
-        raise WarehouseError(f"the warehouse rejects the audience query: {first_line(exc)}") from exc
-    return [column[0] for column in cursor.description]
+        return connection.execute(f"select * from ({sql}\n) as audience limit 0").columns
+    except QueryError as exc:
+        raise WarehouseError(f"the warehouse rejects the audience query: {exc}") from exc

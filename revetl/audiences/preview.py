@@ -12,7 +12,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
@@ -30,8 +29,8 @@ from revetl.audiences.compile import (
     relations,
 )
 from revetl.config import Project
-from revetl.errors import ConfigError, WarehouseError, first_line
-from revetl.warehouse.connection import connect
+from revetl.errors import ConfigError, QueryError, WarehouseError
+from revetl.warehouse.connection import Connection, connect
 
 __all__ = ["Preview", "Summary", "audience_summaries", "preview_audience", "print_audiences", "print_preview"]
 
@@ -74,7 +73,7 @@ def audience_summaries(project: Project) -> list[Summary]:
 
 
 def preview_audience(
-    project: Project, name: str, limit: int = 10, connection: duckdb.DuckDBPyConnection | None = None
+    project: Project, name: str, limit: int = 10, connection: Connection | None = None
 ) -> Preview:
     """Compile the audience and run it: its size and its first `limit` rows by key."""
     audience = load_audience(project, name)
@@ -85,28 +84,25 @@ def preview_audience(
         try:
             columns = audience_columns(connection, sql)
         except WarehouseError as exc:
-            raise WarehouseError(f"{audience.path}: {exc}") from exc.__cause__
+            raise WarehouseError(f"{audience.path}: {exc}") from exc
         if audience.key.lower() not in {c.lower() for c in columns}:
             raise ConfigError(key_problem(audience, columns).sentence())
-        key = exp.to_identifier(audience.key, quoted=True).sql("duckdb")
+        key = connection.render(exp.to_identifier(audience.key))
         try:
-            size = connection.execute(f"select count(*) from ({sql}\n) as audience").fetchone()[0]
-            rows = connection.execute(
-                f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit]
-            ).fetchall()
-        except duckdb.Error as exc:
-            raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {first_line(exc)}") from exc
+            size = connection.scalar(f"select count(*) from ({sql}\n) as audience")
+            rows = connection.fetchall(f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit])
+        except QueryError as exc:
+            raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {exc}") from exc
         return Preview(name, audience.description, audience.key, _as_of(project, connection), size, columns, rows)
     finally:
         if own:
             connection.close()
 
 
-def _as_of(project: Project, connection: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+def _as_of(project: Project, connection: Connection) -> dt.datetime | None:
     relation = relations(project).get(BUILD_INFO)
-    with contextlib.suppress(duckdb.Error):
-        row = connection.execute(f"select max(as_of) from {relation}").fetchone() if relation else None
-        return row[0] if row else None
+    with contextlib.suppress(QueryError):  # a warehouse built before build_info existed
+        return connection.scalar(f"select max(as_of) from {relation}") if relation else None
     return None
 
 

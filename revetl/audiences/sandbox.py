@@ -2,7 +2,7 @@
 
 sqlglot (sql.py) decides that an audience is one read-only SELECT. Which functions it
 calls and which relations it reads is decided here, on the tree DuckDB's parser builds for the
-very SQL the warehouse will run (`json_serialize_sql`, which parses and runs nothing): so no
+very SQL the warehouse will run (`warehouse.embedded.parse_tree`: parses, runs nothing): so no
 difference between two parsers can hide a call. Every node of that tree must be known:
 
 - every function (scalar, aggregate, window, and those DuckDB's parser writes for syntax: `||`,
@@ -19,14 +19,11 @@ catalog, which that sandbox allows, and it names the file and line of each probl
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Collection, Iterable
 from typing import Any
 
-import duckdb
-
 from revetl.audiences.functions import function_problem, table_function_problem
+from revetl.warehouse.embedded import parse_tree
 
 __all__ = ["sandbox_problems"]
 
@@ -39,34 +36,19 @@ _RELATIONS = frozenset({"BASE_TABLE", "EMPTY", "EXPRESSION_LIST", "JOIN", "PIVOT
 _UNKNOWN = 2**64 - 1  # DuckDB's "no location"
 _PATH_MARKS = "./\\:*"  # a relation name holding one of these is a file path to DuckDB
 
-_lock = threading.Lock()
-_parser: duckdb.DuckDBPyConnection | None = None
-
 
 def sandbox_problems(sql: str, relations: Collection[tuple[str, ...]]) -> list[tuple[int, str]]:
     """(byte offset in `sql`, sentence) for each thing the query `sql` may not reach.
 
     `relations` are the relations ref() renders, as lower-case name parts (catalog, schema, name).
     A query DuckDB cannot parse is one problem (its own message)."""
-    tree = _parse(sql)
+    tree = parse_tree(sql)
     if tree.get("error"):
         where = int(tree.get("position") or 0)
         return [(where, f"the SQL cannot be parsed here: {tree.get('error_message', 'unknown error')}")]
     walk = _Walk(frozenset(relations))
     walk.node(tree.get("statements", []), frozenset(), 0)
     return walk.problems
-
-
-def _parse(sql: str) -> dict[str, Any]:
-    """DuckDB's parse tree of `sql` as JSON, from a private in-memory connection that can reach nothing."""
-    global _parser
-    with _lock:
-        if _parser is None:
-            _parser = duckdb.connect(config={
-                "enable_external_access": False, "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False, "lock_configuration": True,
-            })
-        return json.loads(_parser.execute("select json_serialize_sql(?)", [sql]).fetchone()[0])
 
 
 class _Walk:

@@ -29,7 +29,6 @@ import concurrent.futures
 import os
 import queue
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow as pa
 
 from revetl.errors import StateError
 from revetl.records import frame, read_frames
+from revetl.runtime import SYSTEM, Clock
 
 __all__ = [
     "ACK_SCHEMA",
@@ -193,11 +193,13 @@ class JournalWriter:
         columns = list(zip(*acks)) if acks else []
         await asyncio.wrap_future(self._submit(orjson.dumps({"acks": columns, "rejects": rejects})))
 
-    async def write_acknowledged(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Append a batch acknowledged whole, given as the plan's rows (`op, key, payload, row_hash,
-        dest_ref, ...`, the fields of `destinations.Row`): the usual batch, one transposition and no copy."""
-        op, key, payload, row_hash, dest_ref, *_ = zip(*rows)
-        record = orjson.dumps({"acks": [op, key, row_hash, payload, dest_ref], "rejects": ()})
+    async def write_acknowledged(self, rows: Sequence[Any]) -> None:
+        """Append a batch acknowledged whole, given as the plan's rows (named tuples with the fields `op,
+        key, payload, row_hash, dest_ref`, as `destinations.Row`): the usual batch, one transposition and
+        no copy."""
+        columns = dict(zip(rows[0]._fields, zip(*rows)))
+        acks = [columns[name] for name in ("op", "key", "row_hash", "payload", "dest_ref")]
+        record = orjson.dumps({"acks": acks, "rejects": ()})
         await asyncio.wrap_future(self._submit(record))
 
     def end(self, status: str, message: str | None) -> None:
@@ -260,6 +262,6 @@ class JournalWriter:
                 future.set_result(None)
 
 
-def new_journal_path(directory: Path, run_id: str) -> Path:
+def new_journal_path(directory: Path, run_id: str, clock: Clock = SYSTEM) -> Path:
     """A fresh journal name in a sync's `journal_dir`: names sort in the order runs started."""
-    return directory / f"{time.time_ns():020d}-{run_id}{SUFFIX}"
+    return directory / f"{int(clock.time() * 1e9):020d}-{run_id}{SUFFIX}"

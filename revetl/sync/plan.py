@@ -1,16 +1,19 @@
 """Plan: an audience's current rows diffed against its sync's acknowledged state, in SQL (DESIGN 6).
 
-`make_plan` reads only. It builds connection-local temp tables and keeps the last, which
-`write_diff` streams into a Parquet file for `apply` (the others are dropped once counted, so that
-their memory is free for the sync):
+`make_plan` reads only. It builds connection-local temp relations and keeps the last (the others
+are dropped once counted, so that their memory is free for the sync):
 
+    revetl_audience    a view of the audience's query, as compiled (the one SQL revetl did not write)
     revetl_current     key, payload, row_hash     the audience's rows, mapped (not deduplicated)
     revetl_duplicates  key, n                     keys held by more than one row
     revetl_changed     op, key                    the diff on (key, row_hash) alone
-    revetl_diff        op, key, payload, row_hash, dest_ref, previous_payload
+    revetl_diff        op, key, payload, row_hash, dest_ref, previous: the fields of `Row`, by name
                        op is 'add' (new key), 'change' (same key, new row hash) or 'remove' (key gone)
 
-and returns a frozen, printable `Plan` with counts, samples, key problems and the guard's verdict.
+and returns a frozen, printable `Plan` with counts, samples, key problems, the guard's verdict and
+the version of the sync's state it read (state.version). `write_diff` streams `revetl_diff` into a
+Parquet file beside the warehouse and returns the same plan owning that `Diff`: what `apply` takes.
+The SQL is sqlglot expressions and templates (warehouse/dialect.py) rendered for the connection.
 
 Why four steps (bench/plan_bench.py, 10M members against 10M acknowledged rows): grouping the
 audience by key to find duplicates, and a full outer join carrying payloads, took 12.3 s and
@@ -36,6 +39,7 @@ the warehouse only while it plans: other syncs, plans, previews and builds run m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
@@ -43,21 +47,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
 
-from revetl.sync import state
 from revetl.config import Project, SyncConfig
 from revetl.destinations.base import Row
-from revetl.errors import StateError, WarehouseError, first_line
+from revetl.errors import QueryError, StateError, WarehouseError
+from revetl.runtime import SYSTEM, Clock
+from revetl.sync import state
+from revetl.warehouse.base import Connection
+from revetl.warehouse.dialect import Template, drop_table, temp_table
 
-__all__ = ["Diff", "Guard", "Plan", "make_plan", "plan_sync", "print_plan", "write_diff"]
+__all__ = ["Diff", "Guard", "Plan", "make_plan", "payload_expression", "plan_sync", "print_plan", "write_diff"]
 
 READ_ROWS = 20_000  # rows per Arrow batch streamed out of the warehouse
-DIFF_COLUMNS = ("op", "key", "payload", "row_hash", "dest_ref", "previous")  # the fields of `Row`, in order
+DIFF_COLUMNS = Row._fields  # the plan's rows are stored, and read back, by the names of `Row`'s fields
+AUDIENCE = "revetl_audience"
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,40 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class Diff:
+    """A plan's rows to send, in a Parquet file beside the warehouse (`<work_dir>/syncs/<sync>/`):
+    one row per planned change, its columns named as `Row`'s fields (`columns`)."""
+
+    path: Path
+    rows: int
+    columns: tuple[str, ...] = DIFF_COLUMNS
+
+    def iter_batches(self, size: int) -> Iterator[list[Row]]:
+        """The rows as `Row`s, in lists of `size` (the last may be shorter); reads one Arrow batch at a time.
+        Columns are read by name, in the order of `Row`'s fields."""
+        if not self.rows:
+            return
+        rows: list[Row] = []
+        for batch in pq.ParquetFile(self.path).iter_batches(READ_ROWS, columns=list(Row._fields)):
+            rows += map(Row._make, zip(*(batch.column(name).to_pylist() for name in Row._fields)))
+            full = len(rows) - len(rows) % size
+            for start in range(0, full, size):
+                yield rows[start:start + size]
+            rows = rows[full:]
+        if rows:
+            yield rows
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What a sync would change at its destination. Building one has no side effects."""
+    """What a sync would change at its destination. Building one has no side effects.
+
+    `state_version` is the version of the sync's acknowledged rows the plan was made against: apply
+    refuses the plan once the state has moved on. `diff` holds the rows to send once `write_diff`
+    kept them (None for a plan made to be shown, or with nothing to send)."""
 
     sync: str
     audience: str
@@ -86,6 +125,8 @@ class Plan:
     duplicate_examples: tuple[str, ...]
     guard: Guard
     samples: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    state_version: int = 0
+    diff: Diff | None = None
 
     @property
     def total(self) -> int:
@@ -93,43 +134,87 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable plan printed by `revetl plan --json`."""
-        data = asdict(self)
+        data = asdict(dataclasses.replace(self, diff=None))
+        del data["diff"]
         data["planned_at"] = self.planned_at.isoformat()
         data["duplicate_examples"] = list(self.duplicate_examples)
         data["samples"] = {op: list(rows) for op, rows in self.samples.items()}
         return data
 
 
-def _ident(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-
 # Significant digits kept of floating-point values: what survives a round trip through text.
 _DIGITS = {"DOUBLE": 15, "FLOAT": 6}
 
 
-def _field_sql(column: str, types: dict[str, str]) -> str:
+def _field(column: str, types: dict[str, str]) -> exp.Expression:
     """A mapped column as it enters the payload: floating-point values rounded (see the module docstring)."""
     digits = _DIGITS.get(types.get(column.lower(), ""))
-    name = _ident(column)
+    value = exp.column(column)
     if digits is None:
-        return name
-    return f"case when isfinite({name}) then cast(printf('%.{digits}g', {name}) as double) end"
+        return value
+    rounded = exp.Anonymous(this="printf", expressions=[exp.Literal.string(f"%.{digits}g"), value.copy()])
+    return exp.Case().when(exp.Anonymous(this="isfinite", expressions=[value]), exp.cast(rounded, "DOUBLE"))
 
 
-def _payload_sql(sync: SyncConfig, types: dict[str, str]) -> str:
-    """JSON text of the mapped fields, keyed by destination field name (sorted: a stable hash)."""
+def payload_expression(sync: SyncConfig, types: dict[str, str]) -> exp.Expression:
+    """JSON text of the mapped fields, keyed by destination field name (sorted: a stable hash). `types`
+    are the audience's column types by lower-case name (`Connection.columns`)."""
     if not sync.fields:
-        return "'{}'"
-    pairs = ", ".join(
-        f"{_ident(dest)} := {_field_sql(column, types)}"
+        return exp.Literal.string("{}")
+    pairs = [
+        exp.PropertyEQ(this=exp.to_identifier(dest), expression=_field(column, types))
         for column, dest in sorted(sync.fields.items(), key=lambda kv: kv[1])
+    ]
+    return exp.cast(exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=pairs)]), "VARCHAR")
+
+
+def _current(sync: SyncConfig, types: dict[str, str]) -> exp.Create:
+    mapped = exp.select(exp.Star(), payload_expression(sync, types).as_("payload")).from_(
+        exp.table_(AUDIENCE).as_("audience"))
+    return temp_table("revetl_current", replace=True, query=exp.select(
+        exp.cast(exp.column(sync.key), "VARCHAR").as_("key"), exp.column("payload"),
+        exp.MD5(this=exp.column("payload")).as_("row_hash"),
+    ).from_(mapped.subquery()))
+
+
+# Duplicates: 64-bit hashes of the keys grouped first, then only the suspects by key.
+_DUPLICATES = Template("""create or replace temp table revetl_duplicates as
+    with suspects as (
+        select hash(key) as h from revetl_current where key is not null group by h having count(*) > 1
     )
-    return f"to_json(struct_pack({pairs}))::varchar"
+    select key, count(*) as n from revetl_current
+    where key is not null and hash(key) in (select h from suspects)
+    group by key having count(*) > 1""")
+# The diff on (key, row_hash) alone; `acked_state` is the sync's acknowledged rows (state.current_state).
+_CHANGED = Template("""create or replace temp table revetl_changed as
+    with cur as (
+            select key, row_hash from revetl_current c
+            where key is not null and not exists (select 1 from revetl_duplicates d where d.key = c.key)
+        ),
+         acked as (
+            select key, row_hash from acked_state s
+            where not exists (select 1 from revetl_duplicates d where d.key = s.key)
+         )
+    select case when acked.key is null then 'add' when cur.key is null then 'remove' else 'change' end as op,
+           coalesce(cur.key, acked.key) as key
+    from cur full outer join acked on cur.key = acked.key
+    where acked.key is null or (cur.key is null and $removes) or cur.row_hash <> acked.row_hash""")
+# Payloads join in for the few rows that differ.
+_DIFF = Template("""create or replace temp table revetl_diff as
+    select d.op, d.key, c.payload, c.row_hash, a.dest_ref, a.payload::varchar as previous
+    from revetl_changed d
+    left join revetl_current c on c.key = d.key and d.op <> 'remove'
+    left join acked_state a on a.key = d.key and d.op <> 'add'""")
+_COUNTS = Template("select op, count(*) from revetl_changed group by op")
+_ROWS = Template("select count(*), count(*) filter (where key is null) from revetl_current")
+_DUPLICATED = Template("select count(*), coalesce(sum(n), 0) from revetl_duplicates")
+_EXAMPLES = Template("select key from revetl_duplicates order by n desc, key limit 5")
+_PREVIOUS = Template("select count(*) from acked_state")
+_SAMPLES = Template("select key, payload, previous from revetl_diff where op = $op order by key limit $limit")
 
 
-def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int = 5,
-              pending: Sequence[Path] = ()) -> Plan:
+def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int = 5,
+              pending: Sequence[Path] = (), clock: Clock = SYSTEM) -> Plan:
     """Diff `audience_sql` (a compiled audience) against the sync's state on `connection`.
 
     `pending` are journal files of runs not folded into the state yet: what they acknowledged counts.
@@ -137,96 +222,56 @@ def make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_
     (a bad cast on some row, a full disk while spilling) becomes one WarehouseError sentence.
     """
     try:
+        version = state.version(connection, sync.name)
         has_pending = state.load_pending(connection, pending)
-        return _make_plan(connection, sync, audience_sql, samples, has_pending)
-    except duckdb.Error as exc:
-        if "failed to offload" in str(exc) or "No space left" in str(exc):
+        return _make_plan(connection, sync, audience_sql, samples, has_pending, version, clock)
+    except QueryError as exc:
+        if exc.out_of_disk:
             raise WarehouseError(
                 f"planning sync {sync.name} ran out of disk space for DuckDB's temporary files beside the warehouse "
-                f"({first_line(exc)}); free some space, or give it more memory with REVETL_SYNC_MEMORY_LIMIT"
+                f"({exc}); free some space, or give it more memory with REVETL_SYNC_MEMORY_LIMIT"
             ) from exc
         raise WarehouseError(
-            f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {first_line(exc)}"
+            f"audience {sync.audience} failed in the warehouse while planning sync {sync.name}: {exc}"
         ) from exc
     finally:
         if pending:
-            connection.execute(f"drop table if exists {state.PENDING}")
+            connection.execute(drop_table(state.PENDING))
 
 
-def _make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience_sql: str, samples: int,
-               has_pending: bool) -> Plan:
-    relation = connection.sql(f"select * from ({audience_sql}) as audience")
-    types = {name.lower(): str(kind) for name, kind in zip(relation.columns, relation.types)}
-    key = _ident(sync.key)
-    connection.execute(
-        f"""create or replace temp table revetl_current as
-            select cast({key} as varchar) as key, payload, md5(payload) as row_hash
-            from (select *, {_payload_sql(sync, types)} as payload from ({audience_sql}) as audience)"""
-    )
-    connection.execute(
-        """create or replace temp table revetl_duplicates as
-           with suspects as (
-               select hash(key) as h from revetl_current where key is not null group by h having count(*) > 1
-           )
-           select key, count(*) as n from revetl_current
-           where key is not null and hash(key) in (select h from suspects)
-           group by key having count(*) > 1"""
-    )
-    acked_sql = state.current_state_sql(connection, has_pending)
-    removes = "true" if sync.mode == "mirror" else "false"
-    connection.execute(
-        f"""create or replace temp table revetl_changed as
-            with cur as (
-                    select key, row_hash from revetl_current c
-                    where key is not null and not exists (select 1 from revetl_duplicates d where d.key = c.key)
-                ),
-                 acked as (
-                    select key, row_hash from ({acked_sql}) s
-                    where not exists (select 1 from revetl_duplicates d where d.key = s.key)
-                 )
-            select case when acked.key is null then 'add' when cur.key is null then 'remove' else 'change' end as op,
-                   coalesce(cur.key, acked.key) as key
-            from cur full outer join acked on cur.key = acked.key
-            where acked.key is null or (cur.key is null and {removes}) or cur.row_hash <> acked.row_hash""",
-        {"sync": sync.name},
-    )
-    connection.execute(
-        f"""create or replace temp table revetl_diff as
-            select d.op, d.key, c.payload, c.row_hash, a.dest_ref, a.payload::varchar as previous_payload
-            from revetl_changed d
-            left join revetl_current c on c.key = d.key and d.op <> 'remove'
-            left join ({acked_sql}) a on a.key = d.key and d.op <> 'add'""",
-        {"sync": sync.name},
-    )
-    counts = dict(connection.execute("select op, count(*) from revetl_changed group by op").fetchall())
-    rows, null_keys = connection.execute(
-        "select count(*), count(*) filter (where key is null) from revetl_current"
-    ).fetchall()[0]
-    duplicate_keys, duplicate_rows = connection.execute(
-        "select count(*), coalesce(sum(n), 0) from revetl_duplicates"
-    ).fetchall()[0]
+def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int, has_pending: bool,
+               version: int, clock: Clock) -> Plan:
+    run = connection.fetchall
+    connection.execute(f"create or replace temp view {AUDIENCE} as {audience_sql}\n")
+    types = {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
+    connection.execute(_current(sync, types))
+    run(_DUPLICATES)
+    acked = state.current_state(connection, has_pending)
+    parameters = {"sync": sync.name}
+    connection.execute(_CHANGED.fill(acked_state=acked), {**parameters, "removes": sync.mode == "mirror"})
+    connection.execute(_DIFF.fill(acked_state=acked), parameters)
+    counts = dict(run(_COUNTS))
+    (rows, null_keys), = run(_ROWS)
+    (duplicate_keys, duplicate_rows), = run(_DUPLICATED)
     members = rows - null_keys - duplicate_rows
-    examples = tuple(
-        row[0] for row in connection.execute("select key from revetl_duplicates order by n desc, key limit 5").fetchall()
-    )
-    connection.execute("drop table revetl_current; drop table revetl_duplicates; drop table revetl_changed")
-    previous = connection.execute(f"select count(*) from ({acked_sql})", {"sync": sync.name}).fetchall()[0][0]
+    examples = tuple(row[0] for row in run(_EXAMPLES))
+    for name in ("revetl_current", "revetl_duplicates", "revetl_changed"):
+        connection.execute(drop_table(name))
+    connection.execute(drop_table(AUDIENCE, kind="VIEW"))
+    previous = connection.scalar(_PREVIOUS.fill(acked_state=acked), parameters)
     sample_rows: dict[str, tuple[dict[str, Any], ...]] = {}
     for op in state.OPS:
         if counts.get(op):
-            rows = connection.execute(
-                "select key, payload, previous_payload from revetl_diff where op = ? order by key limit ?",
-                [op, samples],
-            ).fetchall()
             sample_rows[op] = tuple(
-                {"key": k, "fields": json.loads(p or prev or "{}")} for k, p, prev in rows
+                {"key": key, "fields": json.loads(payload or before or "{}")}
+                for key, payload, before in run(_SAMPLES, {"op": op, "limit": samples})
             )
     adds, changes, removed = counts.get("add", 0), counts.get("change", 0), counts.get("remove", 0)
     return Plan(
         sync=sync.name,
         audience=sync.audience,
         mode=sync.mode,
-        planned_at=dt.datetime.now(dt.timezone.utc),
+        planned_at=clock.now(),
         members=members,
         previous=previous,
         adds=adds,
@@ -237,6 +282,7 @@ def _make_plan(connection: duckdb.DuckDBPyConnection, sync: SyncConfig, audience
         duplicate_examples=examples,
         guard=_guard(sync, members, previous, removed),
         samples=sample_rows,
+        state_version=version,
     )
 
 
@@ -252,7 +298,7 @@ def _guard(sync: SyncConfig, members: int, previous: int, removes: int) -> Guard
     return Guard(True)
 
 
-def plan_sync(project: Project, sync: SyncConfig, connection: duckdb.DuckDBPyConnection | None = None) -> Plan:
+def plan_sync(project: Project, sync: SyncConfig, connection: Connection | None = None) -> Plan:
     """Compile the sync's audience and plan it (`revetl plan`): a read-only, sandboxed connection unless
     given one; runs in progress or left by a crash count with what their journals acknowledged."""
     from revetl.audiences.compile import compile_audience, load_audience
@@ -270,51 +316,30 @@ def plan_sync(project: Project, sync: SyncConfig, connection: duckdb.DuckDBPyCon
             connection.close()
 
 
-@dataclass(frozen=True)
-class Diff:
-    """A plan's rows to send, in a Parquet file: `op, key, payload, row_hash, dest_ref, previous`."""
-
-    path: Path
-    rows: int
-
-    def batches(self, size: int) -> Iterator[list[Row]]:
-        """The rows as `Row`s, in lists of `size` (the last may be shorter); reads one Arrow batch at a time."""
-        if not self.rows:
-            return
-        rows: list[Row] = []
-        for batch in pq.ParquetFile(self.path).iter_batches(READ_ROWS, columns=list(DIFF_COLUMNS)):
-            rows += map(Row._make, zip(*(column.to_pylist() for column in batch.columns)))
-            full = len(rows) - len(rows) % size
-            for start in range(0, full, size):
-                yield rows[start:start + size]
-            rows = rows[full:]
-        if rows:
-            yield rows
-
-
-def write_diff(connection: duckdb.DuckDBPyConnection, path: Path) -> Diff:
-    """Stream the plan's `revetl_diff` into a Parquet file at `path` (memory: one Arrow batch)."""
-    reader = connection.sql(
-        "select op, key, payload, row_hash, dest_ref, previous_payload as previous from revetl_diff"
-    ).to_arrow_reader(READ_ROWS)
+def write_diff(connection: Connection, plan: Plan, path: Path) -> Plan:
+    """Stream the plan's rows (`revetl_diff`, left by `make_plan` on `connection`) into a Parquet file at
+    `path` (memory: one Arrow batch); returns the plan owning them as its `Diff`."""
+    query = exp.select(*map(exp.column, DIFF_COLUMNS)).from_("revetl_diff")
     rows = 0
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(temporary, reader.schema, compression="lz4") as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        temporary.replace(path)
+        reader = connection.stream(query, rows=READ_ROWS)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with pq.ParquetWriter(temporary, reader.schema, compression="lz4") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            temporary.replace(path)
+        finally:
+            reader.close()
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise StateError(f"could not write the plan to {path}: {exc.strerror or exc}") from None
-    except duckdb.Error as exc:
+        raise StateError(f"could not write the plan to {path}: {exc.strerror or exc}") from exc
+    except QueryError as exc:
         temporary.unlink(missing_ok=True)
-        raise WarehouseError(f"could not read the plan out of the warehouse: {first_line(exc)}") from exc
-    finally:
-        reader.close()
-    return Diff(path, rows)
+        raise WarehouseError(f"could not read the plan out of the warehouse: {exc}") from exc
+    return dataclasses.replace(plan, diff=Diff(path, rows))
 
 
 def print_plan(plan: Plan, console: Console) -> None:

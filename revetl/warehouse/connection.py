@@ -4,37 +4,28 @@ profiles.yml is rendered with dbt's `env_var()` semantics, so revetl and dbt alw
 the warehouse is. Only the DuckDB target type is supported for now; a relative DuckDB path is
 taken relative to the project directory (revetl runs dbt from there too).
 
-Sharing the embedded warehouse. DuckDB lets one process write a file, or several read it, never
-both: a second process's open fails at once with "Could not set lock". So every revetl command
-holds the warehouse only for short steps (a plan, a fold of acknowledgements, a build's publish)
-and `connect` waits for the file with backoff (up to REVETL_LOCK_WAIT seconds, default 600),
-saying once on stderr which process it waits for. Cron may start many syncs and a build in the
-same minute: they take turns for seconds, they do not fail.
-
-Sandbox. A connection that runs analyst SQL (audiences: check, preview, plan, sync) is opened with
-`sandbox=True`: DuckDB itself then refuses files, network, extension installs and loads
-(`enable_external_access`, `autoinstall/autoload_known_extensions`, `allow_community_extensions`)
-and any change of settings (`lock_configuration`), whatever the SQL manages to call.
+`connect` opens the target's engine (embedded.py: DuckDB) and returns the one seam the rest of revetl
+talks to, a `Connection` (base.py). It waits while another process holds the embedded file (up to
+REVETL_LOCK_WAIT seconds, default 600), and `sandbox=True` locks a connection that runs analyst SQL
+away from files, network, extensions and settings (embedded.py says how and why).
 """
 
 from __future__ import annotations
 
 import os
-import random
-import re
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import jinja2
 import yaml
 
 from revetl.config import PROJECT_FILE, Project, read_yaml
-from revetl.errors import ConfigError, WarehouseError, first_line
+from revetl.errors import ConfigError, WarehouseError
+from revetl.runtime import SYSTEM, Clock
+from revetl.warehouse.base import Connection
 
-__all__ = ["connect", "duckdb_path", "lock_wait_seconds", "sync_memory_limit", "target_config", "work_dir"]
+__all__ = ["Connection", "connect", "dialect", "duckdb_path", "lock_wait_seconds", "sync_memory_limit",
+           "target_config", "work_dir"]
 
 
 def _env_var(name: str, default: str | None = None) -> str:
@@ -105,15 +96,14 @@ def lock_wait_seconds() -> float:
         raise ConfigError(f"REVETL_LOCK_WAIT must be a number of seconds, not {raw!r}") from None
 
 
-# Settings that keep analyst SQL inside the warehouse; applied in this order, the lock last.
-_SANDBOX = (
-    ("enable_external_access", False),  # no files, no network, no ATTACH, no COPY, no extension loads
-    ("autoinstall_known_extensions", False),
-    ("autoload_known_extensions", False),
-    ("allow_community_extensions", False),
-    ("lock_configuration", True),  # and no SET/RESET from here on
-)
-_LOCKED = re.compile(r"Could not set lock on file(?:.*?\(PID (\d+)\))?", re.S)
+def dialect(project: Project) -> str:
+    """The sqlglot dialect of the project's warehouse."""
+    from revetl.warehouse.dialect import DIALECTS
+
+    kind = str(target_config(project).get("type"))
+    if kind not in DIALECTS:
+        raise ConfigError(f"warehouse type {kind!r} is not supported yet; use duckdb")
+    return DIALECTS[kind]
 
 
 def connect(
@@ -122,59 +112,22 @@ def connect(
     memory_limit: str | None = None,
     sandbox: bool = False,
     wait: float | None = None,
-) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse. Time zone is pinned to UTC: all timestamps are UTC.
+    clock: Clock = SYSTEM,
+) -> Connection:
+    """Open the warehouse (see `Connection`, base.py). Time zone is pinned to UTC: all timestamps are UTC.
 
-    DuckDB runs with the dbt profile's settings and threads, and `memory_limit` when given. While
-    another process holds the file, waits up to `wait` seconds (default `lock_wait_seconds()`).
-    `sandbox=True` for connections that run analyst SQL (see the module docstring)."""
+    The engine runs with the dbt profile's settings and threads (one memory budget for dbt and revetl),
+    and `memory_limit` when given. While another process holds the file, waits up to `wait` seconds
+    (default `lock_wait_seconds()`). `sandbox=True` for connections that run analyst SQL (embedded.py)."""
+    from revetl.warehouse.embedded import open_file
+
     path = duckdb_path(project)
     if read_only and not path.exists():
         raise WarehouseError(f"no warehouse at {path} yet; run `revetl build` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = _open(path, read_only, lock_wait_seconds() if wait is None else wait)
-    try:
-        connection.execute("SET TimeZone = 'UTC'")
-        # The same limits dbt runs with (profiles.yml `settings`, `threads`): one memory budget for both.
-        config = target_config(project)
-        for name, value in (config.get("settings") or {}).items():
-            if name.lower() != "timezone":
-                connection.execute(f"SET {name} = ?", [value])  # names come from the project's own profile
-        if config.get("threads"):
-            connection.execute("SET threads = ?", [int(config["threads"])])
-        if memory_limit:
-            try:
-                connection.execute("SET memory_limit = ?", [memory_limit])
-            except duckdb.Error as exc:
-                raise ConfigError(f"invalid DuckDB memory limit {memory_limit!r}: {exc}") from None
-        if sandbox:
-            for name, value in _SANDBOX:
-                connection.execute(f"SET {name} = {str(value).lower()}")
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, retried with backoff and jitter while another process holds the file."""
-    deadline = time.monotonic() + wait
-    delay, told = 0.02, False
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.Error as exc:
-            locked = _LOCKED.search(str(exc))
-            if locked is None:
-                raise WarehouseError(f"cannot open the warehouse {path}: {first_line(exc)}") from exc
-            holder = f"process {locked.group(1)}" if locked.group(1) else "another process"
-            if time.monotonic() >= deadline:
-                raise WarehouseError(
-                    f"the warehouse {path} is still in use by {holder} after {wait:g} s; "
-                    "try again later, or wait longer with REVETL_LOCK_WAIT"
-                ) from None
-            if not told and delay >= 0.5:
-                told = True
-                print(f"waiting for the warehouse {path}: {holder} is using it", file=sys.stderr, flush=True)
-            time.sleep(min(random.uniform(delay / 2, delay), max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
+    config = target_config(project)
+    return open_file(
+        path, read_only=read_only, wait=lock_wait_seconds() if wait is None else wait,
+        settings=config.get("settings") or {}, threads=config.get("threads"), memory_limit=memory_limit,
+        sandbox=sandbox, clock=clock,
+    )

@@ -37,7 +37,7 @@ from rich.text import Text
 
 from revetl import locks
 from revetl.config import PROJECT_FILE, Project, read_yaml
-from revetl.errors import BuildError, ConfigError
+from revetl.errors import BuildError, ConfigError, QueryError
 from revetl.warehouse.traits import load_traits
 
 __all__ = ["BuildResult", "NodeResult", "build_project", "dbt_vars", "print_results", "run_dbt"]
@@ -273,8 +273,6 @@ def _publish(project: Project, staging: Path) -> int:
     """Replace the warehouse's models by the staging copy's, in one transaction; returns the relations
     published. Tables are copied; views are recreated from their definitions, which name their tables
     without a catalog, so they read the warehouse's own."""
-    import duckdb
-
     from revetl.warehouse.connection import connect
 
     connection = connect(project)  # waits for syncs and plans to finish their short steps
@@ -297,8 +295,7 @@ def _publish(project: Project, staging: Path) -> int:
             ).fetchall()
         }
         published = [r for r in relations if r[0] not in _SKIPPED_SCHEMAS]
-        connection.execute("begin transaction")
-        try:
+        with connection.transaction():
             for schema in sorted({r[0] for r in published}):
                 connection.execute(f"create schema if not exists {_quote(schema)}")
             for schema, name, kind, sql in sorted(published, key=lambda r: r[2] == "view"):
@@ -310,14 +307,10 @@ def _publish(project: Project, staging: Path) -> int:
                     connection.execute(f"create or replace table {target} as select * from revetl_build.{target}")
                 else:
                     connection.execute("create or replace view" + sql.strip()[len("create view"):])
-            connection.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
-                connection.execute("rollback")
-            raise
         connection.execute("detach revetl_build")
-    except duckdb.Error as exc:
-        raise BuildError(f"the build passed but could not be published into the warehouse: {_one_line(exc)}") from exc
+    except QueryError as exc:
+        reason = _one_line(exc.__cause__ or exc)  # the engine's whole message, on one line
+        raise BuildError(f"the build passed but could not be published into the warehouse: {reason}") from exc
     finally:
         connection.close()
     return len(published)

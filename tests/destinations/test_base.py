@@ -116,13 +116,3 @@ def test_no_destination_casts_its_config() -> None:
     ignored = {path.name: re.findall(r".*type: ignore.*", path.read_text()) for path in root.glob("*.py")}
     assert {name: lines for name, lines in ignored.items() if lines} == {}
 
-
-def test_an_error_reworded_for_the_run_summary_keeps_its_type_attributes_and_cause() -> None:
-    cause = ValueError("socket")
-    error = echo().fatal(f"refused {KEY}", 403)
-    error.__cause__ = cause
-    reworded = error.with_message("refused; 10 of 20 rows acknowledged, the next run resumes")
-    assert type(reworded) is FatalDestinationError and reworded.__cause__ is cause
-    assert (reworded.sync, reworded.status) == ("people_to_echo", 403)
-    assert str(reworded) == "refused; 10 of 20 rows acknowledged, the next run resumes"
-    assert str(error) == "refused ***" and str(error.with_message(None)) == "refused ***"

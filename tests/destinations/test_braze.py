@@ -14,7 +14,7 @@ from revetl.config import SyncConfig
 from revetl.destinations import Row, load_destination
 from revetl.destinations.braze import Braze
 from revetl.errors import FatalDestinationError
-from revetl.sync.plan import _payload_sql
+from revetl.sync.plan import payload_expression
 
 FIELDS = {"email": "email", "plan": "plan", "seats": "seats", "score": "score", "tags": "tags", "address": "home",
           "signed_up_at": "signed_up_at", "trial": "trial"}
@@ -44,7 +44,8 @@ break', 0, 1e20, null, {'city': null, 'zip': '1'}, timestamp '1999-12-31 23:59:5
         ) t(user_id, email, plan, seats, score, tags, address, signed_up_at, trial)""")
     relation = c.sql("select * from audience")
     types = {name: str(kind) for name, kind in zip(relation.columns, relation.types)}
-    texts = c.execute(f"select user_id, {_payload_sql(destination.sync, types)} from audience").fetchall()
+    payload = payload_expression(destination.sync, types).sql("duckdb", identify=True)
+    texts = c.execute(f"select user_id, {payload} from audience").fetchall()
     rows = [Row("add", key, payload) for key, payload in texts]
     rows.append(Row("change", texts[0][0], texts[0][1], dest_ref="b-1"))
     rows += [Row("remove", key, None, previous=payload) for key, payload in texts[:2]]

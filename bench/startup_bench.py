@@ -1,0 +1,153 @@
+"""Benchmark for issue 14's start-up targets: what `revetl --help` and a sync with nothing to send cost.
+
+Run by hand (not a test):  .venv/bin/python bench/startup_bench.py [--baseline SRC] [--repeat 9]
+
+A cron line that fires every minute runs `revetl sync NAME`; most minutes there is nothing to send, so
+that run should cost next to nothing (targets: `revetl --help` under 0.5 s; a no-op sync under 0.6 s
+wall and 120 MB peak RSS).
+
+Setup (not timed): a copy of the project with one audience of 1,000 members (a model of synthetic
+rows, read through ref()), built once; the Braze emulator in its own process. For each code version
+(this checkout, and `--baseline SRC`, a source tree such as a git worktree of an older commit, put first
+on PYTHONPATH) the warehouse is copied, and its first sync sends the 1,000 adds.
+
+Then, `--repeat` times each, alternating versions (so that both see the same machine): `revetl --help`
+and `revetl sync a` with nothing to send, each the real CLI in its own process. Reported: the median
+wall time and the median peak RSS (from wait4) of each, and the ratio to the baseline.
+
+Results replace the section "## Start-up (issue 14)" of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from results_file import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work" / "startup"
+REVETL = [sys.executable, "-m", "revetl"]
+KEY = "bench-braze-key"
+
+
+def prepare(rows: int) -> tuple[Path, dict[str, str]]:
+    """A built project copy with one audience `a` of `rows` members; returns (root, env)."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    root = WORK / "project"
+    root.mkdir(parents=True)
+    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
+        shutil.copy(ROOT / name, root / name)
+    for name in ("models", "macros"):
+        shutil.copytree(ROOT / name, root / name)
+    (root / "models" / "bench_members.sql").write_text(
+        f"select 'b' || range as user_id, 'b' || range || '@example.com' as email from range({rows})\n"
+    )
+    (root / "audiences").mkdir()
+    (root / "syncs").mkdir()
+    (root / "audiences" / "a.sql").write_text(
+        "-- description: bench audience\n-- key: user_id\n\nselect user_id, email from {{ ref('bench_members') }}\n"
+    )
+    env = {**os.environ, "REVETL_LANDING_DIR": str(WORK / "events"), "REVETL_TARGET_DIR": str(WORK / "target"),
+           "REVETL_WAREHOUSE": str(WORK / "warehouse.duckdb"), "BRAZE_API_KEY": KEY, "COLUMNS": "200"}
+    for args in (("generate", "--users", "200", "--days", "7"), ("build",)):
+        subprocess.run([*REVETL, "--project-dir", str(root), *args], env=env, check=True, capture_output=True)
+    return root, env
+
+
+def version_env(env: dict[str, str], label: str, source: str | None) -> dict[str, str]:
+    """The environment of one code version: its own warehouse copy, its source first on the path."""
+    warehouse = WORK / f"warehouse-{label}.duckdb"
+    shutil.copy(WORK / "warehouse.duckdb", warehouse)
+    mine = {**env, "REVETL_WAREHOUSE": str(warehouse)}
+    if source:
+        mine["PYTHONPATH"] = source
+    return mine
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process; it must exit 0."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--baseline", help="source tree of the code to compare with (put first on PYTHONPATH)")
+    parser.add_argument("--baseline-label", default="baseline")
+    args = parser.parse_args()
+    root, env = prepare(args.rows)
+    versions = {"this checkout": None}
+    if args.baseline:
+        versions[args.baseline_label] = args.baseline
+    emulator = subprocess.Popen([*REVETL, "emulate", "braze", "--port", "0", "--no-rate-limit"], env=env,
+                                stdout=subprocess.PIPE, text=True)
+    figures: dict[str, dict[str, list[tuple[float, float]]]] = {label: {"help": [], "sync": []} for label in versions}
+    try:
+        url = json.loads(emulator.stdout.readline())["url"]
+        sync = {"audience": "a", "identity": {"from": "user_id", "to": "external_id"}, "fields": {"email": "email"},
+                "destination": {"type": "braze", "base_url": url, "api_key": "${BRAZE_API_KEY}", "unlimited": True},
+                "membership": {"attribute": "in_a"}}
+        (root / "syncs" / "a.yml").write_text(yaml.safe_dump(sync))
+        envs = {}
+        for index, (label, source) in enumerate(versions.items()):
+            envs[label] = version_env(env, f"v{index}", source)
+            measure([*REVETL, "--project-dir", str(root), "sync", "a"], envs[label])  # sends the adds
+        for _ in range(args.repeat):
+            for label in versions:
+                figures[label]["help"].append(measure([*REVETL, "--help"], envs[label]))
+                figures[label]["sync"].append(measure([*REVETL, "--project-dir", str(root), "sync", "a"], envs[label]))
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+    def median(label: str, what: str, index: int) -> float:
+        return statistics.median(run[index] for run in figures[label][what])
+
+    rows = []
+    base = args.baseline_label if args.baseline else None
+    for label in versions:
+        cells = []
+        for what in ("help", "sync"):
+            for index, unit in ((0, "s"), (1, "MB")):
+                value = median(label, what, index)
+                ratio = f" ({value / median(base, what, index):.2f}x)" if base and label != base else ""
+                cells.append(f"{value:.2f} {unit}{ratio}" if unit == "s" else f"{value:.0f} {unit}{ratio}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        print(rows[-1], flush=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    baseline = f" `--baseline {args.baseline}` is {args.baseline_label}." if args.baseline else ""
+    write_section(f"""## Start-up (issue 14)
+
+{dt.date.today()}, {machine}; `.venv/bin/python bench/startup_bench.py --repeat {args.repeat}`.{baseline}
+Each the real CLI in its own process, the versions alternating; medians of {args.repeat}. A no-op sync is
+`revetl sync a` when its {args.rows:,} members were all acknowledged by the previous run (Braze emulator).
+Targets: `--help` under 0.5 s; a no-op sync under 0.6 s and 120 MB.
+
+| code | `--help` wall | `--help` peak RSS | no-op sync wall | no-op sync peak RSS |
+|---|---:|---:|---:|---:|
+{chr(10).join(rows)}
+""")
+
+
+if __name__ == "__main__":
+    main()

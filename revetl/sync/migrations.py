@@ -1,0 +1,112 @@
+"""The sync state's tables (schema `revetl_state`), created and upgraded by `migrate`, version by version.
+
+    migrations    version, description, applied_at
+    acknowledged  per sync, the last row the destination acknowledged for each key
+    runs          one row per `revetl sync` run; failures: rows the destination rejected, per run
+    versions      per sync, a counter bumped by every change of its acknowledged rows (state.py)
+
+Append-only: a released version is never edited, a change is a new version. Each version applies in
+one transaction. The statements are templates of revetl's own SQL (warehouse/dialect.py), rendered
+for the connection's engine.
+"""
+
+from __future__ import annotations
+
+from revetl.errors import WarehouseError
+from revetl.runtime import SYSTEM, Clock
+from revetl.warehouse.base import Connection
+from revetl.warehouse.dialect import Template
+
+__all__ = ["LATEST", "MIGRATIONS", "SCHEMA", "migrate", "schema_version"]
+
+SCHEMA = "revetl_state"
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "acknowledged rows, journal, runs and failures",
+        [
+            """create table revetl_state.acknowledged (
+                sync varchar not null, key varchar not null, row_hash varchar not null,
+                payload json, dest_ref varchar, run_id varchar, acknowledged_at timestamptz)""",
+            "create sequence revetl_state.journal_seq",
+            """create table revetl_state.journal (
+                seq bigint not null, sync varchar not null, run_id varchar not null,
+                op varchar not null, key varchar not null, row_hash varchar,
+                payload json, dest_ref varchar, acknowledged_at timestamptz)""",
+            """create table revetl_state.runs (
+                run_id varchar primary key, sync varchar not null, audience varchar,
+                started_at timestamptz not null, finished_at timestamptz, status varchar not null,
+                members bigint, planned_adds bigint, planned_changes bigint, planned_removes bigint,
+                acked_adds bigint default 0, acked_changes bigint default 0, acked_removes bigint default 0,
+                failed bigint default 0, message varchar)""",
+            """create table revetl_state.failures (
+                run_id varchar not null, sync varchar not null, key varchar not null, op varchar not null,
+                reason varchar not null, payload json, failed_at timestamptz not null)""",
+        ],
+    ),
+    (
+        2,
+        "acknowledgements of a run in progress move to a journal file beside the warehouse",
+        [
+            # Fold what a run of an older revetl left in the table journal, then drop it.
+            """create temp table revetl_fold_v2 as
+                select * from (
+                    select *, row_number() over (partition by sync, key order by seq desc) as newest
+                    from revetl_state.journal
+                ) where newest = 1""",
+            """delete from revetl_state.acknowledged a using revetl_fold_v2 f
+                where a.sync = f.sync and a.key = f.key""",
+            """insert into revetl_state.acknowledged
+                select sync, key, row_hash, payload, dest_ref, run_id, acknowledged_at
+                from revetl_fold_v2 where op <> 'remove'""",
+            "drop table revetl_fold_v2",
+            "drop table revetl_state.journal",
+            "drop sequence revetl_state.journal_seq",
+        ],
+    ),
+    (
+        3,
+        "a version per sync, bumped by every change of its acknowledged rows: a plan is applied only to the "
+        "state it was made against",
+        ["create table revetl_state.versions (sync varchar primary key, version bigint not null)"],
+    ),
+]
+LATEST = MIGRATIONS[-1][0]
+
+_EXISTS = Template("""select count(*) from information_schema.tables
+    where table_schema = 'revetl_state' and table_name = 'migrations'""")
+_VERSION = Template("select coalesce(max(version), 0) from revetl_state.migrations")
+_CREATE = (
+    "create schema if not exists revetl_state",
+    "create table if not exists revetl_state.migrations (version integer primary key, description varchar, "
+    "applied_at timestamptz)",
+)
+_RECORD = Template("insert into revetl_state.migrations values ($version, $description, $at)")
+
+
+def schema_version(connection: Connection) -> int:
+    """The migration version the warehouse is at; 0 when revetl never wrote state there."""
+    if not connection.scalar(_EXISTS):
+        return 0
+    return connection.scalar(_VERSION)
+
+
+def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
+    """Create or upgrade the state tables; each version applies in one transaction. Returns the version."""
+    version = schema_version(connection)
+    if version > LATEST:
+        raise WarehouseError(
+            f"the warehouse's sync state is at version {version}, newer than this revetl knows ({LATEST}); upgrade revetl"
+        )
+    if version == 0:
+        for sql in _CREATE:
+            connection.execute(Template(sql))
+    for number, description, statements in MIGRATIONS:
+        if number <= version:
+            continue
+        with connection.transaction():
+            for sql in statements:
+                connection.execute(Template(sql))
+            connection.execute(_RECORD, {"version": number, "description": description, "at": clock.now()})
+    return LATEST
