@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from disk import small_disk
 from rich.console import Console
@@ -317,6 +317,7 @@ def reference_lines(data: bytes) -> list[tuple[int, bytes | None, int]]:
 
 
 @settings(max_examples=300, deadline=None)
+@example(pieces=[b"z" * MAX_EVENT_BYTES, b"\r", b"\r", b"\r", b"\r\n"], block=2)  # found by hypothesis: not too long
 @given(
     pieces=st.lists(
         st.sampled_from([b"\n", b"\r\n", b" ", b"\t", b"\x0b", b"\r", b"{}", b"x", b"\n" * 40, b"\n" * 300])

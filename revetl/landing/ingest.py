@@ -159,10 +159,13 @@ def _lines(handle: IO[bytes], block: int = _BLOCK) -> Iterator[tuple[int, bytes 
                 skipped, pos = _skip_blank_lines(buf, pos)
                 line_no += skipped
             continue
-        if len(buf) - pos > limit:  # no newline within the limit: an over-long line
-            line_no += 1
-            buf, pos, eof = yield from _over_long(handle, buf[pos:], block, line_no)
-            continue
+        if len(buf) - pos > limit:  # no newline within the limit
+            body = buf[pos:].rstrip(b"\r")
+            if len(body) > MAX_EVENT_BYTES:  # an over-long line
+                line_no += 1
+                buf, pos, eof = yield from _over_long(handle, buf[pos:], block, line_no)
+                continue
+            buf, pos = body + b"\r", 0  # only carriage returns past the limit: they end the line, keep one
         if eof:
             if pos < len(buf) and not buf[pos:].isspace():  # a last line without a newline
                 body = buf[pos:].rstrip(b"\r")
