@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from revetl.config import Project, load_project
 from revetl.errors import RevetlError
+
+if TYPE_CHECKING:  # each command loads what it needs: `revetl --help` loads none of it
+    from revetl.config import Project
 
 __all__ = ["app", "main"]
 
@@ -38,6 +40,8 @@ def _options(
 
 
 def _project() -> Project:
+    from revetl.config import load_project
+
     return load_project(_state["project_dir"])
 
 

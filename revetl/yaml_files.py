@@ -9,6 +9,9 @@ anything walks the expansion.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,15 @@ def read_yaml_file(path: Path) -> YamlFile:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{path}, line {line}: the file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
                           "save it as UTF-8") from None
+    parsed = _parse(path, text)
+    return dataclasses.replace(parsed, data=copy.deepcopy(parsed.data))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(path: Path, text: str) -> YamlFile:
+    """The parse of a file's text, kept: a command reads dbt_project.yml and profiles.yml several times, and
+    parsing (in Python, with the budget's checks) costs far more than reading. Callers get their own copy of
+    the data."""
     loader = _BudgetLoader(text)
     try:
         root = loader.get_single_node()

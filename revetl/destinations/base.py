@@ -35,16 +35,20 @@ import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from revetl.config import Strict, SyncConfig
 from revetl.errors import ConfigError, FatalDestinationError, RowRejected
 from revetl.runtime import SYSTEM, Clock
-from revetl.sync.http import Http, HttpOptions, RateLimiter, RetryPolicy
+from revetl.sync.options import HttpOptions
+
+if TYPE_CHECKING:  # the HTTP client loads when a destination connects: a sync with nothing to send makes none
+    import httpx
+
+    from revetl.sync.http import Http
 
 __all__ = [
     "ACKNOWLEDGED", "ConfigT", "Destination", "DestinationConfig", "HttpOptions", "RateLimitConfig", "Row",
@@ -233,6 +237,8 @@ class Destination(ABC, Generic[ConfigT]):
         """An `Http` for this destination, set up for its first batch and torn down on the way out,
         whether the batches inside finished, failed or were cancelled (a teardown error then gives way
         to the error that stopped the run). `transport` replaces the network (unit tests)."""
+        from revetl.sync.http import Http, RateLimiter, RetryPolicy
+
         limit = self.rate_limit()
         http = Http(
             self.config.base_url, self.http_options(),

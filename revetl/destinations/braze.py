@@ -14,14 +14,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import SecretStr
 
 from revetl.config import Strict, validate
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
-from revetl.sync.http import Http
+
+if TYPE_CHECKING:
+    from revetl.sync.http import Http
 
 __all__ = ["Braze", "BrazeConfig"]
 

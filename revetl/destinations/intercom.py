@@ -34,17 +34,20 @@ import asyncio
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from revetl.config import Strict, validate
 from revetl.destinations.base import Destination, DestinationConfig, HttpOptions, Row, RowResult
 from revetl.errors import RowRejected
-from revetl.sync.http import Http
+
+if TYPE_CHECKING:
+    import httpx
+
+    from revetl.sync.http import Http
 
 __all__ = ["Intercom", "IntercomConfig"]
 

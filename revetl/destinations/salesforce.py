@@ -34,9 +34,8 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
@@ -44,7 +43,11 @@ from revetl.config import Strict, validate
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
 from revetl.destinations.salesforce_api import ApiBudget, Session, describe, reason
 from revetl.errors import ConfigError, DestinationError, RowRejected
-from revetl.sync.http import Http
+
+if TYPE_CHECKING:
+    import httpx
+
+    from revetl.sync.http import Http
 
 __all__ = ["Salesforce", "SalesforceConfig"]
 
@@ -272,6 +275,8 @@ class Salesforce(Destination[SalesforceConfig]):
         else:
             body = orjson.dumps({"allOrNone": False, "records": items})
             response = await self._call(http, method, url, content=body, headers=JSON)
+        import httpx  # loaded with the client, by a run that sends
+
         path = httpx.URL(url).path
         if response.status_code == 200:
             try:

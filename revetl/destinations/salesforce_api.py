@@ -22,13 +22,16 @@ import contextvars
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from revetl.errors import FatalDestinationError
-from revetl.sync.http import Http
+
+if TYPE_CHECKING:
+    import httpx
+
+    from revetl.sync.http import Http
 
 Fatal = Callable[[str, int | None], FatalDestinationError]  # Destination.fatal: (message, status) -> error
 

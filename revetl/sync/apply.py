@@ -28,6 +28,8 @@ Resends: a kill at any moment resends at most the batches that were in flight, o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextlib
 import dataclasses
 from collections import Counter
@@ -35,7 +37,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 
 from revetl.config import Project, SyncConfig
@@ -50,6 +51,9 @@ from revetl.sync.lock import sync_lock, sync_locked
 from revetl.sync.plan import Plan, make_plan, write_diff
 from revetl.sync.state import RunRecord
 from revetl.warehouse.connection import Connection, connect, sync_memory_limit, work_dir
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RunResult", "acknowledged_rows", "apply_audience", "apply_plan", "forget", "live_runs", "run_sync"]
 

@@ -18,21 +18,22 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import uvloop
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from revetl.destinations import Destination, Row, RowResult
 from revetl.destinations.base import ACKNOWLEDGED
 from revetl.errors import DestinationError
 from revetl.runtime import Clock, fewer_collections
-from revetl.sync.http import Http
 from revetl.sync.journal import JournalWriter
 from revetl.sync.plan import Diff, Plan
+
+if TYPE_CHECKING:
+    import httpx
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from revetl.sync.http import Http
 
 __all__ = ["Engine", "Stop", "progress_bar", "send"]
 
@@ -130,14 +131,17 @@ class Engine:
             self.progress.update(self.task, advance=len(rows), failed=self.failed)
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} rows/s", style="cyan")
-
-
 def progress_bar(console: Console | None) -> Progress | None:
+    """The run's progress bar (rich.progress loads here: a run with nothing to send draws none)."""
     if console is None:
         return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed or 0:,.0f} rows/s", style="cyan")
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -184,6 +188,8 @@ class Stop:
 
 def send(engine: Engine, stop: Stop) -> BaseException | None:
     """Run the engine to its end; returns what stopped it (KeyboardInterrupt for Ctrl-C or SIGTERM), if anything."""
+    import uvloop  # loaded by a run that sends
+
     error: BaseException | None = None
     try:
         # uvloop: 41k rows/s against 37k with asyncio's own loop (bench/sync_bench.py, 1M rows)

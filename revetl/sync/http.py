@@ -22,14 +22,17 @@ import asyncio
 import email.utils
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 from revetl.errors import FatalDestinationError, RetriesExhausted, RetryableDestinationError
 from revetl.runtime import SYSTEM, Clock
-from revetl.sync.transport import AiohttpSender, Body, Form, HttpxSender, Params, Sender
+from revetl.sync.options import HttpOptions
+
+if TYPE_CHECKING:  # the transport (aiohttp, TLS) loads when a client is made: a sync with nothing to send needs none
+    from revetl.sync.transport import Body, Form, Params, Sender
 
 __all__ = [
     "DEFAULT_RETRY", "Http", "HttpOptions", "RateLimiter", "RetryPolicy", "retry_after_seconds", "retry_any",
@@ -190,15 +193,6 @@ class RateLimiter:
                 self.pause(min(wait, MAX_WAIT_SECONDS))
 
 
-@dataclass(frozen=True)
-class HttpOptions:
-    """What a destination tells `Http` about its API (`Destination.http_options()`)."""
-
-    headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request (auth, version)
-    describe: Callable[[httpx.Response], str] | None = None  # an error body as a short, secret-free sentence
-    reauthenticate: Callable[[], Awaitable[bool]] | None = None  # on a 401: renew the credential; True: resend
-
-
 class Http:
     """Requests to one destination, with retries and rate limiting. Use `async with`."""
 
@@ -223,6 +217,8 @@ class Http:
         self.policy = policy
         self._describe = options.describe or _describe
         self._reauthenticate = options.reauthenticate
+        from revetl.sync.transport import AiohttpSender, HttpxSender
+
         self._sender: Sender = (
             HttpxSender(base_url, options.headers, timeout, transport) if transport is not None
             else AiohttpSender(base_url, options.headers, timeout, connections)

@@ -26,23 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
 
 from revetl.errors import StateError
 from revetl.records import frame, read_frames
 from revetl.runtime import SYSTEM, Clock
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
-    "ACK_SCHEMA",
+    "ACK_COLUMNS",
     "JournalContents",
     "JournalWriter",
     "ack_chunks",
@@ -56,9 +59,17 @@ __all__ = [
 
 SUFFIX = ".journal"
 CHUNK_ROWS = 100_000
-# One acknowledged row; `seq` orders the rows of several journals (the later acknowledgement of a key wins).
-ACK_SCHEMA = pa.schema([("op", pa.string()), ("key", pa.string()), ("row_hash", pa.string()),
-                        ("payload", pa.string()), ("dest_ref", pa.string()), ("seq", pa.int64())])
+# One acknowledged row, as Arrow columns of text but `seq`, which orders the rows of several journals (the
+# later acknowledgement of a key wins).
+ACK_COLUMNS = ("op", "key", "row_hash", "payload", "dest_ref", "seq")
+
+
+@functools.cache
+def ack_schema() -> pa.Schema:
+    """The Arrow schema of acknowledged rows."""
+    import pyarrow as pa  # loaded when journals are read or written: a run with nothing to send needs none
+
+    return pa.schema([(name, pa.int64() if name == "seq" else pa.string()) for name in ACK_COLUMNS])
 
 Ack = Sequence[Any]  # (op, key, row_hash, payload, dest_ref)
 Reject = Sequence[Any]  # (op, key, reason, payload)
@@ -112,7 +123,7 @@ def journal_run(path: Path) -> str | None:
 
 
 def scan(path: Path, contents: JournalContents, rows: int = CHUNK_ROWS, chunks: bool = True) -> Iterator[pa.Table]:
-    """One pass over a journal: yields its acknowledged rows as Arrow tables of ACK_SCHEMA of about
+    """One pass over a journal: yields its acknowledged rows as Arrow tables of `ack_schema()` of about
     `rows` (unless `chunks` is false), and fills `contents` as it goes: complete once exhausted."""
     columns: list[list[Any]] = [[] for _ in range(5)]
     counts = {"add": 0, "change": 0, "remove": 0}
@@ -141,8 +152,10 @@ def scan(path: Path, contents: JournalContents, rows: int = CHUNK_ROWS, chunks: 
 
 
 def ack_chunks(paths: Sequence[Path], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
-    """The acknowledged rows of `paths` (oldest run first), as Arrow tables of ACK_SCHEMA of about `rows`;
+    """The acknowledged rows of `paths` (oldest run first), as Arrow tables of `ack_schema()` of about `rows`;
     `seq` goes on across the files, so a later acknowledgement of a key sorts after an earlier one."""
+    import pyarrow as pa
+
     seq = 0
     for path in paths:
         for chunk in scan(path, JournalContents(path), rows):
@@ -151,9 +164,11 @@ def ack_chunks(paths: Sequence[Path], rows: int = CHUNK_ROWS) -> Iterator[pa.Tab
 
 
 def _table(columns: list[list[Any]], first_seq: int) -> pa.Table:
+    import pyarrow as pa
+
     arrays = [pa.array(values, pa.string()) for values in columns]
     return pa.Table.from_arrays([*arrays, pa.array(range(first_seq, first_seq + len(columns[0])), pa.int64())],
-                                schema=ACK_SCHEMA)
+                                schema=ack_schema())
 
 
 class JournalWriter:

@@ -47,7 +47,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from sqlglot import exp
@@ -89,6 +88,8 @@ class Diff:
         Columns are read by name, in the order of `Row`'s fields."""
         if not self.rows:
             return
+        import pyarrow.parquet as pq  # loaded when there are rows to send
+
         rows: list[Row] = []
         for batch in pq.ParquetFile(self.path).iter_batches(READ_ROWS, columns=list(Row._fields)):
             rows += map(Row._make, zip(*(batch.column(name).to_pylist() for name in Row._fields)))
@@ -319,6 +320,8 @@ def plan_sync(project: Project, sync: SyncConfig, connection: Connection | None 
 def write_diff(connection: Connection, plan: Plan, path: Path) -> Plan:
     """Stream the plan's rows (`revetl_diff`, left by `make_plan` on `connection`) into a Parquet file at
     `path` (memory: one Arrow batch); returns the plan owning them as its `Diff`."""
+    import pyarrow.parquet as pq  # loaded when there are rows to send
+
     query = exp.select(*map(exp.column, DIFF_COLUMNS)).from_("revetl_diff")
     rows = 0
     temporary = path.with_name(f".{path.name}.tmp")

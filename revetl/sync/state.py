@@ -33,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from revetl.runtime import SYSTEM, Clock
-from revetl.sync.journal import ACK_SCHEMA, JournalContents, ack_chunks, journal_run, scan
+from revetl.sync.journal import ACK_COLUMNS, JournalContents, ack_chunks, journal_run, scan
 from revetl.sync.migrations import LATEST, SCHEMA, migrate, schema_version
 from revetl.warehouse.base import Connection
 from revetl.warehouse.dialect import Template, drop_table, temp_table
@@ -151,7 +149,7 @@ def current_state(connection: Connection, pending: bool = False) -> Template:
 
 def _load_acks(connection: Connection, table: str, journals: Sequence[Path]) -> int:
     """Stream the acknowledged rows of `journals` into a new temp table; returns how many there were."""
-    columns = {field.name: "bigint" if field.name == "seq" else "varchar" for field in ACK_SCHEMA}
+    columns = {name: "bigint" if name == "seq" else "varchar" for name in ACK_COLUMNS}
     connection.execute(temp_table(table, columns=columns, replace=True))
     loaded = 0
     for chunk in ack_chunks(journals):
@@ -192,6 +190,8 @@ def _fold(connection: Connection, sync: str, contents: JournalContents, now: dt.
 
     Each chunk replaces the rows of its keys: a later acknowledgement of a key (a later chunk, or a
     later row of the same chunk) wins, and a remove leaves no row."""
+    import pyarrow.compute as pc  # pyarrow loads when there are acknowledgements to fold
+
     for chunk in scan(contents.path, contents):
         keys = chunk.column("key")
         insert = _INSERT_CHUNK if len(pc.unique(keys)) == len(keys) else _INSERT_LATEST
@@ -235,6 +235,8 @@ def apply_journal(connection: Connection, sync: str, path: Path, status: str | N
                    if kept else "the process stopped before the run ended, before any row was acknowledged")
     with transaction(connection):
         if contents.rejects:
+            import pyarrow as pa
+
             columns = list(zip(*contents.rejects))
             rejects = pa.table({name: pa.array(values, pa.string())
                                 for name, values in zip(("op", "key", "reason", "payload"), columns)})

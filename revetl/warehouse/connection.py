@@ -12,6 +12,8 @@ away from files, network, extensions and settings (embedded.py says how and why)
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,8 @@ def target_config(project: Project) -> dict[str, Any]:
     """The active dbt target (profile from dbt_project.yml, target from DBT_TARGET or the default)."""
     profile_name = read_yaml(project.root / PROJECT_FILE).get("profile")
     path = project.root / "profiles.yml"
-    template = jinja2.Template(path.read_text(encoding="utf-8"))
     try:
-        profiles = yaml.safe_load(template.render(env_var=_env_var)) or {}
+        profiles = _profiles(_template(path.read_text(encoding="utf-8")).render(env_var=_env_var))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML after rendering: {exc}") from None
     profile = profiles.get(profile_name)
@@ -52,7 +53,19 @@ def target_config(project: Project) -> dict[str, Any]:
     outputs = profile.get("outputs") or {}
     if target not in outputs:
         raise ConfigError(f"{path}: profile {profile_name!r} has no target {target!r}")
-    return outputs[target]
+    return copy.deepcopy(outputs[target])
+
+
+# A command reads the target several times (connect, compile, the build's staging copy): profiles.yml's
+# Jinja is compiled once per text, and its YAML parsed once per rendering.
+@functools.lru_cache(maxsize=4)
+def _template(text: str) -> jinja2.Template:
+    return jinja2.Template(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _profiles(rendered: str) -> dict[str, Any]:
+    return yaml.safe_load(rendered) or {}
 
 
 def duckdb_path(project: Project) -> Path:

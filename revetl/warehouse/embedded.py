@@ -22,16 +22,18 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 from sqlglot import exp
 
 from revetl.errors import ConfigError, QueryError, WarehouseError, first_line
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import READ_ROWS, ArrowData, Connection, Parameters, Result, SQL
 from revetl.warehouse.dialect import DIALECTS, temp_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DuckDBConnection", "open_file", "parse_tree"]
 
@@ -102,6 +104,8 @@ class DuckDBConnection(Connection):
             return [(name, str(kind)) for name, kind in zip(relation.columns, relation.types)]
 
     def stream(self, sql: SQL, parameters: Parameters = None, rows: int = READ_ROWS) -> pa.RecordBatchReader:
+        import pyarrow as pa  # loaded by the commands that stream rows out
+
         with _engine_errors():
             reader = self._connection.sql(self.render(sql), params=parameters).to_arrow_reader(rows)
 
