@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
+from project_copy import copy_project
 from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +43,7 @@ def prepare(rows: int, users: int) -> tuple[Path, dict[str, str]]:
     """A project copy with events landed and built, two audiences of `rows` members; returns (root, env)."""
     shutil.rmtree(WORK, ignore_errors=True)
     root = WORK / "project"
-    root.mkdir(parents=True)
-    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
-        shutil.copy(ROOT / name, root / name)
-    for name in ("models", "macros"):
-        shutil.copytree(ROOT / name, root / name)
+    copy_project(root)
     (root / "models" / "bench_members.sql").write_text(
         f"select 'b' || range as user_id, 'b' || range || '@example.com' as email, range % 2 as side\n"
         f"from range({rows * 2})\n"

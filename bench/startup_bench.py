@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import yaml
+from project_copy import copy_project
 from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +46,7 @@ def prepare(rows: int) -> tuple[Path, dict[str, str]]:
     """A built project copy with one audience `a` of `rows` members; returns (root, env)."""
     shutil.rmtree(WORK, ignore_errors=True)
     root = WORK / "project"
-    root.mkdir(parents=True)
-    for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
-        shutil.copy(ROOT / name, root / name)
-    for name in ("models", "macros"):
-        shutil.copytree(ROOT / name, root / name)
+    copy_project(root)
     (root / "models" / "bench_members.sql").write_text(
         f"select 'b' || range as user_id, 'b' || range || '@example.com' as email from range({rows})\n"
     )
