@@ -75,7 +75,8 @@ def version_env(env: dict[str, str], label: str, source: str | None) -> dict[str
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one process; it must exit 0."""
     started = time.monotonic()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH's source tree
+    process = subprocess.Popen(command, env=env, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
