@@ -28,21 +28,19 @@ Resends: a kill at any moment resends at most the batches that were in flight, o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from revetl.config import Project, SyncConfig
 from revetl.destinations import Destination, load_destination
-from revetl.destinations.base import secret_values
-from revetl.errors import RevetlError, StateError, SyncCancelled, SyncRefused, WarehouseError
+from revetl.errors import RevetlError, StateError, SyncCancelled, SyncRefused, WarehouseError, scrub
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync import state
 from revetl.sync.engine import Engine, Stop, progress_bar, send
@@ -292,13 +290,6 @@ def _how_far(result: RunResult) -> str:
     return f"{result.acknowledged:,} of {result.planned:,} rows acknowledged, the next run resumes"
 
 
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def _conclude(result: RunResult, error: BaseException | None, stop: Stop, destination: Destination) -> None:
     """The run's status and one-sentence message, from how the execute stage ended."""
     sync = result.sync
@@ -308,7 +299,7 @@ def _conclude(result: RunResult, error: BaseException | None, stop: Stop, destin
     elif error is not None:
         result.status = "failed"
         reason = str(error) if isinstance(error, RevetlError) else f"unexpected {type(error).__name__}: {error}"
-        result.message = _scrub(f"{reason}; {_how_far(result)}", secret_values(destination.config))
+        result.message = scrub(f"{reason}; {_how_far(result)}", destination.secrets)
     elif result.failed:
         result.status = "failed"
         result.message = f"{result.failed:,} rows rejected by {destination.type}; see `revetl failures {sync}`"

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-
 from revetl.destinations import Destination, Row, RowResult
 from revetl.destinations.base import ACKNOWLEDGED
 from revetl.errors import DestinationError
