@@ -11,7 +11,7 @@ with counts as (
         identifier_value,
         count(distinct event_user_id) as distinct_user_ids,
         count(distinct event_anonymous_id) as distinct_anonymous_ids
-    from {{ ref('identity_occurrences') }}
+    from {{ ref('int_identity_occurrences') }}
     where identifier_type <> 'user_id'
     group by identifier_type, identifier_value
 )

@@ -18,7 +18,7 @@ identifiers as (
             filter (where o.identifier_type = 'user_id') as user_id,
         arg_max(o.identifier_value, (o.last_seen, o.identifier_value))
             filter (where o.identifier_type = 'email') as email
-    from {{ ref('identity_occurrences') }} as o
+    from {{ ref('int_identity_occurrences') }} as o
     join {{ ref('identity_graph') }} as g
         on o.identifier_type = g.identifier_type and o.identifier_value = g.identifier_value
     where o.identifier_type in ('user_id', 'email')

@@ -5,8 +5,8 @@
 -#}
 with sighting_nodes as (
     select distinct o.sighting_id, n.node_id
-    from {{ ref('identity_occurrences') }} as o
-    join {{ ref('identity_nodes') }} as n
+    from {{ ref('int_identity_occurrences') }} as o
+    join {{ ref('int_identity_nodes') }} as n
         on o.identifier_type = n.identifier_type and o.identifier_value = n.identifier_value
 ),
 anchored as (

@@ -5,7 +5,7 @@
 -#}
 with usable as (
     select distinct o.identifier_type, o.identifier_value
-    from {{ ref('identity_occurrences') }} as o
+    from {{ ref('int_identity_occurrences') }} as o
     where not exists (
         select 1 from {{ ref('identity_conflicts') }} as c
         where c.identifier_type = o.identifier_type and c.identifier_value = o.identifier_value

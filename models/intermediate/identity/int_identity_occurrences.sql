@@ -1,5 +1,5 @@
 {#-
-  Internal: one row per identifier of each sighting (identity_sightings), typed, with the
+  Internal: one row per identifier of each sighting (int_identity_sightings), typed, with the
   sighting's own user_id and anonymous_id (which the merge protection counts) and when it was
   last seen.
 
@@ -9,7 +9,7 @@
   anonymous_id); readers count distinct values or group.
 -#}
 with sightings as (
-    select * from {{ ref('identity_sightings') }}
+    select * from {{ ref('int_identity_sightings') }}
 ),
 known_user_ids as (
     select distinct user_id from sightings where user_id is not null
