@@ -96,8 +96,8 @@ def bench_size(millions: int, repeat: int, reuse_events: bool) -> dict:
     build_s, build_mb, models = min(builds, key=lambda b: b[0])
     connection = duckdb.connect(str(base / "warehouse.duckdb"), read_only=True)
     events, = connection.execute("select count(*) from events").fetchone()
-    nodes, = connection.execute("select count(*) from identity_nodes").fetchone()
-    edges, = connection.execute("select count(*) from identity_edges").fetchone()
+    nodes, = connection.execute("select count(*) from int_identity_nodes").fetchone()
+    edges, = connection.execute("select count(*) from int_identity_edges").fetchone()
     profiles, = connection.execute("select count(*) from profiles").fetchone()
     rounds, = connection.execute("select rounds from identity_graph__cc_stats").fetchone()
     connection.close()
@@ -130,10 +130,10 @@ print(time.monotonic() - started)
 def bench_identity_vs_splink(base: Path, label: str, repeat: int) -> dict:
     """Our identity_graph model (dbt's own timing) vs Splink on the same nodes and edges, alternating."""
     connection = duckdb.connect(str(base / "warehouse.duckdb"), read_only=True)
-    connection.execute(f"copy identity_nodes to '{base}/nodes.parquet' (format parquet)")
-    connection.execute(f"copy (select src, dst from identity_edges) to '{base}/edges.parquet' (format parquet)")
-    nodes, = connection.execute("select count(*) from identity_nodes").fetchone()
-    edges, = connection.execute("select count(*) from identity_edges").fetchone()
+    connection.execute(f"copy int_identity_nodes to '{base}/nodes.parquet' (format parquet)")
+    connection.execute(f"copy (select src, dst from int_identity_edges) to '{base}/edges.parquet' (format parquet)")
+    nodes, = connection.execute("select count(*) from int_identity_nodes").fetchone()
+    edges, = connection.execute("select count(*) from int_identity_edges").fetchone()
     connection.close()
     ours, components, splink = [], [], []
     for _ in range(repeat):
@@ -179,20 +179,20 @@ def export_graph(base: Path) -> None:
 
 
 def synthetic_graph(nodes: int, edges: int) -> Path:
-    """A warehouse holding only identity_nodes/identity_edges: a random graph (seeded)."""
+    """A warehouse holding only int_identity_nodes/int_identity_edges: a random graph (seeded)."""
     base = WORK / "synthetic"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     connection = duckdb.connect(str(base / "warehouse.duckdb"))
     connection.execute("select setseed(0.42)")
-    # identity_nodes numbers identifiers in the order that names profiles (identity_graph relies on
+    # int_identity_nodes numbers identifiers in the order that names profiles (identity_graph relies on
     # it): zero-padded values keep node_id order and name order the same.
     width = len(str(nodes - 1))
-    connection.execute(f"""create table identity_nodes as
+    connection.execute(f"""create table int_identity_nodes as
         select i as node_id, 'anonymous_id' as identifier_type,
                'n' || lpad(cast(i as varchar), {width}, '0') as identifier_value
         from range({nodes}) t(i)""")
-    connection.execute(f"""create table identity_edges as
+    connection.execute(f"""create table int_identity_edges as
         select distinct least(a, b) as src, greatest(a, b) as dst from (
             select cast(floor(random() * {nodes}) as bigint) as a, cast(floor(random() * {nodes}) as bigint) as b
             from range({edges})) where a <> b""")

@@ -10,7 +10,7 @@ import pytest
 from wh import build, empty_project, land, query
 from identity_reference import wire
 
-from revetl.dbt import build_project
+from revetl.warehouse.dbt import build_project
 
 pytestmark = pytest.mark.slow
 
