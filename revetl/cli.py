@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 console = Console()
 err_console = Console(stderr=True)
 
-_state = {"debug": False, "project_dir": None}
+_state = {"debug": False, "project_dir": None, "target": None}
 
 
 @app.callback()
@@ -33,16 +33,21 @@ def _options(
     project_dir: Annotated[
         Optional[Path], typer.Option("--project-dir", help="Project directory (default: found from here).")
     ] = None,
+    target: Annotated[
+        Optional[str], typer.Option("--target", envvar="REVETL_TARGET", show_envvar=True,
+                                    help="Warehouse: a profiles.yml output (duckdb, postgres; default: the profile's).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     _state["project_dir"] = project_dir
+    _state["target"] = target
     _state["debug"] = debug
 
 
 def _project() -> Project:
     from revetl.config import load_project
 
-    return load_project(_state["project_dir"])
+    return load_project(_state["project_dir"], _state["target"])
 
 
 @app.command()

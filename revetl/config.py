@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -88,9 +89,12 @@ class Project:
     landing_dir: Path
     traits_file: Path
     target_dir: Path
+    # The profiles.yml output to use (`--target`, else $REVETL_TARGET, else $DBT_TARGET); None: the
+    # profile's default. dbt, audiences, plan, state and sync all use it (warehouse/connection.py).
+    target: str | None = None
 
     def with_landing_dir(self, landing_dir: Path) -> Project:
-        return Project(self.root, self.settings, Path(landing_dir), self.traits_file, self.target_dir)
+        return dataclasses.replace(self, landing_dir=Path(landing_dir))
 
     @property
     def audiences_dir(self) -> Path:
@@ -110,21 +114,23 @@ def find_project_root(start: Path | None = None) -> Path:
     raise ConfigError(f"no {PROJECT_FILE} in {here} or any parent directory; run revetl inside a project")
 
 
-def load_project(root: Path | None = None) -> Project:
-    """Load the project at `root` (or the one containing the working directory)."""
+def load_project(root: Path | None = None, target: str | None = None) -> Project:
+    """Load the project at `root` (or the one containing the working directory), for the warehouse
+    `target` (a profiles.yml output; default $REVETL_TARGET, $DBT_TARGET, then the profile's own)."""
     root = find_project_root(root)
     path = root / SETTINGS_FILE
     raw = read_yaml(path) if path.exists() else {}
     settings = validate(Settings, raw, path)
     # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
     landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
-    target = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
+    target_dir = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
     return Project(
         root=root,
         settings=settings,
         landing_dir=landing if landing.is_absolute() else root / landing,
         traits_file=root / settings.traits_file,
-        target_dir=target if target.is_absolute() else root / target,
+        target_dir=target_dir if target_dir.is_absolute() else root / target_dir,
+        target=target or os.environ.get("REVETL_TARGET") or os.environ.get("DBT_TARGET") or None,
     )
 
 

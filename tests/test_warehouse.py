@@ -77,3 +77,24 @@ def test_a_sandboxed_connection_reaches_no_file_and_changes_no_setting(project, 
     finally:
         connection.close()
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_unknown_target_is_one_sentence_naming_the_targets_there_are(project):
+    for args, env in ((["--target", "snowflake"], {}), ([], {"REVETL_TARGET": "snowflake"})):
+        process = subprocess.run([sys.executable, "-m", "revetl", "--project-dir", str(project.root), *args,
+                                  "audiences", "list"], capture_output=True, text=True,
+                                 env={**__import__("os").environ, **env})
+        assert process.returncode == 1
+        assert "has no target 'snowflake' (its targets: duckdb, postgres)" in process.stderr + process.stdout
+        assert "Traceback" not in process.stderr
+
+
+def test_each_target_has_its_own_dbt_target_directory(project, monkeypatch):
+    from revetl.config import load_project
+    from revetl.warehouse.connection import dbt_target_path, warehouse_type
+
+    assert dbt_target_path(project) == project.target_dir / "duckdb"
+    postgres = load_project(project.root, "postgres")
+    assert (dbt_target_path(postgres), warehouse_type(postgres)) == (project.target_dir / "postgres", "postgres")
+    monkeypatch.setenv("REVETL_TARGET", "postgres")
+    assert load_project(project.root).target == "postgres"

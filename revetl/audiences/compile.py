@@ -36,7 +36,7 @@ from sqlglot import exp
 from revetl.audiences.sql import inspect_sql
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
 from revetl.errors import ConfigError, QueryError, WarehouseError
-from revetl.warehouse.connection import Connection, duckdb_path, target_config
+from revetl.warehouse.connection import Connection, dbt_target_path, duckdb_path, target_config
 
 __all__ = [
     "BUILD_INFO",
@@ -181,7 +181,7 @@ def relations(project: Project) -> dict[str, str]:
     catalog = duckdb_path(project).name.lstrip(".").split(".")[0]
     schema = str(target_config(project).get("schema") or "main")
     found = {name: (schema, name) for name in _model_files(project)}
-    manifest = project.target_dir / "manifest.json"
+    manifest = dbt_target_path(project) / "manifest.json"
     try:
         manifest_nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
     except (OSError, ValueError, KeyError, AttributeError):

@@ -26,8 +26,8 @@ from revetl.errors import ConfigError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
 
-__all__ = ["Connection", "connect", "dialect", "duckdb_path", "lock_wait_seconds", "sync_memory_limit",
-           "target_config", "work_dir"]
+__all__ = ["Connection", "connect", "dbt_target_path", "dialect", "duckdb_path", "lock_wait_seconds",
+           "sync_memory_limit", "target_config", "target_name", "warehouse_type", "work_dir"]
 
 
 def _env_var(name: str, default: str | None = None) -> str:
@@ -38,8 +38,8 @@ def _env_var(name: str, default: str | None = None) -> str:
     raise ConfigError(f"profiles.yml uses env_var('{name}') but {name} is not set")
 
 
-def target_config(project: Project) -> dict[str, Any]:
-    """The active dbt target (profile from dbt_project.yml, target from DBT_TARGET or the default)."""
+def _profile(project: Project) -> tuple[str, dict[str, Any]]:
+    """(profile name, the profile) from profiles.yml, rendered."""
     profile_name = read_yaml(project.root / PROJECT_FILE).get("profile")
     path = project.root / "profiles.yml"
     try:
@@ -49,11 +49,35 @@ def target_config(project: Project) -> dict[str, Any]:
     profile = profiles.get(profile_name)
     if not isinstance(profile, dict):
         raise ConfigError(f"{path}: no profile named {profile_name!r} (from {PROJECT_FILE})")
-    target = os.environ.get("DBT_TARGET") or profile.get("target")
+    return profile_name, profile
+
+
+def target_name(project: Project) -> str:
+    """The profiles.yml output in use: the project's `--target` (or $REVETL_TARGET), else the profile's."""
+    return str(project.target or _profile(project)[1].get("target"))
+
+
+def target_config(project: Project) -> dict[str, Any]:
+    """The active dbt target's output (profile from dbt_project.yml, target from `target_name`)."""
+    profile_name, profile = _profile(project)
+    target = target_name(project)
     outputs = profile.get("outputs") or {}
     if target not in outputs:
-        raise ConfigError(f"{path}: profile {profile_name!r} has no target {target!r}")
+        known = ", ".join(sorted(map(str, outputs))) or "none"
+        raise ConfigError(f"{project.root / 'profiles.yml'}: profile {profile_name!r} has no target {target!r} "
+                          f"(its targets: {known})")
     return copy.deepcopy(outputs[target])
+
+
+def warehouse_type(project: Project) -> str:
+    """The target's dbt adapter type: `duckdb`, `postgres`, ..."""
+    return str(target_config(project).get("type"))
+
+
+def dbt_target_path(project: Project) -> Path:
+    """dbt's target directory for the target in use (`target/<name>`): manifests of two warehouses
+    never overwrite each other."""
+    return project.target_dir / target_name(project)
 
 
 # A command reads the target several times (connect, compile, the build's staging copy): profiles.yml's
@@ -91,11 +115,18 @@ def sync_memory_limit() -> str:
 
 
 def work_dir(project: Project) -> Path:
-    """revetl's own files beside the warehouse: locks, sync journals and plans, the build's staging copy.
+    """revetl's own files for the target: locks, sync journals and plans, the build's staging copy.
 
-    `data/warehouse.duckdb` -> `data/warehouse.revetl/`. Created on first use."""
-    path = duckdb_path(project)
-    directory = path.with_name(path.name.split(".")[0] + ".revetl")
+    $REVETL_WORK_DIR when set; on DuckDB beside the warehouse file (`data/warehouse.duckdb` ->
+    `data/warehouse.revetl/`); on a server warehouse `data/<target>.revetl/` in the project.
+    Created on first use."""
+    if os.environ.get("REVETL_WORK_DIR"):
+        directory = Path(os.environ["REVETL_WORK_DIR"])
+    elif warehouse_type(project) == "duckdb":
+        path = duckdb_path(project)
+        directory = path.with_name(path.name.split(".")[0] + ".revetl")
+    else:
+        directory = project.root / "data" / f"{target_name(project)}.revetl"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 

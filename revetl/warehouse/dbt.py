@@ -113,12 +113,16 @@ def run_dbt(project: Project, command: str, args: list[str], vars_: dict[str, An
     """Invoke one dbt command in-process; returns dbtRunnerResult. Raises BuildError if dbt cannot run."""
     from dbt.cli.main import dbtRunner
 
+    from revetl.warehouse.connection import dbt_target_path, target_name
+
+    target_path = dbt_target_path(project)
     argv = [
         command,
         "--project-dir", str(project.root),
         "--profiles-dir", str(profiles_dir or project.root),
-        "--target-path", str(project.target_dir),
-        "--log-path", str(project.target_dir / "logs"),
+        *([] if profiles_dir else ["--target", target_name(project)]),
+        "--target-path", str(target_path),
+        "--log-path", str(target_path / "logs"),
         "--vars", json.dumps(vars_),
         "--log-level", "none",  # revetl reports results itself; dbt.log keeps the detail
         "--log-level-file", "info",
