@@ -59,13 +59,13 @@ def environment(base: Path) -> dict[str, str]:
 
 
 def node_seconds(base: Path, name: str) -> float:
-    results = json.loads((base / "target" / "run_results.json").read_text())
+    results = json.loads((base / "target" / "duckdb" / "run_results.json").read_text())
     return next(r["execution_time"] for r in results["results"] if r["unique_id"].endswith("." + name))
 
 
 def model_seconds(base: Path) -> dict[str, float]:
     """Every model's time in the last dbt run, as dbt timed it (tests left out)."""
-    results = json.loads((base / "target" / "run_results.json").read_text())
+    results = json.loads((base / "target" / "duckdb" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]
             if r["unique_id"].startswith("model.")}
 
