@@ -111,13 +111,16 @@ def test_executemany_binds_each_row(pg):
 
 
 def test_a_transaction_takes_effect_whole_or_not_at_all(pg):
-    pg.execute("create table ledger (n int)")
+    pg.execute("create table ledger (n int, at timestamptz)")
     with pg.transaction():
         pg.execute("insert into ledger values (1)")
         pg.execute("insert into ledger values (2)")
     with pytest.raises(RuntimeError):
         with pg.transaction():
             pg.execute("insert into ledger values (3)")
+            # a bound timestamp: in autocommit mode the driver wraps it in a BEGIN/COMMIT of its own
+            pg.execute("insert into ledger values (?, ?)", [5, dt.datetime(2026, 1, 1, tzinfo=UTC)])
+            pg.append("ledger", pa.table({"n": pa.array([6], pa.int32())}))
             raise RuntimeError("stop")
     with pytest.raises(QueryError, match="duplicate key|division"):
         with pg.transaction():
