@@ -203,7 +203,7 @@ def _cast(values: pa.Array, column: pa.Field) -> pa.Array:
 def _progress(console: Console | None, files: list[tuple[Path, str]]) -> Iterator:
     """advance(path) per file: a progress bar by bytes on a terminal when there is much to load."""
     total = sum(path.stat().st_size for path, _ in files) if console is not None else 0
-    if console is None or not console.is_terminal or total < 64 << 20:
+    if console is None or not console.is_terminal or total < 16 << 20:  # about 400,000 events: a few seconds
         yield lambda path: None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn

@@ -122,6 +122,9 @@ def type_name(field: pa.Field) -> str:
     name = _typname(field)
     if name.startswith("_") and isinstance(field.type, pa.ListType):
         return type_name(field.type.value_field) + "[]"
+    modifier = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+    if name == "numeric" and modifier >= 4:  # numeric(p, s): ((p << 16) | s) + 4
+        return f"DECIMAL({(modifier - 4) >> 16},{(modifier - 4) & 0xFFFF})"
     return _TYPE_NAMES.get(name, name.upper() or str(field.type).upper())
 
 
@@ -205,7 +208,8 @@ class PostgresConnection(Connection):
             cursor.executemany(text, [list(row) for row in rows])
 
     def columns(self, sql: SQL) -> list[tuple[str, str]]:
-        cursor, _ = self._run(f"select * from ({self.render(sql)}\n) as revetl_columns limit 0", None)
+        query = self.render(sql).rstrip().rstrip(";")
+        cursor, _ = self._run(f"select * from ({query}\n) as revetl_columns limit 0", None)
         try:
             with self._errors():
                 schema = cursor.fetch_record_batch().schema
