@@ -203,3 +203,24 @@ def test_on_duckdb_there_is_nothing_to_load(project):
     process = subprocess.run([sys.executable, "-m", "revetl", "--project-dir", str(project.root), "load"],
                              capture_output=True, text=True, env={**os.environ, "REVETL_TARGET": "duckdb"})
     assert process.returncode == 0 and "nothing to load" in process.stdout
+
+
+def test_the_number_of_load_sessions_is_a_whole_number(monkeypatch):
+    from revetl.errors import ConfigError
+    from revetl.warehouse.load import load_sessions
+
+    assert load_sessions() == 2
+    monkeypatch.setenv("REVETL_LOAD_SESSIONS", "1")
+    assert load_sessions() == 1
+    monkeypatch.setenv("REVETL_LOAD_SESSIONS", "two")
+    with pytest.raises(ConfigError, match="REVETL_LOAD_SESSIONS must be a whole number from 1, not 'two'"):
+        load_sessions()
+
+
+def test_one_session_loads_the_same_rows(project):
+    for index in range(3):
+        write(project, f"received_date=2026-03-0{index + 1}/part.parquet", events(10, day=f"2026-03-0{index + 1}"))
+    report = load_landed(project, sessions=1)
+    assert (report.files, report.events) == (3, 30)
+    with connect(project) as pg:
+        assert pg.scalar("select count(distinct (filename, file_row_number)) from landing.events") == 30
