@@ -94,7 +94,8 @@ def build(
     ] = None,
     select: Annotated[Optional[str], typer.Option(help="dbt selection, e.g. +identity_graph.")] = None,
 ) -> None:
-    """Build the warehouse models with dbt (models and dbt tests) and report each."""
+    """Build the warehouse models with dbt (models and dbt tests) and report each; on a server warehouse, load
+    the landed files first."""
     from revetl.warehouse.connection import warehouse_type
     from revetl.warehouse.dbt import build_project, print_results
 

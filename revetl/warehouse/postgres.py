@@ -1,9 +1,11 @@
 """PostgreSQL behind the `Connection` seam (base.py), over ADBC's libpq driver: Arrow out, Arrow in.
 
-Statements. Each runs on a statement of its own in autocommit mode (a `transaction()` block turns it off); placeholders become libpq's `$N` (placeholders.py). `execute` reads its (small) result whole;
+Statements. Each runs on a driver statement of its own, in autocommit mode unless a `transaction()` block
+is open; placeholders become libpq's `$N` (placeholders.py). `execute` reads its (small) result whole.
 `stream` reads a query through `COPY ... TO STDOUT (FORMAT binary)`, the driver's bounded path, so one
 Arrow batch is in memory at a time (COPY takes no parameters: a streamed query's values are inlined as
-typed SQL literals by sqlglot). `ingest` is ADBC's bulk ingest (COPY FROM, binary).
+typed SQL literals by sqlglot); while it is open the session runs nothing else. `ingest` and `append` are
+ADBC's bulk ingest (COPY FROM STDIN, binary).
 
 Types. `columns` names types in DuckDB's words where revetl compares them (`DOUBLE`, `VARCHAR`, `BIGINT`,
 `BOOLEAN`, `TIMESTAMP`, `TIMESTAMP WITH TIME ZONE`, ...). Rows out: `numeric` becomes an int when whole,
@@ -159,8 +161,8 @@ class PostgresConnection(Connection):
         return QueryError(message, out_of_disk=state == "53100" or "No space left" in text,
                           line=int(line.group(1)) if line else None, missing=state in ("42P01", "3F000"))
 
-    def _run(self, text: str, parameters: Parameters, **options: str) -> tuple[adbc.Cursor, Any]:
-        """A cursor that has run `text` (placeholders numbered), and the query's values."""
+    def _run(self, text: str, parameters: Parameters, **options: str) -> adbc.Cursor:
+        """A cursor that has run `text` (placeholders numbered)."""
         text, values = numbered(text, parameters)
         cursor = self._driver.cursor(adbc_stmt_kwargs={**_NO_COPY, **options})
         try:
@@ -169,13 +171,13 @@ class PostgresConnection(Connection):
         except BaseException:
             cursor.close()
             raise
-        return cursor, values
+        return cursor
 
     def execute(self, sql: SQL, parameters: Parameters = None) -> Result:
         text = self.render(sql)
         if self._read_only and not self._in_transaction and self._temporary_ddl(text):
             return self._writable(text, parameters)
-        cursor, _ = self._run(text, parameters)
+        cursor = self._run(text, parameters)
         try:
             with self._errors():
                 table = cursor.fetch_arrow_table() if cursor.description else None
@@ -209,7 +211,7 @@ class PostgresConnection(Connection):
 
     def columns(self, sql: SQL) -> list[tuple[str, str]]:
         query = self.render(sql).rstrip().rstrip(";")
-        cursor, _ = self._run(f"select * from ({query}\n) as revetl_columns limit 0", None)
+        cursor = self._run(f"select * from ({query}\n) as revetl_columns limit 0", None)
         try:
             with self._errors():
                 schema = cursor.fetch_record_batch().schema
@@ -219,7 +221,7 @@ class PostgresConnection(Connection):
 
     def stream(self, sql: SQL, parameters: Parameters = None, rows: int = READ_ROWS) -> pa.RecordBatchReader:
         text = inline(self.render(sql), parameters, lambda value: exp.convert(value).sql(dialect=self.dialect))
-        cursor, _ = self._run(text, None, **{"adbc.postgresql.use_copy": "true",
+        cursor = self._run(text, None, **{"adbc.postgresql.use_copy": "true",
                                              "adbc.postgresql.batch_size_hint_bytes": str(_STREAM_BYTES)})
         try:
             with self._errors():
