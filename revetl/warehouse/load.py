@@ -224,7 +224,8 @@ def _reason(exc: BaseException) -> str:
 def _batches(parquet: pq.ParquetFile, name: str, unreadable: list[BaseException]) -> pa.RecordBatchReader:
     """The file's rows in the `landing.events` layout, one batch at a time; an error reading it is also put
     in `unreadable`."""
-    known = [column for column in LANDING_SCHEMA.names if column in parquet.schema_arrow.names]
+    present = set(parquet.schema_arrow.names)
+    known = [column for column in LANDING_SCHEMA.names if column in present]
     partition = _PARTITION.findall(name)
     received = dt.date.fromisoformat(partition[-1]) if partition else None
 
