@@ -9,18 +9,22 @@ listening on a free loopback port, stopped and deleted afterwards.
 `REVETL_PG_BINDIR`, `pg_config --bindir`, `/usr/lib/postgresql/*/bin` or PATH; where there are none
 this raises with what to install (`.ci/run` installs Debian's `postgresql` package when missing).
 The superuser has a random password (password authentication over TCP, as a real server has).
+A watchdog process stops the server and deletes its directory when the process that started it ends,
+even by SIGKILL: a killed test run leaves no server behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +33,23 @@ from pathlib import Path
 __all__ = ["PostgresCluster", "PostgresDatabase", "server_binaries"]
 
 SYSTEM_USER = "revetl-pg"  # created when running as root and there is no `postgres` user
+
+# argv: owner pid, pg_ctl stop command (JSON), cluster root. Polls the owner; once it is gone, stops the
+# server and deletes the cluster. Started in a session of its own, so a signal to the owner's group
+# (Ctrl-C, pytest-timeout) does not reach it first.
+_WATCHDOG = """
+import json, os, shutil, subprocess, sys, time
+owner, stop, root = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+while True:
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+if os.path.exists(os.path.join(root, "data", "postmaster.pid")):
+    subprocess.run(stop, capture_output=True)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def server_binaries() -> Path:
@@ -91,6 +112,7 @@ class PostgresCluster:
         self.root, self.port, self.password, self.bindir, self.run_as = root, port, password, bindir, run_as
         self.user = "revetl"
         self.host = "127.0.0.1"
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def start(cls, settings: dict[str, str] | None = None) -> PostgresCluster:
@@ -134,6 +156,17 @@ class PostgresCluster:
         flags = " ".join(f"-c {key}={value}" for key, value in options.items())
         self._run("pg_ctl", "-D", str(data), "-l", str(self.root / "server.log"), "-o", flags, "-w", "-t", "60",
                   "start")
+        stop = self._as_user([str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), json.dumps(stop),
+                                           str(self.root)], start_new_session=True, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _as_user(self, command: list[str]) -> list[str]:
+        """`command` run as the cluster's system user (the watchdog has no Python-level setuid)."""
+        if self.run_as is None:
+            return command
+        return ["setpriv", f"--reuid={self.run_as.pw_uid}", f"--regid={self.run_as.pw_gid}", "--clear-groups",
+                *command]
 
     def database(self, name: str) -> PostgresDatabase:
         """A new empty database `name` in the cluster (created now; a name already taken is an error)."""
@@ -151,6 +184,9 @@ class PostgresCluster:
         return process.stdout
 
     def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
         if (self.root / "data" / "postmaster.pid").exists():
             with contextlib.suppress(RuntimeError):
                 self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
