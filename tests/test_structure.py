@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import revetl
 
 PACKAGE = Path(revetl.__file__).parent
@@ -23,15 +25,17 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def test_only_the_warehouse_package_imports_duckdb():
+@pytest.mark.parametrize("driver", ["duckdb", "adbc_driver_postgresql", "adbc_driver_manager", "psycopg2"])
+def test_only_the_warehouse_package_imports_a_driver(driver):
     importers = {
         path.relative_to(PACKAGE).as_posix()
         for path in PACKAGE.rglob("*.py")
-        if any(name == "duckdb" or name.startswith("duckdb.") for name in imported_modules(path))
+        if any(name == driver or name.startswith(driver + ".") for name in imported_modules(path))
     }
-    assert importers, "no module imports duckdb: the walk found nothing"
     outside = sorted(name for name in importers if not name.startswith("warehouse/"))
-    assert outside == [], f"only revetl/warehouse/ may import duckdb; also imported by {outside}"
+    assert outside == [], f"only revetl/warehouse/ may import {driver}; also imported by {outside}"
+    if driver in ("duckdb", "adbc_driver_postgresql"):
+        assert importers, f"no module imports {driver}: the walk found nothing"
 
 
 def module_name(path: Path) -> str:
