@@ -1,13 +1,16 @@
 """The warehouse connection, read from dbt's `profiles.yml`; the only module that opens it.
 
 profiles.yml is rendered with dbt's `env_var()` semantics, so revetl and dbt always agree on where
-the warehouse is. Only the DuckDB target type is supported for now; a relative DuckDB path is
-taken relative to the project directory (revetl runs dbt from there too).
+the warehouse is. Target types: `duckdb` (a relative path is taken relative to the project directory,
+where revetl runs dbt too) and `postgres` (host, port, user, password, dbname; `schema` is the session's
+search_path).
 
-`connect` opens the target's engine (embedded.py: DuckDB) and returns the one seam the rest of revetl
-talks to, a `Connection` (base.py). It waits while another process holds the embedded file (up to
-REVETL_LOCK_WAIT seconds, default 600), and `sandbox=True` locks a connection that runs analyst SQL
-away from files, network, extensions and settings (embedded.py says how and why).
+`connect` opens the target's engine (embedded.py: DuckDB; postgres.py: PostgreSQL over ADBC) and returns
+the one seam the rest of revetl talks to, a `Connection` (base.py). On DuckDB it waits while another
+process holds the embedded file (up to REVETL_LOCK_WAIT seconds, default 600). `sandbox=True` locks a
+connection that runs analyst SQL away from files, network, extensions and settings (each engine's module
+says how and why). `lock` and `locked` reach a named lock (one sync run, one build) without opening the
+embedded file: an flock in the work directory on DuckDB, an advisory lock on PostgreSQL (advisory.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import copy
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -26,8 +29,16 @@ from revetl.errors import ConfigError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
 
-__all__ = ["Connection", "connect", "dbt_target_path", "dialect", "duckdb_path", "lock_wait_seconds",
-           "sync_memory_limit", "target_config", "target_name", "warehouse_type", "work_dir"]
+if TYPE_CHECKING:  # the driver is loaded by the commands that reach a PostgreSQL target
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from revetl.warehouse.postgres import Server
+
+_SUPPORTED = "use duckdb or postgres"
+
+__all__ = ["Connection", "connect", "dbt_target_path", "dialect", "duckdb_path", "lock", "lock_wait_seconds", "locked",
+           "postgres_server", "sync_memory_limit", "target_config", "target_name", "warehouse_type", "work_dir"]
 
 
 def _env_var(name: str, default: str | None = None) -> str:
@@ -96,7 +107,7 @@ def duckdb_path(project: Project) -> Path:
     """The DuckDB file the dbt target points at, absolute."""
     config = target_config(project)
     if config.get("type") != "duckdb":
-        raise ConfigError(f"warehouse type {config.get('type')!r} is not supported yet; use duckdb")
+        raise ConfigError(f"target {target_name(project)!r} is a {config.get('type')} warehouse, not a DuckDB file")
     path = Path(str(config.get("path", "")))
     if not str(path) or str(path) == ":memory:":
         raise ConfigError("profiles.yml: the duckdb target needs a file `path`")
@@ -146,8 +157,49 @@ def dialect(project: Project) -> str:
 
     kind = str(target_config(project).get("type"))
     if kind not in DIALECTS:
-        raise ConfigError(f"warehouse type {kind!r} is not supported yet; use duckdb")
+        raise ConfigError(f"warehouse type {kind!r} is not supported yet; {_SUPPORTED}")
     return DIALECTS[kind]
+
+
+def postgres_server(project: Project) -> Server:
+    """The PostgreSQL database the target names (profiles.yml: host, port, user, password, dbname, schema)."""
+    from revetl.warehouse.postgres import Server
+
+    config = target_config(project)
+    path = project.root / "profiles.yml"
+    try:
+        port = int(config.get("port") or 5432)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: target {target_name(project)!r} has port {config.get('port')!r}, "
+                          "not a number") from None
+    return Server(host=str(config.get("host") or "127.0.0.1"), port=port, user=str(config.get("user") or ""),
+                  password=str(config.get("password") or ""),
+                  dbname=str(config.get("dbname") or config.get("database") or ""),
+                  schema=str(config.get("schema") or "public"))
+
+
+def lock(project: Project, name: str, refuse: Callable[[str], Exception]) -> AbstractContextManager[None]:
+    """Hold the named lock of the project's warehouse for a block (see `Connection.lock`), without holding
+    the warehouse itself: an flock in `work_dir` on DuckDB, an advisory lock on PostgreSQL."""
+    if warehouse_type(project) == "postgres":
+        from revetl.warehouse.advisory import advisory_lock
+
+        return advisory_lock(postgres_server(project).session, name, refuse)
+    from revetl import locks
+
+    return locks.hold(locks.lock_path(work_dir(project), name), refuse)
+
+
+def locked(project: Project, name: str) -> bool:
+    """Whether a live process holds the named lock of the project's warehouse now."""
+    if warehouse_type(project) == "postgres":
+        from revetl.warehouse.advisory import advisory_locked
+
+        with postgres_server(project).session({"TimeZone": "UTC"}) as session:
+            return advisory_locked(session, name)
+    from revetl import locks
+
+    return locks.held(locks.lock_path(work_dir(project), name))
 
 
 def connect(
@@ -162,7 +214,15 @@ def connect(
 
     The engine runs with the dbt profile's settings and threads (one memory budget for dbt and revetl),
     and `memory_limit` when given. While another process holds the file, waits up to `wait` seconds
-    (default `lock_wait_seconds()`). `sandbox=True` for connections that run analyst SQL (embedded.py)."""
+    (default `lock_wait_seconds()`). `sandbox=True` for connections that run analyst SQL (embedded.py,
+    postgres.py). On PostgreSQL `memory_limit` and `wait` do not apply (the server shares itself)."""
+    kind = warehouse_type(project)
+    if kind == "postgres":
+        from revetl.warehouse.postgres import open_server
+
+        return open_server(postgres_server(project), read_only=read_only, sandbox=sandbox)
+    if kind != "duckdb":
+        raise ConfigError(f"warehouse type {kind!r} is not supported yet; {_SUPPORTED}")
     from revetl.warehouse.embedded import open_file
 
     path = duckdb_path(project)
@@ -173,5 +233,5 @@ def connect(
     return open_file(
         path, read_only=read_only, wait=lock_wait_seconds() if wait is None else wait,
         settings=config.get("settings") or {}, threads=config.get("threads"), memory_limit=memory_limit,
-        sandbox=sandbox, clock=clock,
+        sandbox=sandbox, clock=clock, work_dir=work_dir(project),
     )

@@ -15,7 +15,7 @@ from sqlglot import exp
 
 __all__ = ["DIALECTS", "TEMPLATES", "Template", "drop_table", "param", "table", "temp_table"]
 
-DIALECTS = {"duckdb": "duckdb"}  # dbt target type -> sqlglot dialect
+DIALECTS = {"duckdb": "duckdb", "postgres": "postgres"}  # dbt target type -> sqlglot dialect
 
 
 def table(name: str, schema: str | None = None) -> exp.Table:
