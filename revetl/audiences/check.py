@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from revetl.audiences.compile import (
+    Audience,
     Compiled,
     Problem,
     audience_columns,
@@ -111,12 +112,24 @@ def _warehouse_columns(
     except RevetlError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, QueryError) else None
         # The engine points at the line of the query it ran, which starts with the audience's first line.
-        line = (compiled.file_line(cause.line) if cause and cause.line else None) or audience.body_line
+        line = (compiled.file_line(cause.line) if cause and cause.line else None) or _named_line(audience, str(exc))
         hint = "; run `revetl build` if a model is missing" if cause and cause.missing else ""
         return None, [Problem(audience.path, line, f"{exc}{hint}")]
     if audience.key.lower() not in {c.lower() for c in columns}:
         return columns, [key_problem(audience, columns)]
     return columns, []
+
+
+def _named_line(audience: Audience, message: str) -> int:
+    """The line of the audience that first names what the engine's `message` quotes (`column "x" does not
+    exist`): for SQL sqlglot translated, whose lines are not the file's. Else the body's first line."""
+    quoted = re.search(r'"([^"]+)"', message)
+    if quoted:
+        word = re.compile(rf"\b{re.escape(quoted.group(1))}\b", re.IGNORECASE)
+        for number, text in enumerate(audience.template.splitlines(), audience.body_line):
+            if word.search(text.split("--")[0]):
+                return number
+    return audience.body_line
 
 
 def _check_sync(project: Project, name: str, columns: dict[str, list[str] | None]) -> list[Problem]:

@@ -92,7 +92,7 @@ def inspect_sql(sql: str, relations: Collection[str] = (), dialect: str = "duckd
             )))
             continue
         before = len(report.problems)
-        _check_query(parsed, report)
+        _check_query(parsed, statement, report)
         _check_reach(statement, sql, allowed, report, quiet=len(report.problems) > before,
                      translated=None if dialect == "duckdb" else parsed)
         if number == 0:
@@ -160,12 +160,16 @@ def node_line(node: exp.Expr) -> int | None:
     return None
 
 
-def _check_query(query: exp.Query, report: SqlReport) -> None:
+# The keyword that starts a clause sqlglot keeps no token of (`FOR UPDATE` is a Lock), to point at its line.
+_KEYWORDS = {"lock": ("FOR", "`FOR UPDATE`/`FOR SHARE`")}
+
+
+def _check_query(query: exp.Query, statement: list[Token], report: SqlReport) -> None:
     for node in query.walk():
         if isinstance(node, _NOT_READ_ONLY):
-            report.problems.append((node_line(node), (
-                f"`{node.key.upper()}` is not allowed: an audience is one read-only SELECT"
-            )))
+            keyword, shown = _KEYWORDS.get(node.key, (node.key.upper(), f"`{node.key.upper()}`"))
+            line = node_line(node) or next((t.line for t in statement if t.text.upper() == keyword), None)
+            report.problems.append((line, f"{shown} is not allowed: an audience is one read-only SELECT"))
 
 
 def _check_reach(
