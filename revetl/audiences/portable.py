@@ -71,7 +71,8 @@ def _timestamp(dialect: str, value: str) -> str:
         real = f"cast(substr({value}, 9, 2) as integer) <= {_days_in_month(value)}"
         cast = f"(cast({value} as timestamptz) at time zone 'UTC')"
         return f"case when {_matches(dialect, value, _TIMESTAMP)} then case when {real} then {cast} end end"
-    return f"case when {_matches(dialect, value, _TIMESTAMP)} then cast(try_cast({value} as timestamptz) as timestamp) end"
+    cast = f"cast(try_cast({value} as timestamptz) as timestamp)"
+    return f"case when {_matches(dialect, value, _TIMESTAMP)} then {cast} end"
 
 
 def _integer(digits: int, kind: str) -> Callable[[str, str], str]:
@@ -177,8 +178,9 @@ def drift(tree: exp.Expr, read: str, line: Callable[[exp.Expr], int | None]) -> 
 
 def _drifts(node: exp.Expr, read: str) -> str | None:
     if isinstance(node, exp.TryCast):
+        macro = f"{{{{ safe_cast('{node.this.sql(read)}', '{node.to.sql(read).lower()}') }}}}"
         return ("`try_cast` becomes a plain CAST on PostgreSQL, where one bad value fails the whole audience; "
-                f"`{{{{ safe_cast('{node.this.sql(read)}', '{node.to.sql(read).lower()}') }}}}` gives NULL on every warehouse")
+                f"`{macro}` gives NULL on every warehouse")
     if isinstance(node, exp.DateDiff) and node.unit is not None and node.unit.name.lower() in ("day", "week"):
         start, end = (part.sql(read) for part in (node.expression, node.this))
         advice = f"`{{{{ days_between('{start}', '{end}') }}}}`"

@@ -13,7 +13,9 @@ are dropped once counted, so that their memory is free for the sync):
 and returns a frozen, printable `Plan` with counts, samples, key problems, the guard's verdict and
 the version of the sync's state it read (state.version). `write_diff` streams `revetl_diff` into a
 Parquet file beside the warehouse and returns the same plan owning that `Diff`: what `apply` takes.
-The SQL is sqlglot expressions and templates (warehouse/dialect.py) rendered for the connection.
+`revetl_current` is made by mapping.py. The SQL is sqlglot expressions and templates (warehouse/dialect.py)
+rendered for the connection, each temp relation dropped and made anew (PostgreSQL has no `create or
+replace` of a table).
 
 Why four steps (bench/plan_bench.py, 10M members against 10M acknowledged rows): grouping the
 audience by key to find duplicates, and a full outer join carrying payloads, took 12.3 s and
@@ -32,6 +34,10 @@ Decisions (README, "Plan"):
 - Floating-point columns are rounded to 15 significant digits (6 for FLOAT) before they enter the
   payload, and NaN and infinities become null (JSON has neither): the last digits of a double
   depend on summation order, and a sync must not send a "change" that is only that noise.
+- The payload is the same text on every warehouse for the same values (dialect.json_object: DuckDB's
+  `to_json`, spelled out on PostgreSQL), so plans made on DuckDB and on PostgreSQL agree, row hash by row
+  hash, and a sync moved from one to the other resends nothing.
+- On PostgreSQL the audience is read in a read-only transaction (dialect.READ_ONLY), whatever the session.
 
 The diff leaves the warehouse as a Parquet file (`Diff`), so that a sync sends from a file and holds
 the warehouse only while it plans: other syncs, plans, previews and builds run meanwhile.
@@ -56,14 +62,14 @@ from revetl.destinations.base import Row
 from revetl.errors import QueryError, StateError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync import state
+from revetl.sync.mapping import AUDIENCE, audience_types, map_rows, payload_expression
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import DECLARED_DECIMALS, READ_ONLY, Template, drop_table, json_object, temp_table
+from revetl.warehouse.dialect import Template, drop_table
 
 __all__ = ["Diff", "Guard", "Plan", "make_plan", "payload_expression", "plan_sync", "print_plan", "write_diff"]
 
 READ_ROWS = 20_000  # rows per Arrow batch streamed out of the warehouse
 DIFF_COLUMNS = Row._fields  # the plan's rows are stored, and read back, by the names of `Row`'s fields
-AUDIENCE = "revetl_audience"
 
 
 @dataclass(frozen=True)
@@ -143,48 +149,6 @@ class Plan:
         return data
 
 
-def payload_expression(sync: SyncConfig, types: dict[str, str], dialect: str = "duckdb") -> exp.Expression:
-    """JSON text of the mapped fields, keyed by destination field name (sorted: a stable hash), the same text
-    on every engine (dialect.json_object). `types` are the audience's column types by lower-case name
-    (`Connection.columns`)."""
-    fields = sorted(sync.fields.items(), key=lambda kv: kv[1])
-    return json_object(dialect, [(dest, column, types.get(column.lower(), "")) for column, dest in fields])
-
-
-def _mapped(sync: SyncConfig, types: dict[str, str], dialect: str) -> exp.Select:
-    """key, payload, row_hash of the audience's rows."""
-    mapped = exp.select(exp.Star(), payload_expression(sync, types, dialect).as_("payload")).from_(
-        exp.table_(AUDIENCE).as_("audience"))
-    return exp.select(
-        exp.cast(exp.column(sync.key), "VARCHAR").as_("key"), exp.column("payload"),
-        exp.MD5(this=exp.column("payload")).as_("row_hash"),
-    ).from_(mapped.subquery("mapped"))
-
-
-def _types(connection: Connection) -> dict[str, str]:
-    """The audience's column types by lower-case name, with the declared precision of its decimals."""
-    types = {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
-    declared = DECLARED_DECIMALS[connection.dialect]
-    if declared is not None:
-        types.update((name.lower(), kind) for name, kind in connection.fetchall(declared, {"relation": AUDIENCE}))
-    return types
-
-
-def _current(connection: Connection, sync: SyncConfig, types: dict[str, str]) -> None:
-    """`revetl_current`: the audience's rows, mapped. Where the engine's session does not keep analyst SQL
-    from writing by itself (dialect.READ_ONLY), the audience is read in a read-only transaction."""
-    query = _mapped(sync, types, connection.dialect)
-    connection.execute(drop_table("revetl_current"))
-    read_only = READ_ONLY[connection.dialect]
-    if read_only is None:
-        connection.execute(temp_table("revetl_current", query))
-        return
-    connection.execute(temp_table("revetl_current", columns={"key": "VARCHAR", "payload": "VARCHAR", "row_hash": "VARCHAR"}))
-    with connection.transaction():
-        connection.execute(read_only)
-        connection.execute(exp.insert(query, "revetl_current"))
-
-
 # Duplicates: 64-bit hashes of the keys grouped first, then only the suspects by key.
 _DUPLICATES = Template("""create temp table revetl_duplicates as
     with suspects as (
@@ -259,8 +223,7 @@ def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samp
     run = connection.fetchall
     connection.execute(drop_table(AUDIENCE, kind="VIEW"))
     connection.execute(f"create temp view {AUDIENCE} as {audience_sql}\n")
-    types = _types(connection)
-    _current(connection, sync, types)
+    map_rows(connection, sync, audience_types(connection))
     _create(connection, "revetl_duplicates", _DUPLICATES)
     acked = state.current_state(connection, has_pending)
     parameters = {"sync": sync.name}
