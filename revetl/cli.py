@@ -94,13 +94,45 @@ def build(
     ] = None,
     select: Annotated[Optional[str], typer.Option(help="dbt selection, e.g. +identity_graph.")] = None,
 ) -> None:
-    """Build the warehouse models with dbt (models and dbt tests) and report each."""
+    """Build the warehouse models with dbt (models and dbt tests) and report each; on a server warehouse, load
+    the landed files first."""
+    from revetl.warehouse.connection import warehouse_type
     from revetl.warehouse.dbt import build_project, print_results
 
-    result = build_project(_project(), as_of=as_of, select=select)
+    project = _project()
+    if warehouse_type(project) != "duckdb":  # DuckDB reads the landed files in place
+        _load(project, then="build")
+    result = build_project(project, as_of=as_of, select=select)
     print_results(result, console)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def load() -> None:
+    """Load the landed Parquet files not loaded yet into a server warehouse (`revetl build` does it first)."""
+    from revetl.warehouse.connection import warehouse_type
+
+    project = _project()
+    if warehouse_type(project) == "duckdb":
+        console.print("nothing to load: DuckDB reads the landed files where they are")
+        return
+    _load(project, then="load")
+
+
+def _load(project: Project, then: str) -> None:
+    """Load landed files (revetl/warehouse/load.py), print the summary; a file that could not be loaded
+    stops the command with its sentence (`then`: what to run again once it is moved out)."""
+    from revetl.errors import LandingError
+    from revetl.warehouse.load import load_landed, print_load
+
+    report = load_landed(project, console=console)
+    print_load(report, console)
+    *others, last = report.problems(project.landing_dir, then) or [None]
+    for problem in others:
+        _print_error(LandingError(problem))
+    if last is not None:
+        raise LandingError(last + ("; nothing was built" if then == "build" else ""))
 
 
 @app.command()

@@ -89,7 +89,8 @@ def test_columns_name_types_as_duckdb_does_and_read_no_rows(pg):
     assert pg.columns("select g::int8 as a, g::float8 as b, g::text as c, g > 1 as d, "
                       "now()::timestamp as e, g::numeric(10, 2) as f, g::float4 as h from big_rows") == [
         ("a", "BIGINT"), ("b", "DOUBLE"), ("c", "VARCHAR"), ("d", "BOOLEAN"), ("e", "TIMESTAMP"),
-        ("f", "DECIMAL"), ("h", "FLOAT")]
+        ("f", "DECIMAL(10,2)"), ("h", "FLOAT")]
+    assert pg.columns("select sum(g::int8) as total from big_rows;") == [("total", "DECIMAL")]
     with pytest.raises(QueryError, match="division by zero") as raised:  # a statement that ran would fail
         pg.execute("select 1 / (g - g) from big_rows")
     assert pg.columns("select 1 / (g - g) as boom from big_rows") == [("boom", "INTEGER")]
@@ -111,13 +112,16 @@ def test_executemany_binds_each_row(pg):
 
 
 def test_a_transaction_takes_effect_whole_or_not_at_all(pg):
-    pg.execute("create table ledger (n int)")
+    pg.execute("create table ledger (n int, at timestamptz)")
     with pg.transaction():
         pg.execute("insert into ledger values (1)")
         pg.execute("insert into ledger values (2)")
     with pytest.raises(RuntimeError):
         with pg.transaction():
             pg.execute("insert into ledger values (3)")
+            # a bound timestamp: in autocommit mode the driver wraps it in a BEGIN/COMMIT of its own
+            pg.execute("insert into ledger values (?, ?)", [5, dt.datetime(2026, 1, 1, tzinfo=UTC)])
+            pg.append("ledger", pa.table({"n": pa.array([6], pa.int32())}))
             raise RuntimeError("stop")
     with pytest.raises(QueryError, match="duplicate key|division"):
         with pg.transaction():

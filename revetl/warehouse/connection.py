@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the driver is loaded by the commands that reach a PostgreSQ
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from revetl.warehouse.postgres import Server
+    from revetl.warehouse.libpq import Server
 
 _SUPPORTED = "use duckdb or postgres"
 
@@ -163,7 +163,7 @@ def dialect(project: Project) -> str:
 
 def postgres_server(project: Project) -> Server:
     """The PostgreSQL database the target names (profiles.yml: host, port, user, password, dbname, schema)."""
-    from revetl.warehouse.postgres import Server
+    from revetl.warehouse.libpq import Server
 
     config = target_config(project)
     path = project.root / "profiles.yml"
@@ -183,8 +183,9 @@ def lock(project: Project, name: str, refuse: Callable[[str], Exception]) -> Abs
     the warehouse itself: an flock in `work_dir` on DuckDB, an advisory lock on PostgreSQL."""
     if warehouse_type(project) == "postgres":
         from revetl.warehouse.advisory import advisory_lock
+        from revetl.warehouse.postgres import session
 
-        return advisory_lock(postgres_server(project).session, name, refuse)
+        return advisory_lock(functools.partial(session, postgres_server(project)), name, refuse)
     from revetl import locks
 
     return locks.hold(locks.lock_path(work_dir(project), name), refuse)
@@ -194,9 +195,10 @@ def locked(project: Project, name: str) -> bool:
     """Whether a live process holds the named lock of the project's warehouse now."""
     if warehouse_type(project) == "postgres":
         from revetl.warehouse.advisory import advisory_locked
+        from revetl.warehouse.postgres import session
 
-        with postgres_server(project).session({"TimeZone": "UTC"}) as session:
-            return advisory_locked(session, name)
+        with session(postgres_server(project), {"TimeZone": "UTC"}) as connection:
+            return advisory_locked(connection, name)
     from revetl import locks
 
     return locks.held(locks.lock_path(work_dir(project), name))

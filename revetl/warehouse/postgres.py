@@ -1,10 +1,11 @@
 """PostgreSQL behind the `Connection` seam (base.py), over ADBC's libpq driver: Arrow out, Arrow in.
 
-Statements. Each runs on a statement of its own in autocommit mode (a `transaction()` block sends BEGIN and
-COMMIT itself); placeholders become libpq's `$N` (placeholders.py). `execute` reads its (small) result whole;
+Statements. Each runs on a driver statement of its own, in autocommit mode unless a `transaction()` block
+is open; placeholders become libpq's `$N` (placeholders.py). `execute` reads its (small) result whole.
 `stream` reads a query through `COPY ... TO STDOUT (FORMAT binary)`, the driver's bounded path, so one
 Arrow batch is in memory at a time (COPY takes no parameters: a streamed query's values are inlined as
-typed SQL literals by sqlglot). `ingest` is ADBC's bulk ingest (COPY FROM, binary).
+typed SQL literals by sqlglot); while it is open the session runs nothing else. `ingest` and `append` are
+ADBC's bulk ingest (COPY FROM STDIN, binary).
 
 Types. `columns` names types in DuckDB's words where revetl compares them (`DOUBLE`, `VARCHAR`, `BIGINT`,
 `BOOLEAN`, `TIMESTAMP`, `TIMESTAMP WITH TIME ZONE`, ...). Rows out: `numeric` becomes an int when whole,
@@ -32,11 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import decimal
-import os
+import functools
 import re
-import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import adbc_driver_manager
@@ -44,13 +43,14 @@ import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 from sqlglot import exp
 
-from revetl.errors import QueryError, WarehouseError, scrub
+from revetl.errors import QueryError
 from revetl.warehouse.advisory import advisory_lock, advisory_locked
 from revetl.warehouse.base import READ_ROWS, ArrowData, Connection, Parameters, Result, SQL
 from revetl.warehouse.dialect import DIALECTS
+from revetl.warehouse.libpq import Server, session_settings
 from revetl.warehouse.placeholders import inline, numbered
 
-__all__ = ["PostgresConnection", "Server", "open_server"]
+__all__ = ["PostgresConnection", "Server", "open_server", "session"]
 
 _NO_COPY = {"adbc.postgresql.use_copy": "false"}
 _LINE = re.compile(r"^LINE (\d+):", re.MULTILINE)
@@ -71,80 +71,9 @@ _TYPE_NAMES = {
 _POWERFUL = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
 
 
-@dataclass(frozen=True)
-class Server:
-    """Where and how to reach one PostgreSQL database (profiles.yml's target). The password is kept out
-    of `repr` and of every message."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    dbname: str
-    schema: str = "public"
-
-    def __repr__(self) -> str:
-        return f"Server({self.host}:{self.port}/{self.dbname} as {self.user})"
-
-    def where(self) -> str:
-        return f"PostgreSQL at {self.host}:{self.port}, database {self.dbname}"
-
-    def conninfo(self, settings: Mapping[str, str]) -> str:
-        """A libpq key=value connection string, server `settings` passed as `-c` options."""
-        options = " ".join(f"-c {key}={_option(value)}" for key, value in settings.items())
-        pairs = {"host": self.host, "port": str(self.port), "user": self.user, "password": self.password,
-                 "dbname": self.dbname, "application_name": f"revetl {socket.gethostname()}:{os.getpid()}"[:63],
-                 "connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30", "options": options}
-        return " ".join(f"{key}={_quote(value)}" for key, value in pairs.items())
-
-    def open(self, settings: Mapping[str, str]) -> adbc.Connection:
-        """A driver connection in autocommit mode, or one WarehouseError sentence (no password in it)."""
-        try:
-            return adbc.connect(self.conninfo(settings), autocommit=True)
-        except adbc_driver_manager.Error as exc:
-            raise WarehouseError(f"cannot connect to {self.where()}: {self._reason(exc)}") from None
-
-    def _reason(self, exc: BaseException) -> str:
-        text = self.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        text = text.split("Failed to connect: ", 1)[-1]
-        text = text.rsplit(" failed: ", 1)[-1]
-        return re.sub(r"^(?:FATAL|ERROR):\s+", "", text)
-
-    def session(self, settings: Mapping[str, str]) -> PostgresConnection:
-        """A plain revetl session with these server settings."""
-        return PostgresConnection(self, self.open(settings))
-
-    def scrub(self, text: str) -> str:
-        return scrub(text, [self.password])
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _option(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
-
-
-def _statement_timeout() -> str:
-    raw = os.environ.get("REVETL_PG_STATEMENT_TIMEOUT", "900")
-    try:
-        return str(int(float(raw) * 1000))
-    except ValueError:
-        from revetl.errors import ConfigError
-
-        raise ConfigError(f"REVETL_PG_STATEMENT_TIMEOUT must be a number of seconds, not {raw!r}") from None
-
-
-def session_settings(server: Server, *, read_only: bool, sandbox: bool) -> dict[str, str]:
-    """The server settings a revetl session starts with."""
-    settings = {"TimeZone": "UTC", "search_path": server.schema, "standard_conforming_strings": "on",
-                "client_encoding": "UTF8"}
-    if read_only:
-        settings["default_transaction_read_only"] = "on"
-    if sandbox:
-        settings["statement_timeout"] = _statement_timeout()
-    return settings
+def session(server: Server, settings: Mapping[str, str]) -> PostgresConnection:
+    """A plain revetl session on `server` with these server settings (the advisory lock's own)."""
+    return PostgresConnection(server, server.open(settings))
 
 
 def open_server(server: Server, *, read_only: bool = False, sandbox: bool = False) -> PostgresConnection:
@@ -195,6 +124,9 @@ def type_name(field: pa.Field) -> str:
     name = _typname(field)
     if name.startswith("_") and isinstance(field.type, pa.ListType):
         return type_name(field.type.value_field) + "[]"
+    modifier = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+    if name == "numeric" and modifier >= 4:  # numeric(p, s): ((p << 16) | s) + 4
+        return f"DECIMAL({(modifier - 4) >> 16},{(modifier - 4) & 0xFFFF})"
     return _TYPE_NAMES.get(name, name.upper() or str(field.type).upper())
 
 
@@ -229,8 +161,8 @@ class PostgresConnection(Connection):
         return QueryError(message, out_of_disk=state == "53100" or "No space left" in text,
                           line=int(line.group(1)) if line else None, missing=state in ("42P01", "3F000"))
 
-    def _run(self, text: str, parameters: Parameters, **options: str) -> tuple[adbc.Cursor, Any]:
-        """A cursor that has run `text` (placeholders numbered), and the query's values."""
+    def _run(self, text: str, parameters: Parameters, **options: str) -> adbc.Cursor:
+        """A cursor that has run `text` (placeholders numbered)."""
         text, values = numbered(text, parameters)
         cursor = self._driver.cursor(adbc_stmt_kwargs={**_NO_COPY, **options})
         try:
@@ -239,13 +171,13 @@ class PostgresConnection(Connection):
         except BaseException:
             cursor.close()
             raise
-        return cursor, values
+        return cursor
 
     def execute(self, sql: SQL, parameters: Parameters = None) -> Result:
         text = self.render(sql)
         if self._read_only and not self._in_transaction and self._temporary_ddl(text):
             return self._writable(text, parameters)
-        cursor, _ = self._run(text, parameters)
+        cursor = self._run(text, parameters)
         try:
             with self._errors():
                 table = cursor.fetch_arrow_table() if cursor.description else None
@@ -278,7 +210,8 @@ class PostgresConnection(Connection):
             cursor.executemany(text, [list(row) for row in rows])
 
     def columns(self, sql: SQL) -> list[tuple[str, str]]:
-        cursor, _ = self._run(f"select * from ({self.render(sql)}\n) as revetl_columns limit 0", None)
+        query = self.render(sql).rstrip().rstrip(";")
+        cursor = self._run(f"select * from ({query}\n) as revetl_columns limit 0", None)
         try:
             with self._errors():
                 schema = cursor.fetch_record_batch().schema
@@ -288,7 +221,7 @@ class PostgresConnection(Connection):
 
     def stream(self, sql: SQL, parameters: Parameters = None, rows: int = READ_ROWS) -> pa.RecordBatchReader:
         text = inline(self.render(sql), parameters, lambda value: exp.convert(value).sql(dialect=self.dialect))
-        cursor, _ = self._run(text, None, **{"adbc.postgresql.use_copy": "true",
+        cursor = self._run(text, None, **{"adbc.postgresql.use_copy": "true",
                                              "adbc.postgresql.batch_size_hint_bytes": str(_STREAM_BYTES)})
         try:
             with self._errors():
@@ -319,35 +252,53 @@ class PostgresConnection(Connection):
             cursor.adbc_ingest(table, data, mode="create", temporary=temporary)
         return None
 
+    def append(self, table: str, data: ArrowData) -> None:
+        """Append Arrow `data` to the existing `table` (`schema.name`), its columns matched by name: ADBC's
+        bulk ingest (COPY FROM STDIN, binary), inside the open transaction if there is one."""
+        schema, _, name = table.rpartition(".")
+        with contextlib.closing(self._driver.cursor()) as cursor, self._errors():
+            cursor.adbc_ingest(name, data, mode="append", db_schema_name=schema or None)
+
     @contextlib.contextmanager
     def transaction(self, read_write: bool = False) -> Iterator[None]:
-        """As `Connection.transaction`; `read_write` opens a writable one on a read-only session."""
-        if self._in_transaction:  # nested: part of the enclosing transaction
+        """As `Connection.transaction`; `read_write` opens a writable one on a read-only session. Nested
+        blocks are part of the enclosing transaction.
+
+        The driver opens it (ADBC autocommit off), never a BEGIN sent as text: in autocommit mode the driver
+        wraps each statement binding a timestamp in a BEGIN/COMMIT of its own, which would commit ours."""
+        if self._in_transaction:
             yield
             return
-        self.execute("begin read write" if read_write else "begin")
-        self._in_transaction = True
+        self._begin()
         try:
+            if read_write:
+                self.execute("set transaction read write")
             yield
-            self._in_transaction = False
-            self.execute("commit")
         except BaseException:
-            self._in_transaction = False
             with contextlib.suppress(QueryError):
-                self.execute("rollback")
+                self._rollback()
             raise
+        self._commit()
 
     def _begin(self) -> None:
-        self.execute("begin")
+        with self._errors():
+            self._driver.adbc_connection.set_autocommit(False)
         self._in_transaction = True
 
+    def _end(self, how: Callable[[], None]) -> None:
+        try:
+            with self._errors():
+                how()
+        finally:
+            self._in_transaction = False
+            with self._errors():
+                self._driver.adbc_connection.set_autocommit(True)
+
     def _commit(self) -> None:
-        self._in_transaction = False
-        self.execute("commit")
+        self._end(self._driver.adbc_connection.commit)
 
     def _rollback(self) -> None:
-        self._in_transaction = False
-        self.execute("rollback")
+        self._end(self._driver.adbc_connection.rollback)
 
     def _restrict(self) -> None:
         """On a read-only sandbox: drop the login role's powers over server files and programs."""
@@ -360,7 +311,7 @@ class PostgresConnection(Connection):
 
     def lock(self, name: str, refuse: Callable[[str], Exception]) -> contextlib.AbstractContextManager[None]:
         """An advisory lock held by a session of its own (advisory.py): this one may close meanwhile."""
-        return advisory_lock(self.server.session, name, refuse)
+        return advisory_lock(functools.partial(session, self.server), name, refuse)
 
     def locked(self, name: str) -> bool:
         return advisory_locked(self, name)
