@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from revetl.config import SyncConfig
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import DECLARED_DECIMALS, READ_ONLY, computed_once, drop_table, json_object, temp_table
+from revetl.warehouse.dialect import READ_ONLY, computed_once, drop_table, json_object, temp_table
 
 __all__ = ["AUDIENCE", "audience_types", "map_rows", "payload_expression"]
 
@@ -39,12 +39,8 @@ def _mapped(sync: SyncConfig, types: dict[str, str], dialect: str) -> exp.Select
 
 
 def audience_types(connection: Connection) -> dict[str, str]:
-    """The audience's column types by lower-case name, with the declared precision of its decimals."""
-    types = {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
-    declared = DECLARED_DECIMALS[connection.dialect]
-    if declared is not None:
-        types.update((name.lower(), kind) for name, kind in connection.fetchall(declared, {"relation": AUDIENCE}))
-    return types
+    """The audience's column types by lower-case name, as `Connection.columns` names them (`DECIMAL(10,2)`)."""
+    return {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
 
 
 def map_rows(connection: Connection, sync: SyncConfig, types: dict[str, str]) -> None:

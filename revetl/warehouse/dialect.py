@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-__all__ = ["DECLARED_DECIMALS", "DIALECTS", "READ_ONLY", "TEMPLATES", "Template", "computed_once", "drop_table",
+__all__ = ["DIALECTS", "READ_ONLY", "TEMPLATES", "Template", "computed_once", "drop_table",
            "json_object", "table", "temp_table"]
 
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres"}  # dbt target type -> sqlglot dialect
@@ -130,17 +130,6 @@ def computed_once(dialect: str, query: exp.Select) -> exp.Select:
     PostgreSQL inlines a subquery into its reader and would compute such a column once per use; `offset 0`
     keeps it whole (measured: a 1M-row plan's payloads in 7 s instead of 14). DuckDB computes it once anyway."""
     return query.offset(0) if dialect == "postgres" else query
-
-# The declared precision of a relation's numeric columns, where `Connection.columns` does not name it (DuckDB's
-# does: `DECIMAL(10,2)`); `$relation` is the relation's name. Rows: (column, `DECIMAL(p,s)`).
-DECLARED_DECIMALS = {
-    "duckdb": None,
-    "postgres": Template("""
-        select attname, 'DECIMAL(' || ((atttypmod - 4) >> 16) || ',' || ((atttypmod - 4) & 65535) || ')'
-        from pg_attribute
-        where attrelid = to_regclass($relation) and attnum > 0 and not attisdropped
-          and atttypid = to_regtype('numeric') and atttypmod >= 4"""),
-}
 
 # Significant digits kept of floating-point values: what survives a round trip through text.
 _DIGITS = {"DOUBLE": 15, "FLOAT": 6}
