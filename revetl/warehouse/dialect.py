@@ -131,6 +131,7 @@ def computed_once(dialect: str, query: exp.Select) -> exp.Select:
     keeps it whole (measured: a 1M-row plan's payloads in 7 s instead of 14). DuckDB computes it once anyway."""
     return query.offset(0) if dialect == "postgres" else query
 
+
 # Significant digits kept of floating-point values: what survives a round trip through text.
 _DIGITS = {"DOUBLE": 15, "FLOAT": 6}
 
