@@ -176,14 +176,19 @@ def drift(tree: exp.Expr, read: str, line: Callable[[exp.Expr], int | None]) -> 
     return found
 
 
+def _jinja_string(sql: str) -> str:
+    """`sql` as a Jinja string literal, for the advice a warning gives."""
+    return f"'{sql}'" if "'" not in sql else f'"{sql}"' if '"' not in sql else repr(sql)
+
+
 def _drifts(node: exp.Expr, read: str) -> str | None:
     if isinstance(node, exp.TryCast):
-        macro = f"{{{{ safe_cast('{node.this.sql(read)}', '{node.to.sql(read).lower()}') }}}}"
+        macro = f"{{{{ safe_cast({_jinja_string(node.this.sql(read))}, '{node.to.sql(read).lower()}') }}}}"
         return ("`try_cast` becomes a plain CAST on PostgreSQL, where one bad value fails the whole audience; "
                 f"`{macro}` gives NULL on every warehouse")
     if isinstance(node, exp.DateDiff) and node.unit is not None and node.unit.name.lower() in ("day", "week"):
-        start, end = (part.sql(read) for part in (node.expression, node.this))
-        advice = f"`{{{{ days_between('{start}', '{end}') }}}}`"
+        start, end = (_jinja_string(part.sql(read)) for part in (node.expression, node.this))
+        advice = f"`{{{{ days_between({start}, {end}) }}}}`"
         if node.unit.name.lower() == "week":
             return (f"a difference in weeks is rounded on PostgreSQL and truncated on DuckDB; {advice} // 7 "
                     "counts whole weeks the same on every warehouse")
