@@ -12,7 +12,7 @@ select
     p.company,
     p.plan,
     p.last_seen_at,
-    date_diff('day', p.last_seen_at, {{ as_of() }}) as days_inactive,
+    {{ days_between('p.last_seen_at', as_of()) }} as days_inactive,
     t.events_60d as events_31_60d,  -- none in the last 30 days, so all of them are 31-60 days old
     t.revenue_90d,
     t.top_dashboard

@@ -3,7 +3,8 @@
 -- owner: growth
 -- tags: [onboarding]
 
--- `created_at` is the identify trait the product sets at sign-up (ISO-8601 text).
+-- `created_at` is the identify trait the product sets at sign-up (ISO-8601 text); safe_cast() makes
+-- a malformed one NULL (that person is left out) on every warehouse instead of failing the audience.
 with signups as (
     select
         profile_id,
@@ -12,7 +13,7 @@ with signups as (
         name,
         company,
         plan,
-        try_cast(created_at as timestamp) as signed_up_at
+        {{ safe_cast('created_at', 'timestamp') }} as signed_up_at
     from {{ ref('profiles') }}
     where user_id is not null
 )
@@ -23,7 +24,7 @@ select
     s.company,
     s.plan,
     s.signed_up_at,
-    date_diff('day', s.signed_up_at, {{ as_of() }}) as days_since_signup,
+    {{ days_between('s.signed_up_at', as_of()) }} as days_since_signup,
     t.events_30d,
     t.first_page
 from signups as s

@@ -360,3 +360,20 @@ def test_shipped_audiences_pass_the_check(built):
     problems = [p for p in check_project(built) if p.path.parent == audiences_dir]
     assert problems == []
     assert {"churn_risk", "power_users", "new_signups"} <= set(audience_names(built))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("audiences")
+def test_shipped_audiences_have_the_same_members_on_postgresql(built, postgres_database):
+    """The built models copied as they are to PostgreSQL (dbt's build there is tested on its own): each shipped
+    audience, translated by sqlglot with its macros' PostgreSQL bodies, finds the same rows there."""
+    from revetl.config import load_project
+
+    on_postgres = load_project(built.root, "postgres")
+    with connect(built, read_only=True) as embedded, connect(on_postgres) as server:
+        for model in ("profiles", "profile_traits", "build_info"):
+            server.ingest(model, embedded.stream(f"select * from {model}"), temporary=False)
+        for name in ("churn_risk", "power_users", "new_signups"):
+            expected = embedded.fetchall(compile_audience(built, load_audience(built, name)))
+            found = server.fetchall(compile_audience(on_postgres, load_audience(on_postgres, name)))
+            assert len(expected) >= 5 and sorted(found) == sorted(expected), name

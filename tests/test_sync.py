@@ -1,4 +1,5 @@
-"""`revetl sync`, `runs`, `failures`, `state reset` as a user runs them: lock, guard, exit codes."""
+"""`revetl sync`, `runs`, `failures`, `state reset` as a user runs them: lock, guard, exit codes; on DuckDB and
+on PostgreSQL (`--target postgres` through REVETL_TARGET), the same tests."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from wh import audience_project
+from wh import TARGETS, audience_project, on_target, replace_table
 
 from revetl.sync.lock import sync_lock
 from revetl.config import Project
@@ -25,22 +26,18 @@ select user_id, email, plan from {{ ref('members') }}
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+@pytest.fixture(params=TARGETS)
+def project(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("BRAZE_API_KEY", KEY)
-    return audience_project(tmp_path, monkeypatch, {"people": AUDIENCE}, tables=("members",))
+    project = audience_project(tmp_path, monkeypatch, {"people": AUDIENCE}, tables=("members",))
+    return on_target(project, request.param, request, monkeypatch)
 
 
 def members(project: Project, n: int, bad: int = 0) -> None:
-    connection = connect(project)
-    connection.execute(
-        """create or replace table members as
-           select 'u' || i as user_id, case when i < ? then 'broken' else 'p' || i || '@example.com' end as email,
-                  'pro' as plan
-           from range(?) t(i)""",
-        [bad, n],
-    )
-    connection.close()
+    replace_table(project, "members", """
+        select 'u' || i as user_id, case when i < ? then 'broken' else 'p' || i || '@example.com' end as email,
+               'pro' as plan
+        from generate_series(0, ? - 1) as t(i)""", [bad, n])
 
 
 def sync_file(project: Project, url: str) -> None:
@@ -126,15 +123,15 @@ def test_state_reset_needs_confirmation_and_resyncs_everything(project):
         assert '"adds": 10' in revetl(project, "plan", "people", "--json").stdout
 
 
+ENGINE_ERROR = {"duckdb": "Conversion Error", "postgres": "invalid input syntax for type integer"}
+
+
 @pytest.mark.slow
 def test_an_audience_that_fails_on_some_rows_is_named_in_one_sentence(project):
     """A bad cast only some rows hit passes `audiences check` (it is valid SQL) and fails when it runs."""
-    connection = connect(project)
-    connection.execute("""create or replace table members as
-                          select 'u' || i as user_id, case when i = 7 then 'seven' else i::varchar end as seats,
-                                 'pro' as plan
-                          from range(100) t(i)""")
-    connection.close()
+    replace_table(project, "members", """
+        select 'u' || i as user_id, case when i = 7 then 'seven' else cast(i as varchar) end as seats, 'pro' as plan
+        from generate_series(0, 99) as t(i)""")
     (project.audiences_dir / "people.sql").write_text(
         "-- description: people\n-- key: user_id\n\n"
         "select user_id, cast(seats as integer) as email, plan from {{ ref('members') }}\n"
@@ -147,10 +144,10 @@ def test_an_audience_that_fails_on_some_rows_is_named_in_one_sentence(project):
             assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr
             errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
             assert len(errors) == 1, run.stderr
-            assert "audience people failed in the warehouse while planning sync people: Conversion Error" in errors[0]
-            assert "'seven'" in errors[0]
+            assert "audience people failed in the warehouse while planning sync people: " in errors[0]
+            assert ENGINE_ERROR[project.target or "duckdb"] in errors[0] and '"seven"' in errors[0].replace("'", '"')
     runs = revetl(project, "runs", "people")
-    assert "│ failed " in runs.stdout and "Conversion Error" in runs.stdout, runs.stderr
+    assert "│ failed " in runs.stdout and ENGINE_ERROR[project.target or "duckdb"] in runs.stdout, runs.stderr
 
 
 def test_a_password_in_a_base_url_is_refused_and_never_printed(project):

@@ -62,6 +62,33 @@ def audience_project(
     return redirect(base, monkeypatch, root=root)
 
 
+TARGETS = ("duckdb", "postgres")  # the warehouses tests run on: `@pytest.fixture(params=TARGETS)`
+
+
+def on_target(project: Project, target: str, request: pytest.FixtureRequest,
+              monkeypatch: pytest.MonkeyPatch) -> Project:
+    """`project` on the warehouse `target`: on `postgres`, a new database of the test cluster (its PG*
+    variables set), revetl's work files in a directory of the test's, and REVETL_TARGET set so that the
+    commands a test runs in subprocesses reach the same warehouse."""
+    if target == "duckdb":
+        return project
+    request.getfixturevalue("postgres_database")
+    work = project.root.parent / "work"
+    work.mkdir(exist_ok=True)
+    monkeypatch.setenv("REVETL_WORK_DIR", str(work))
+    monkeypatch.setenv("REVETL_TARGET", target)
+    return load_project(project.root, target)
+
+
+def replace_table(project: Project, name: str, query: str, parameters: list | None = None) -> None:
+    """Make `name` a table of `query`'s rows in the project's warehouse (SQL both engines read alike)."""
+    from revetl.warehouse.connection import connect
+
+    with connect(project) as connection:
+        connection.execute(f"drop table if exists {name}")
+        connection.execute(f"create table {name} as {query}", parameters)
+
+
 def land(project: Project, payloads: list[dict], received_at=None) -> None:
     """Normalize wire payloads and land them as one batch (received now unless given)."""
     import datetime as dt

@@ -8,7 +8,11 @@ line (config.check_sync): the file is valid (an unknown key names the nearest kn
 `${VAR}` is set, the destination type is installed and accepts its settings, the audience exists
 and outputs the `identity.from` and `fields` columns.
 A destination's remarks on the mapping (`Destination.check`, e.g. a Salesforce Contact mapped
-without LastName) are warnings: printed, but they do not fail the check.
+without LastName) are warnings: printed, but they do not fail the check. So is a construct that drifts
+between warehouses written raw in an audience (`try_cast`, a difference in days: portable.py).
+
+The probe runs on the project's target (`--target`): a DuckDB file when it exists; a server warehouse
+always (an unreachable server is an error, not a check without it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from revetl.audiences.compile import (
+    Audience,
     Compiled,
     Problem,
     audience_columns,
@@ -34,7 +39,7 @@ from revetl.audiences.compile import (
 from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
 from revetl.destinations import load_destination, settings_problems, unknown_type
 from revetl.errors import ConfigError, QueryError, RevetlError
-from revetl.warehouse.connection import Connection, connect, duckdb_path
+from revetl.warehouse.connection import Connection, connect, duckdb_path, warehouse_type
 from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]
@@ -64,7 +69,9 @@ def warehouse_if_built(project: Project) -> Iterator[Connection | None]:
     """A read-only, sandboxed connection (it runs audiences) if the warehouse exists and can be opened
     within REVETL_LOCK_WAIT, else None."""
     connection = None
-    if duckdb_path(project).exists():
+    if warehouse_type(project) != "duckdb":
+        connection = connect(project, read_only=True, sandbox=True)
+    elif duckdb_path(project).exists():
         with contextlib.suppress(RevetlError):  # still held by another process: check without it
             connection = connect(project, read_only=True, sandbox=True)
     try:
@@ -81,18 +88,19 @@ def _check_audience(
     audience = read_audience(project.audiences_dir / f"{name}.sql")
     if isinstance(audience, Problem):
         return None, [audience]
-    compiled = inspect_audience(project, audience, refs)
+    compiled = inspect_audience(project, audience, refs, connection.dialect if connection else None)
     problems = list(compiled.problems)
     if compiled.sql is None or problems:
-        return compiled.columns if compiled.sql else None, problems
+        return compiled.columns if compiled.sql else None, problems + compiled.warnings
     if connection is None:
         if compiled.columns is None:
             return None, [Problem(audience.path, audience.body_line, (
                 "`SELECT *` hides the output columns until the warehouse is built; name the columns "
                 "or run `revetl build` first"
             ))]
-        return compiled.columns, problems
-    return _warehouse_columns(compiled, connection)
+        return compiled.columns, compiled.warnings
+    columns, problems = _warehouse_columns(compiled, connection)
+    return columns, problems + compiled.warnings
 
 
 def _warehouse_columns(
@@ -104,12 +112,24 @@ def _warehouse_columns(
     except RevetlError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, QueryError) else None
         # The engine points at the line of the query it ran, which starts with the audience's first line.
-        line = compiled.file_line(cause.line) if cause and cause.line else audience.body_line
+        line = (compiled.file_line(cause.line) if cause and cause.line else None) or _named_line(audience, str(exc))
         hint = "; run `revetl build` if a model is missing" if cause and cause.missing else ""
         return None, [Problem(audience.path, line, f"{exc}{hint}")]
     if audience.key.lower() not in {c.lower() for c in columns}:
         return columns, [key_problem(audience, columns)]
     return columns, []
+
+
+def _named_line(audience: Audience, message: str) -> int:
+    """The line of the audience that first names what the engine's `message` quotes (`column "x" does not
+    exist`): for SQL sqlglot translated, whose lines are not the file's. Else the body's first line."""
+    quoted = re.search(r'"([^"]+)"', message)
+    if quoted:
+        word = re.compile(rf"\b{re.escape(quoted.group(1))}\b", re.IGNORECASE)
+        for number, text in enumerate(audience.template.splitlines(), audience.body_line):
+            if word.search(text.split("--")[0]):
+                return number
+    return audience.body_line
 
 
 def _check_sync(project: Project, name: str, columns: dict[str, list[str] | None]) -> list[Problem]:

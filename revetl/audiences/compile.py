@@ -14,6 +14,11 @@ latest build, read from the `build_info` model when the query runs: `revetl buil
 when it ran. So an audience's time windows agree with the computed traits, and the same build
 gives the same members whenever the audience runs.
 
+An audience is written in DuckDB's SQL unless its header says `dialect: postgres`; on a warehouse of
+another dialect, sqlglot translates it, and revetl's macros for what drifts between engines
+(`{{ safe_cast('x', 'timestamp') }}`, `{{ days_between(a, b) }}`: portable.py) render that warehouse's
+own body. Those constructs written raw are warnings (`Compiled.warnings`).
+
 `compile_audience` renders and checks (sql.py) and raises on the first problem;
 `check.check_project` reports every problem in every audience and sync file.
 """
@@ -24,19 +29,21 @@ import difflib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
+import sqlglot
 import yaml
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, ValidationError
 from sqlglot import exp
 
-from revetl.audiences.sql import inspect_sql
+from revetl.audiences.portable import drift, macros, transpile
+from revetl.audiences.sql import inspect_sql, node_line
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
 from revetl.errors import ConfigError, QueryError, WarehouseError
-from revetl.warehouse.connection import Connection, dbt_target_path, duckdb_path, target_config
+from revetl.warehouse.connection import Connection, dbt_target_path, dialect, duckdb_path, target_config, warehouse_type
 
 __all__ = [
     "BUILD_INFO",
@@ -67,6 +74,7 @@ class Audience:
     header: dict  # the parsed YAML header
     template: str  # the SQL body (Jinja) as written
     body_line: int  # 1-based line in the file where the SQL body starts
+    dialect: str = "duckdb"  # sqlglot's name of the dialect it is written in (header `dialect:`)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class Header(Strict):
     owner: str | None = None
     tags: list[str] = []
     destinations: dict[str, dict[str, Any]] = {}  # per destination type: defaults a sync may use
+    dialect: Literal["duckdb", "postgres"] = "duckdb"  # the SQL it is written in; revetl translates it
 
 
 def audience_names(project: Project) -> list[str]:
@@ -161,7 +170,7 @@ def read_audience(path: Path) -> Audience | Problem:
         return Problem(path, line, f"the header's `{loc}`: {error['msg'][:1].lower()}{error['msg'][1:]}")
     return Audience(
         name=path.stem, path=path, description=header.description.strip(), key=header.key, header=raw,
-        template="".join(lines[len(header_lines):]), body_line=len(header_lines) + 1,
+        template="".join(lines[len(header_lines):]), body_line=len(header_lines) + 1, dialect=header.dialect,
     )
 
 
@@ -172,14 +181,16 @@ def header_line(audience: Audience, name: str) -> int:
 
 
 def relations(project: Project) -> dict[str, str]:
-    """Model name -> the relation dbt built for it, as DuckDB SQL (`"catalog"."schema"."alias"`).
+    """Model name -> the relation dbt built for it, as SQL (`"catalog"."schema"."alias"` on DuckDB,
+    `"schema"."alias"` on a server warehouse: the database connected to).
 
     Schema and alias come from target/manifest.json when it exists; models not in it (or no
-    manifest yet) default to the target's schema and their name. The catalog is the warehouse's
-    own (DuckDB names it after the file), so a manifest left by another warehouse still works.
+    manifest yet) default to the target's schema and their name. On DuckDB the catalog is the
+    warehouse's own (DuckDB names it after the file), so a manifest left by another warehouse still works.
     """
-    catalog = duckdb_path(project).name.lstrip(".").split(".")[0]
-    schema = str(target_config(project).get("schema") or "main")
+    embedded = warehouse_type(project) == "duckdb"
+    catalog = duckdb_path(project).name.lstrip(".").split(".")[0] if embedded else None
+    schema = str(target_config(project).get("schema") or ("main" if embedded else "public"))
     found = {name: (schema, name) for name in _model_files(project)}
     manifest = dbt_target_path(project) / "manifest.json"
     try:
@@ -209,16 +220,20 @@ class Compiled:
     sql: str | None
     columns: list[str] | None  # output columns as sqlglot sees them; None when `*` hides them
     problems: list[Problem] = field(default_factory=list)
-    lines: tuple[int, ...] = ()  # file line of each line of `sql`
+    lines: tuple[int, ...] = ()  # file line of each line of `sql` (none when sqlglot translated it)
+    warnings: list[Problem] = field(default_factory=list)  # constructs that drift between engines, written raw
 
     def file_line(self, sql_line: int | None) -> int | None:
         """The line in the audience file of line `sql_line` of the rendered SQL."""
         return _file_line(self.lines, sql_line)
 
 
-def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] | None = None) -> Compiled:
-    """Render the audience's Jinja and check its SQL, collecting every problem (see sql.py)."""
+def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] | None = None,
+                     target: str | None = None) -> Compiled:
+    """Render the audience's Jinja and check its SQL, collecting every problem (see sql.py); its SQL is
+    for the warehouse dialect `target` (default: the project's)."""
     refs = relations(project) if refs is None else refs
+    target = target or dialect(project)
     path, offset = audience.path, audience.body_line - 1
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
@@ -239,11 +254,13 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
     def as_of() -> str:
         return f"(select as_of from {ref(BUILD_INFO)})"
 
-    try:
-        rendered = template.render(ref=ref, as_of=as_of)
+    try:  # with the macros' bodies in the audience's own dialect (checked), and as markers (translated)
+        rendered, marked = (template.render(ref=ref, as_of=as_of, **macros(flavour))
+                            for flavour in (audience.dialect, None))
     except Exception as exc:  # anything raised inside the template is this file's problem
         line = _template_line(exc)
-        message = f"the Jinja fails: {getattr(exc, 'message', None) or exc}; the helpers are ref() and as_of()"
+        message = (f"the Jinja fails: {getattr(exc, 'message', None) or exc}; the helpers are ref(), as_of(), "
+                   "safe_cast() and days_between()")
         return Compiled(audience, None, None, [Problem(path, offset + line if line else audience.body_line, message)])
     problems = []
     known = ", ".join(sorted(name for name in refs if name != BUILD_INFO))
@@ -254,15 +271,29 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
     lines = _line_map(audience.template, rendered, offset)
     # An unknown ref() is reported above; reading it is not a second problem.
     readable = [*refs.values(), *(_unknown_relation(name) for name in unknown)]
-    report = inspect_sql(rendered, readable)
+    report = inspect_sql(rendered, readable, audience.dialect)
     problems += [
         Problem(path, _file_line(lines, line) if line else audience.body_line, message)
         for line, message in report.problems
     ]
     if report.columns is not None and audience.key.lower() not in {c.lower() for c in report.columns}:
         problems.append(key_problem(audience, report.columns))
-    sql = rendered[: report.end] if report.query is not None else None
-    return Compiled(audience, sql, report.columns, sorted(problems, key=lambda p: p.line or 0), lines)
+    if report.query is None:
+        return Compiled(audience, None, report.columns, sorted(problems, key=lambda p: p.line or 0), lines)
+    query = _parsed(marked, audience.dialect)
+    if audience.dialect == target:
+        sql, sql_lines = rendered[: report.end], lines
+    else:
+        sql, sql_lines = transpile(query, audience.dialect, target), ()
+    marked_lines = _line_map(audience.template, marked, offset)
+    warnings = [Problem(path, _file_line(marked_lines, line) or audience.body_line, message, warning=True)
+                for line, message in drift(query, audience.dialect, node_line)]
+    return Compiled(audience, sql, report.columns, sorted(problems, key=lambda p: p.line or 0), sql_lines, warnings)
+
+
+def _parsed(sql: str, read: str) -> exp.Expr:
+    """The query of `sql` (rendered with markers; its rendering with bodies was checked: one query)."""
+    return next(tree for tree in sqlglot.parse(sql, read=read) if tree is not None)
 
 
 def _unknown_relation(name: str) -> str:

@@ -68,7 +68,7 @@ def audience_summaries(project: Project) -> list[Summary]:
     for name, (columns, problems) in checked.items():
         audience = read_audience(project.audiences_dir / f"{name}.sql")
         description = audience.message if isinstance(audience, Problem) else audience.description
-        summaries.append(Summary(name, description, columns, sizes.get(name), len(problems)))
+        summaries.append(Summary(name, description, columns, sizes.get(name), sum(not p.warning for p in problems)))
     return summaries
 
 

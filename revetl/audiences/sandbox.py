@@ -12,9 +12,11 @@ difference between two parsers can hide a call. Every node of that tree must be 
   not a bare or schema-qualified name, not `revetl_state.*`, not a file path;
 - expression and relation kinds outside the known ones (parameters, DESCRIBE/SHOW, ...) are refused.
 
-The connections that run audiences are sandboxed by DuckDB too (warehouse.connect(sandbox=True)):
-this check is what keeps an audience from reading the warehouse's other tables, settings and
-catalog, which that sandbox allows, and it names the file and line of each problem.
+The connections that run audiences are sandboxed by the engine too (warehouse.connect(sandbox=True):
+DuckDB's settings; on PostgreSQL a read-only session or transaction, a role without server files or
+programs, a statement timeout): this check is what keeps an audience from reading the warehouse's
+other tables, settings and catalog, which those allow, and it names the file and line of each problem.
+An audience written for PostgreSQL is checked here once sqlglot has translated it to DuckDB (sql.py).
 """
 
 from __future__ import annotations

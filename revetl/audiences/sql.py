@@ -1,15 +1,21 @@
-"""One audience's rendered SQL -> its problems, with sqlglot (DuckDB dialect) and DuckDB's parser.
+"""One audience's rendered SQL -> its problems, with sqlglot (in the audience's dialect) and DuckDB's parser.
 
 An audience is exactly one read-only query. `inspect_sql` tokenizes the SQL once, splits it into
 statements at `;` and parses each, then reports, with the line of the offending token:
 
 - no statement, or more than one;
 - a statement that is not a query: DDL, DML, ATTACH, COPY, INSTALL/LOAD, PRAGMA, SET, ...
-  (also nested, e.g. an INSERT inside a CTE);
+  (also nested, e.g. an INSERT inside a CTE), or one that writes or locks (`SELECT ... INTO`, `FOR UPDATE`);
 - what a query reaches that an audience may not (sandbox.py, deny by default): a
   function or table function outside the allowlist of pure ones, a relation that is neither one
   ref() renders nor a CTE (a bare table, `revetl_state.*`, a file path);
 - output columns that are unnamed (`select count(*)`) or named twice.
+
+The allowlist is DuckDB's, checked on DuckDB's own parse tree. An audience written for PostgreSQL
+(`dialect: postgres`) is checked the same way once sqlglot has translated it to DuckDB: what sqlglot
+cannot map keeps its name (`pg_read_file`, `dblink`, `set_config`, `current_setting`, `lo_import`, ...) and
+is refused, as every name outside the list is; a problem found there is reported on the line of the
+name it is about in the audience as written.
 
 Line numbers are those of the SQL given; the caller maps them back to the file.
 """
@@ -23,20 +29,21 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from sqlglot import exp
-from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from revetl.audiences.sandbox import sandbox_problems
 from revetl.errors import first_line
 
-__all__ = ["SqlReport", "inspect_sql"]
+__all__ = ["SqlReport", "inspect_sql", "node_line"]
 
 # Statements (or parts of them) that change the warehouse, the connection or the files around it.
 _NOT_READ_ONLY = (
     exp.DDL, exp.DML, exp.Drop, exp.Alter, exp.TruncateTable, exp.Attach, exp.Detach, exp.Install,
-    exp.Pragma, exp.Set, exp.Use, exp.Command, exp.Transaction, exp.Commit, exp.Rollback,
+    exp.Pragma, exp.Set, exp.Use, exp.Command, exp.Transaction, exp.Commit, exp.Rollback, exp.Into, exp.Lock,
 )
+_NAMED = re.compile(r"`'?([\w.]+?)(?:\(\))?'?`")  # what a sandbox problem is about: `name()`, `schema.table`
 
 
 @dataclass
@@ -54,15 +61,16 @@ class SqlReport:
     problems: list[tuple[int | None, str]] = field(default_factory=list)
 
 
-def inspect_sql(sql: str, relations: Collection[str] = ()) -> SqlReport:
-    """Check that `sql` is exactly one read-only query and find its output columns.
+def inspect_sql(sql: str, relations: Collection[str] = (), dialect: str = "duckdb") -> SqlReport:
+    """Check that `sql`, written in `dialect`, is exactly one read-only query and find its output columns.
 
-    `relations` are the only relations it may read (as ref() renders them, DuckDB SQL); its own
-    CTEs aside, any other is a problem."""
+    `relations` are the only relations it may read (as ref() renders them); its own CTEs aside, any
+    other is a problem."""
     allowed = {_parts(relation) for relation in relations}
     report = SqlReport()
+    engine = Dialect.get_or_raise(dialect)
     try:
-        tokens = DuckDB().tokenize(sql)
+        tokens = engine.tokenize(sql)
     except TokenError as exc:
         report.problems.append((None, f"the SQL cannot be read: {first_line(exc)} (an unclosed quote?)"))
         return report
@@ -75,7 +83,7 @@ def inspect_sql(sql: str, relations: Collection[str] = ()) -> SqlReport:
             f"a second SQL statement starts here ({len(statements)} in all); an audience is exactly one SELECT"
         )))
     for number, statement in enumerate(statements):
-        parsed = _parse(statement, sql, report)
+        parsed = _parse(engine, statement, sql, report)
         if parsed is None:
             continue
         if not isinstance(parsed, exp.Query):
@@ -84,8 +92,9 @@ def inspect_sql(sql: str, relations: Collection[str] = ()) -> SqlReport:
             )))
             continue
         before = len(report.problems)
-        _check_query(parsed, report)
-        _check_reach(statement, sql, allowed, report, quiet=len(report.problems) > before)
+        _check_query(parsed, statement, report)
+        _check_reach(statement, sql, allowed, report, quiet=len(report.problems) > before,
+                     translated=None if dialect == "duckdb" else parsed)
         if number == 0:
             report.query, report.end = parsed, statement[-1].end + 1
             report.columns = _columns(parsed, report) if len(statements) == 1 else None
@@ -115,10 +124,10 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _parse(statement: list[Token], sql: str, report: SqlReport) -> exp.Expr | None:
+def _parse(engine: Dialect, statement: list[Token], sql: str, report: SqlReport) -> exp.Expr | None:
     try:
         with _quiet():
-            parsed = DuckDB().parser().parse(statement, sql)
+            parsed = engine.parser().parse(statement, sql)
     except ParseError as exc:
         error = exc.errors[0] if exc.errors else {}
         description = _plain(error.get("description") or first_line(exc))
@@ -142,7 +151,7 @@ def _keyword(statement: list[Token], parsed: exp.Expr) -> str:
     return parsed.key.upper() if first == "WITH" else first
 
 
-def _line(node: exp.Expr) -> int | None:
+def node_line(node: exp.Expr) -> int | None:
     """The line of the first token under `node` (tokens carry lines; most nodes do not)."""
     for child in node.walk(bfs=False):
         line = child.meta.get("line") if child.meta else None
@@ -151,20 +160,32 @@ def _line(node: exp.Expr) -> int | None:
     return None
 
 
-def _check_query(query: exp.Query, report: SqlReport) -> None:
+# The keyword that starts a clause sqlglot keeps no token of (`FOR UPDATE` is a Lock), to point at its line.
+_KEYWORDS = {"lock": ("FOR", "`FOR UPDATE`/`FOR SHARE`")}
+
+
+def _check_query(query: exp.Query, statement: list[Token], report: SqlReport) -> None:
     for node in query.walk():
         if isinstance(node, _NOT_READ_ONLY):
-            report.problems.append((_line(node), (
-                f"`{node.key.upper()}` is not allowed: an audience is one read-only SELECT"
-            )))
+            keyword, shown = _KEYWORDS.get(node.key, (node.key.upper(), f"`{node.key.upper()}`"))
+            line = node_line(node) or next((t.line for t in statement if t.text.upper() == keyword), None)
+            report.problems.append((line, f"{shown} is not allowed: an audience is one read-only SELECT"))
 
 
 def _check_reach(
-    statement: list[Token], sql: str, allowed: set[tuple[str, ...]], report: SqlReport, quiet: bool
+    statement: list[Token], sql: str, allowed: set[tuple[str, ...]], report: SqlReport, quiet: bool,
+    translated: exp.Expr | None = None,
 ) -> None:
     """The functions and relations the statement reaches, on DuckDB's parse tree (sandbox.py).
 
-    `quiet`: sqlglot already found this statement wrong, so DuckDB's refusal to parse it says nothing new."""
+    `quiet`: sqlglot already found this statement wrong, so DuckDB's refusal to parse it says nothing new.
+    `translated`: the statement parsed from another dialect, checked as sqlglot writes it for DuckDB."""
+    if translated is not None:
+        text = translated.sql(dialect="duckdb")
+        for _, message in sandbox_problems(text, allowed):
+            if not (quiet and message.startswith("the SQL cannot be parsed")):
+                report.problems.append((_named_line(statement, message), message))
+        return
     start = statement[0].start
     text = sql[start:statement[-1].end + 1]
     encoded = text.encode("utf-8")
@@ -173,6 +194,18 @@ def _check_reach(
             continue
         before = start + len(encoded[:offset].decode("utf-8", errors="ignore"))  # DuckDB counts bytes
         report.problems.append((sql.count("\n", 0, before) + 1, message))
+
+
+def _named_line(statement: list[Token], message: str) -> int:
+    """The line of the first token naming what `message` is about (a function, a relation), else the
+    statement's first line."""
+    found = _NAMED.search(message)
+    if found:
+        name = found.group(1).lower().split(".")[-1]
+        for token in statement:
+            if token.text.lower().strip('"') == name:
+                return token.line
+    return statement[0].line
 
 
 def _parts(relation: str) -> tuple[str, ...]:
@@ -192,11 +225,11 @@ def _columns(query: exp.Query, report: SqlReport) -> list[str] | None:
         if not isinstance(item, exp.Alias | exp.Column) or not item.alias_or_name:
             shown = item.sql("duckdb")
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            report.problems.append((_line(item), f"the output column `{shown}` has no name; add `AS some_name`"))
+            report.problems.append((node_line(item), f"the output column `{shown}` has no name; add `AS some_name`"))
             continue
         name = item.alias_or_name
         if name.lower() in seen:
-            report.problems.append((_line(item), f"the output column `{name}` appears twice; rename one with AS"))
+            report.problems.append((node_line(item), f"the output column `{name}` appears twice; rename one with AS"))
         seen.add(name.lower())
         names.append(name)
     return None if hidden else names

@@ -54,7 +54,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 select * from (
                     select *, row_number() over (partition by sync, key order by seq desc) as newest
                     from revetl_state.journal
-                ) where newest = 1""",
+                ) latest where newest = 1""",  # the alias: PostgreSQL wants one (same statement on DuckDB)
             """delete from revetl_state.acknowledged a using revetl_fold_v2 f
                 where a.sync = f.sync and a.key = f.key""",
             """insert into revetl_state.acknowledged

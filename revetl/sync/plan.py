@@ -13,7 +13,9 @@ are dropped once counted, so that their memory is free for the sync):
 and returns a frozen, printable `Plan` with counts, samples, key problems, the guard's verdict and
 the version of the sync's state it read (state.version). `write_diff` streams `revetl_diff` into a
 Parquet file beside the warehouse and returns the same plan owning that `Diff`: what `apply` takes.
-The SQL is sqlglot expressions and templates (warehouse/dialect.py) rendered for the connection.
+`revetl_current` is made by mapping.py. The SQL is sqlglot expressions and templates (warehouse/dialect.py)
+rendered for the connection, each temp relation dropped and made anew (PostgreSQL has no `create or
+replace` of a table).
 
 Why four steps (bench/plan_bench.py, 10M members against 10M acknowledged rows): grouping the
 audience by key to find duplicates, and a full outer join carrying payloads, took 12.3 s and
@@ -32,6 +34,10 @@ Decisions (README, "Plan"):
 - Floating-point columns are rounded to 15 significant digits (6 for FLOAT) before they enter the
   payload, and NaN and infinities become null (JSON has neither): the last digits of a double
   depend on summation order, and a sync must not send a "change" that is only that noise.
+- The payload is the same text on every warehouse for the same values (dialect.json_object: DuckDB's
+  `to_json`, spelled out on PostgreSQL), so plans made on DuckDB and on PostgreSQL agree, row hash by row
+  hash, and a sync moved from one to the other resends nothing.
+- On PostgreSQL the audience is read in a read-only transaction (dialect.READ_ONLY), whatever the session.
 
 The diff leaves the warehouse as a Parquet file (`Diff`), so that a sync sends from a file and holds
 the warehouse only while it plans: other syncs, plans, previews and builds run meanwhile.
@@ -56,14 +62,14 @@ from revetl.destinations.base import Row
 from revetl.errors import QueryError, StateError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync import state
+from revetl.sync.mapping import AUDIENCE, audience_types, map_rows, payload_expression
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import Template, drop_table, temp_table
+from revetl.warehouse.dialect import Template, drop_table
 
 __all__ = ["Diff", "Guard", "Plan", "make_plan", "payload_expression", "plan_sync", "print_plan", "write_diff"]
 
 READ_ROWS = 20_000  # rows per Arrow batch streamed out of the warehouse
 DIFF_COLUMNS = Row._fields  # the plan's rows are stored, and read back, by the names of `Row`'s fields
-AUDIENCE = "revetl_audience"
 
 
 @dataclass(frozen=True)
@@ -143,51 +149,16 @@ class Plan:
         return data
 
 
-# Significant digits kept of floating-point values: what survives a round trip through text.
-_DIGITS = {"DOUBLE": 15, "FLOAT": 6}
-
-
-def _field(column: str, types: dict[str, str]) -> exp.Expression:
-    """A mapped column as it enters the payload: floating-point values rounded (see the module docstring)."""
-    digits = _DIGITS.get(types.get(column.lower(), ""))
-    value = exp.column(column)
-    if digits is None:
-        return value
-    rounded = exp.Anonymous(this="printf", expressions=[exp.Literal.string(f"%.{digits}g"), value.copy()])
-    return exp.Case().when(exp.Anonymous(this="isfinite", expressions=[value]), exp.cast(rounded, "DOUBLE"))
-
-
-def payload_expression(sync: SyncConfig, types: dict[str, str]) -> exp.Expression:
-    """JSON text of the mapped fields, keyed by destination field name (sorted: a stable hash). `types`
-    are the audience's column types by lower-case name (`Connection.columns`)."""
-    if not sync.fields:
-        return exp.Literal.string("{}")
-    pairs = [
-        exp.PropertyEQ(this=exp.to_identifier(dest), expression=_field(column, types))
-        for column, dest in sorted(sync.fields.items(), key=lambda kv: kv[1])
-    ]
-    return exp.cast(exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=pairs)]), "VARCHAR")
-
-
-def _current(sync: SyncConfig, types: dict[str, str]) -> exp.Create:
-    mapped = exp.select(exp.Star(), payload_expression(sync, types).as_("payload")).from_(
-        exp.table_(AUDIENCE).as_("audience"))
-    return temp_table("revetl_current", replace=True, query=exp.select(
-        exp.cast(exp.column(sync.key), "VARCHAR").as_("key"), exp.column("payload"),
-        exp.MD5(this=exp.column("payload")).as_("row_hash"),
-    ).from_(mapped.subquery()))
-
-
 # Duplicates: 64-bit hashes of the keys grouped first, then only the suspects by key.
-_DUPLICATES = Template("""create or replace temp table revetl_duplicates as
+_DUPLICATES = Template("""create temp table revetl_duplicates as
     with suspects as (
-        select hash(key) as h from revetl_current where key is not null group by h having count(*) > 1
+        select revetl_hash64(key) as h from revetl_current where key is not null group by h having count(*) > 1
     )
     select key, count(*) as n from revetl_current
-    where key is not null and hash(key) in (select h from suspects)
+    where key is not null and revetl_hash64(key) in (select h from suspects)
     group by key having count(*) > 1""")
 # The diff on (key, row_hash) alone; `acked_state` is the sync's acknowledged rows (state.current_state).
-_CHANGED = Template("""create or replace temp table revetl_changed as
+_CHANGED = Template("""create temp table revetl_changed as
     with cur as (
             select key, row_hash from revetl_current c
             where key is not null and not exists (select 1 from revetl_duplicates d where d.key = c.key)
@@ -201,7 +172,7 @@ _CHANGED = Template("""create or replace temp table revetl_changed as
     from cur full outer join acked on cur.key = acked.key
     where acked.key is null or (cur.key is null and $removes) or cur.row_hash <> acked.row_hash""")
 # Payloads join in for the few rows that differ.
-_DIFF = Template("""create or replace temp table revetl_diff as
+_DIFF = Template("""create temp table revetl_diff as
     select d.op, d.key, c.payload, c.row_hash, a.dest_ref, a.payload::varchar as previous
     from revetl_changed d
     left join revetl_current c on c.key = d.key and d.op <> 'remove'
@@ -209,9 +180,16 @@ _DIFF = Template("""create or replace temp table revetl_diff as
 _COUNTS = Template("select op, count(*) from revetl_changed group by op")
 _ROWS = Template("select count(*), count(*) filter (where key is null) from revetl_current")
 _DUPLICATED = Template("select count(*), coalesce(sum(n), 0) from revetl_duplicates")
-_EXAMPLES = Template("select key from revetl_duplicates order by n desc, key limit 5")
+_EXAMPLES = Template("select key from revetl_duplicates order by n desc, revetl_bytewise(key) limit 5")
 _PREVIOUS = Template("select count(*) from acked_state")
-_SAMPLES = Template("select key, payload, previous from revetl_diff where op = $op order by key limit $limit")
+_SAMPLES = Template("""select key, payload, previous from revetl_diff where op = $op
+    order by revetl_bytewise(key) limit $limit""")
+
+
+def _create(connection: Connection, name: str, template: Template, parameters: dict[str, Any] | None = None) -> None:
+    """The temp table `name` made anew by `template` (`create temp table name as ...`)."""
+    connection.execute(drop_table(name))
+    connection.execute(template, parameters)
 
 
 def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int = 5,
@@ -243,14 +221,15 @@ def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, sampl
 def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int, has_pending: bool,
                version: int, clock: Clock) -> Plan:
     run = connection.fetchall
-    connection.execute(f"create or replace temp view {AUDIENCE} as {audience_sql}\n")
-    types = {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
-    connection.execute(_current(sync, types))
-    run(_DUPLICATES)
+    connection.execute(drop_table(AUDIENCE, kind="VIEW"))
+    connection.execute(f"create temp view {AUDIENCE} as {audience_sql}\n")
+    map_rows(connection, sync, audience_types(connection))
+    _create(connection, "revetl_duplicates", _DUPLICATES)
     acked = state.current_state(connection, has_pending)
     parameters = {"sync": sync.name}
-    connection.execute(_CHANGED.fill(acked_state=acked), {**parameters, "removes": sync.mode == "mirror"})
-    connection.execute(_DIFF.fill(acked_state=acked), parameters)
+    _create(connection, "revetl_changed", _CHANGED.fill(acked_state=acked),
+            {**parameters, "removes": sync.mode == "mirror"})
+    _create(connection, "revetl_diff", _DIFF.fill(acked_state=acked), parameters)
     counts = dict(run(_COUNTS))
     (rows, null_keys), = run(_ROWS)
     (duplicate_keys, duplicate_rows), = run(_DUPLICATED)

@@ -89,7 +89,7 @@ class RunRecord:
 
 
 _BUMP = Template("""insert into revetl_state.versions values ($sync, 1)
-    on conflict (sync) do update set version = version + 1""")
+    on conflict (sync) do update set version = versions.version + 1""")
 
 
 @contextlib.contextmanager
@@ -150,7 +150,8 @@ def current_state(connection: Connection, pending: bool = False) -> Template:
 def _load_acks(connection: Connection, table: str, journals: Sequence[Path]) -> int:
     """Stream the acknowledged rows of `journals` into a new temp table; returns how many there were."""
     columns = {name: "bigint" if name == "seq" else "varchar" for name in ACK_COLUMNS}
-    connection.execute(temp_table(table, columns=columns, replace=True))
+    connection.execute(drop_table(table))
+    connection.execute(temp_table(table, columns=columns))
     loaded = 0
     for chunk in ack_chunks(journals):
         with connection.scratch("revetl_chunk", chunk) as name:
@@ -180,8 +181,8 @@ _INSERT_CHUNK = Template("""insert into revetl_state.acknowledged
 # A run acknowledges each key once; ordering by `seq` is only needed if one did not.
 _INSERT_LATEST = Template("""insert into revetl_state.acknowledged
     select $sync, key, row_hash, payload::json, dest_ref, $run, $now
-    from (select * from revetl_chunk qualify row_number() over (partition by key order by seq desc) = 1)
-    where op <> 'remove'""")
+    from (select *, row_number() over (partition by key order by seq desc) as newest from revetl_chunk) latest
+    where newest = 1 and op <> 'remove'""")
 
 
 def _fold(connection: Connection, sync: str, contents: JournalContents, now: dt.datetime) -> None:
@@ -324,7 +325,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
 
 _LAST_FAILED_RUN = Template("""select run_id from revetl_state.failures where sync = $sync order by failed_at desc limit 1""")
 _FAILURES = Template("""select run_id, key, op, reason, failed_at from revetl_state.failures
-    where sync = $sync and run_id = $run order by failed_at, key limit $limit""")
+    where sync = $sync and run_id = $run order by failed_at, revetl_bytewise(key) limit $limit""")
 
 
 def failures(connection: Connection, sync: str, run_id: str | None = None,
@@ -340,8 +341,10 @@ def failures(connection: Connection, sync: str, run_id: str | None = None,
     return connection.fetchall(_FAILURES, {"sync": sync, "run": run_id, "limit": limit})
 
 
-_LAST_SIZES = Template("""select audience, arg_max(members, started_at) from revetl_state.runs
-    where members is not null group by audience""")
+_LAST_SIZES = Template("""select audience, members from (
+        select audience, members, row_number() over (partition by audience order by started_at desc) as newest
+        from revetl_state.runs where members is not null
+    ) latest where newest = 1""")
 
 
 def last_sizes(connection: Connection) -> dict[str, int]:
@@ -368,7 +371,7 @@ def reset(connection: Connection, sync: str) -> int:
     return count
 
 
-_ORDERED = Template("select * from state order by key")
+_ORDERED = Template("select * from state order by revetl_bytewise(key)")
 
 
 def acknowledged_rows(connection: Connection, sync: str,

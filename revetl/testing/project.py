@@ -54,8 +54,8 @@ def people(n: int, start: int = 0, plan: str = "pro") -> list[tuple[str, str, st
 def set_members(project: Project, rows: list[tuple[str, str, str, str]]) -> None:
     """Make `rows` the audience's whole result."""
     with contextlib.closing(connect(project)) as connection:
-        connection.execute(f"create or replace table {TABLE} "
-                           "(user_id varchar, email varchar, name varchar, plan varchar)")
+        connection.execute(f"drop table if exists {TABLE}")
+        connection.execute(f"create table {TABLE} (user_id varchar, email varchar, name varchar, plan varchar)")
         if rows:
             connection.executemany(f"insert into {TABLE} values (?, ?, ?, ?)", rows)
 

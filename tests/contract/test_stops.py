@@ -3,7 +3,8 @@ with the reason (the destination's status and message, never a secret), exit 1, 
 that message, and what was acknowledged kept, so that the next run sends only the rest.
 
 Large: 6,000 rows, more than one Arrow batch of the plan, where these stops used to end in an
-unrelated ResourceInUseException traceback with the run left `running`.
+unrelated ResourceInUseException traceback with the run left `running`. A kill mid-run, and a second
+process started while a run goes on, are tried on PostgreSQL too (the same tests, `target` parametrized).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cases import BRAZE, CASES, Case
-from wh import audience_project
+from wh import TARGETS, audience_project, on_target
 
 from revetl.sync import state
 from revetl.config import Project
@@ -34,8 +35,15 @@ ROWS = 6_000
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+def target(request: pytest.FixtureRequest) -> str:
+    """The warehouse a test runs on: DuckDB unless the test is parametrized (indirectly) with another."""
+    return getattr(request, "param", "duckdb")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, target: str) -> Project:
     project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
+    project = on_target(project, target, request, monkeypatch)
     set_members(project, people(ROWS))
     return project
 
@@ -171,7 +179,30 @@ def test_ctrl_c_and_sigterm_cancel_a_run_cleanly(project, monkeypatch, signum, n
     assert planned_adds(project) == ROWS - kept
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("target", TARGETS, indirect=True)
+def test_a_second_sync_process_is_refused_while_the_first_runs(project, monkeypatch):
+    """Two `revetl sync` processes of one sync (two cron hosts): the second stops at once, naming the first,
+    and the first finishes. On PostgreSQL the lock is an advisory lock in the warehouse."""
+    emulator = Emulator(latency_ms=200)  # 40 rounds of two batches: 8 s, while the second process starts
+    try:
+        write_sync(project, BRAZE, emulator.url, monkeypatch, concurrency=2)
+        first = subprocess.Popen(command(project, "sync", "contract"), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        emulator.wait_for(5)
+        second = revetl(project, "sync", "contract")
+        out, err = first.communicate(timeout=180)
+    finally:
+        emulator.kill()
+    error = assert_one_sentence(second, "sync contract is already running (", "not starting a second run")
+    assert f"{first.pid}" in error
+    assert first.returncode == 0, out + err
+    assert last_run(project).status == "succeeded" and planned_adds(project) == 0
+
+
+KILLS = [*((case, "duckdb") for case in CASES), (BRAZE, "postgres")]
+
+
+@pytest.mark.parametrize("case, target", KILLS, ids=[f"{c.name}-{t}" for c, t in KILLS], indirect=["target"])
 def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, project, monkeypatch):
     """A SIGKILL right after a batch was applied, before its acknowledgement was journaled: the next run
     sends again at most the batches that were in flight (one per worker), and `revetl runs` shows
