@@ -29,11 +29,14 @@
     - json_text, json_scalar_text, json_at, json_members, json_member_value, json_object_agg
       (engines_json.sql): DuckDB's json_extract / json_extract_string / json_type / json_keys /
       json_group_object with '$."key"' paths; PostgreSQL's json operators -> ->> and json_typeof,
-      json_each, json_object_agg.
+      json_each, json_object_agg. PostgreSQL's json functions also fail on a \u0000 escape anywhere
+      in the object (its text cannot hold U+0000): there each one is read as U+FFFD, so one such
+      event does not fail the build (DuckDB keeps the character).
     - json_decimal (engines_json.sql): a property as DECIMAL(27, 9) or NULL. DuckDB's try_cast has
       no PostgreSQL counterpart (a plain cast fails the build on the first "abc"); there the same
       grammar is a regular expression, and a JSON number goes through a double first, as DuckDB
-      reads it.
+      reads it. One difference is left: a number written in more than 1,000 characters is no value
+      on PostgreSQL.
     - arg_max_by, arg_min_by (engines_aggregates.sql): DuckDB's arg_max/arg_min with a tuple key;
       array_agg(... order by ...)[1] on PostgreSQL, which has neither.
     - sorted_distinct_list (engines_aggregates.sql): DuckDB's list_sort(list(distinct ...));
@@ -45,8 +48,8 @@
     - `qualify` (events' later copies, most_frequent traits): a row_number() in a subquery.
     - `select * exclude (profile_id)` of trait models: their columns listed from the adapter.
     - `"timestamp"` (a reserved word): adapter.quote('timestamp') in every model.
-    - contract column types: `text` rather than `varchar` (the same type on DuckDB; what PostgreSQL's
-      text functions return).
+    - a trait's `where` (traits.yml) is DuckDB SQL, transpiled by sqlglot for the target
+      (revetl/warehouse/traits.py).
 -#}
 
 {% macro codepoint_order(expr) -%}

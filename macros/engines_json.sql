@@ -9,9 +9,18 @@
   {{- return("'$" ~ (path | join('')) ~ "'") -}}
 {%- endmacro %}
 
+{% macro _postgres_json(expr) -%}
+  {#- The JSON text expr as json, each \u0000 escape made \ufffd. PostgreSQL's text cannot hold U+0000,
+      and its json functions fail on an object holding the escape anywhere, even in a key they do not
+      read: one such event would fail the build. (A `\\u0000`, an escaped backslash, stays as it is.) -#}
+  (case when strpos(cast({{ expr }} as text), '\u0000') > 0
+        then regexp_replace(cast({{ expr }} as text), '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')
+        else cast({{ expr }} as text) end)::json
+{%- endmacro %}
+
 {% macro _postgres_json_path(expr, keys, as_text=false) -%}
   {#- (expr)::json -> 'k1' -> 'k2', the last step ->> when as_text. -#}
-  {%- set steps = ['(' ~ expr ~ ')::json'] -%}
+  {%- set steps = [_postgres_json(expr)] -%}
   {%- for key in keys -%}
     {%- do steps.append(('->>' if as_text and loop.last else '->') ~ " '" ~ (key | replace("'", "''")) ~ "'") -%}
   {%- endfor -%}
@@ -73,7 +82,7 @@
 {%- endmacro %}
 
 {% macro postgres__json_members(expr, alias) -%}
-  json_each(({{ expr }})::json) as {{ alias }}(key, value)
+  json_each({{ _postgres_json(expr) }}) as {{ alias }}(key, value)
 {%- endmacro %}
 
 {% macro json_member_value(expr, alias) -%}
@@ -115,31 +124,46 @@
 {%- endmacro %}
 
 {% macro postgres__json_decimal(expr, keys) -%}
-  {#- DuckDB reads a JSON number with a fraction or an exponent as a double (then its shortest text
-      is cast), an integer exactly; a string is cast as it is. The same here, with a regular
-      expression for what DuckDB's cast accepts, and guards where PostgreSQL's own casts would fail
-      the build (float8 beyond 1e308, numeric exponents of 10000 and more). -#}
+  {#- DuckDB reads a JSON number with a fraction or an exponent as a double (then casts its shortest
+      text), an integer exactly, and casts a string as it is, with exponents from -32768 to 32767.
+      The same here: a regular expression for the text DuckDB's cast accepts, and guards where
+      PostgreSQL's own casts would fail the build instead (float8 beyond 1e308, numeric exponents of
+      10000 and more). A number written in more than 1,000 characters is no value here (DuckDB reads
+      it): PostgreSQL's numeric cannot hold every such text, and no real property is one. -#}
   {%- set text = _postgres_json_path(expr, keys, as_text=true) -%}
-  {%- set huge_exponent = "~ '[eE][-+]?0*[1-9][0-9]{4}'" -%}
+  {%- set stripped = "translate(" ~ text ~ ", ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || '_', '')" -%}
   cast(case json_typeof({{ _postgres_json_path(expr, keys) }})
     when 'number' then case
+      when length({{ text }}) > 1000 then null
       when {{ text }} ~ '^-?[0-9]+$' then {{ _postgres_decimal(text) }}
-      when {{ text }} {{ huge_exponent }} then case when {{ text }} ~ '[eE]-' then 0 end
+      when {{ _postgres_exponent_from_10000(text) }} then {{ _postgres_past_10000(text) }}
       when abs(cast({{ text }} as numeric)) >= 1e300 then null
       when abs(cast({{ text }} as numeric)) < 1e-300 then 0
       else {{ _postgres_decimal('cast(cast(' ~ text ~ ' as float8) as text)') }}
     end
     when 'string' then case
-      when {{ text }} ~ '^[ \t\n\v\f\r]*[-+]?([0-9](_?[0-9])*(\.([0-9](_?[0-9])*)?)?|\.[0-9](_?[0-9])*)([eE][-+]?[0-9](_?[0-9])*)?[ \t\n\v\f\r]*$'
-      then {{ _postgres_decimal("translate(" ~ text ~ ", ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || '_', '')") }}
+      when {{ text }} !~ '^[ \t\n\v\f\r]*[-+]?([0-9](_?[0-9])*(\.([0-9](_?[0-9])*)?)?|\.[0-9](_?[0-9])*)([eE][-+]?[0-9](_?[0-9])*)?[ \t\n\v\f\r]*$'
+        then null
+      when length({{ stripped }}) > 1000 then null
+      when {{ stripped }} ~ '[eE]'
+           and cast(substring({{ stripped }} from '[eE]([-+]?[0-9]+)$') as numeric) not between -32768 and 32767
+        then null
+      when {{ _postgres_exponent_from_10000(stripped) }} then {{ _postgres_past_10000(stripped) }}
+      else {{ _postgres_decimal(stripped) }}
     end
   end as decimal(27, 9))
 {%- endmacro %}
 
+{% macro _postgres_exponent_from_10000(number) -%}
+  {{ number }} ~ '[eE][-+]?0*[1-9][0-9]{4}'
+{%- endmacro %}
+
+{% macro _postgres_past_10000(number) -%}
+  {#- number has an exponent of 10000 or more: 0 when it is negative or the number is 0, else too large. -#}
+  case when {{ number }} ~ '[eE]-' or cast(substring({{ number }} from '^[^eE]*') as numeric) = 0 then 0 end
+{%- endmacro %}
+
 {% macro _postgres_decimal(number) -%}
-  {#- number: the text of a valid numeric literal. -#}
-  case
-    when {{ number }} ~ '[eE][-+]?0*[1-9][0-9]{4}' then case when {{ number }} ~ '[eE]-' then 0 end
-    when abs(round(cast({{ number }} as numeric), 9)) < 1e18 then cast({{ number }} as numeric)
-  end
+  {#- number: the text of a numeric literal PostgreSQL can read; NULL from 10^18 on, once rounded. -#}
+  case when abs(round(cast({{ number }} as numeric), 9)) < 1e18 then cast({{ number }} as numeric) end
 {%- endmacro %}

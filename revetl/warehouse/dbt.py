@@ -85,13 +85,17 @@ class BuildResult:
 
 def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
     """The vars revetl passes to every dbt invocation."""
-    traits, trait_models = load_traits(project.traits_file)
+    from revetl.warehouse.connection import warehouse_type
+
+    # dbt's adapter type names sqlglot's dialect for the engines revetl builds on (duckdb, postgres).
+    dialect = warehouse_type(project)
+    traits, trait_models = load_traits(project.traits_file, dialect)
     if as_of is not None and as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return {
         "landing_dir": project.landing_dir.as_posix(),
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
-        "computed_traits": [trait.as_var() for trait in traits],
+        "computed_traits": [trait.as_var(dialect) for trait in traits],
         "trait_models": trait_models,
         **extra,
     }
