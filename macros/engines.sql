@@ -50,6 +50,15 @@
     - `"timestamp"` (a reserved word): adapter.quote('timestamp') in every model.
     - a trait's `where` (traits.yml) is DuckDB SQL, transpiled by sqlglot for the target
       (revetl/warehouse/traits.py).
+
+  Left as each engine does it (no landed event revetl writes shows a difference):
+    - lower() of letters beyond ASCII (emails): PostgreSQL follows the database's LC_CTYPE (under
+      `C` it lowers ASCII only); DuckDB lowers every Unicode letter.
+    - a JSON object with one key twice: DuckDB reads the first value, PostgreSQL the last
+      (revetl ingest, generate and collect never write one).
+    - a JSON number read as text (`as: string`): PostgreSQL keeps it as written, DuckDB writes the
+      double it read (`1E+2` vs `100.0`); numbers as Python and JavaScript write them agree.
+    - U+0000 in a JSON string: U+FFFD on PostgreSQL (above).
 -#}
 
 {% macro codepoint_order(expr) -%}

@@ -24,7 +24,7 @@ from identity_reference import BLANK, resolve, wire
 from pg_landing import create_landing
 from wh import build, empty_project, land
 
-from revetl.errors import ConfigError
+from revetl.errors import ConfigError, WarehouseError
 from revetl.landing.generate import GenerateOptions, generate_events
 from revetl.landing.parquet import write_rows
 from revetl.warehouse.dbt import build_project
@@ -288,6 +288,10 @@ def test_a_build_with_nothing_loaded_says_to_run_load(tmp_path, monkeypatch, pos
     create_landing(postgres_database.uri)
     with pytest.raises(ConfigError, match=message):
         build_project(pg)
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(WarehouseError, match="cannot read landing.events in PostgreSQL database .*password") as caught:
+        build_project(pg)
+    assert "not-the-password" not in str(caught.value)
 
 
 def test_a_trait_where_sqlglot_cannot_read_names_its_line(tmp_path):
