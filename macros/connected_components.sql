@@ -39,18 +39,20 @@
   {%- for round in range(1, max_rounds + 1) -%}
     {%- if not state.done -%}
       {%- set seed = (round * 2654435761) % 4294967296 -%}
-      {%- set picked = _cc_name(base ~ '_p' ~ round) -%}
-      {%- set mapping = _cc_name(base ~ '_m' ~ round) -%}
-      {%- set edges_after = _cc_name(base ~ '_e' ~ round) -%}
+      {%- set picked = work_table(base ~ '_p' ~ round) -%}
+      {%- set mapping = work_table(base ~ '_m' ~ round) -%}
+      {%- set edges_after = work_table(base ~ '_e' ~ round) -%}
       {%- set statements -%}
         {#- Every vertex that has a neighbour of smaller priority picks the smallest; the others
             (local minima) stay themselves and are left out of the map. -#}
         create temporary table {{ picked }} as
         select hi as v, min(lo) & {{ mask }} as r
         from (
-            select greatest({{ cc_priority('e.src', seed) }}, {{ cc_priority('e.dst', seed) }}) & {{ mask }} as hi,
-                   least({{ cc_priority('e.src', seed) }}, {{ cc_priority('e.dst', seed) }}) as lo
-            from {{ state.current }} as e
+            select greatest(src_priority, dst_priority) & {{ mask }} as hi, least(src_priority, dst_priority) as lo
+            from (
+                select {{ cc_priority('e.src', seed) }} as src_priority, {{ cc_priority('e.dst', seed) }} as dst_priority
+                from {{ state.current }} as e
+            ) as prioritized
         ) as oriented
         group by hi;
         {#- One pointer jump: a vertex goes where its pick went (same component, fewer vertices left). -#}
@@ -99,10 +101,10 @@
       of round k+1's graph is an image of round k's map or a local minimum of round k (then it is
       in f_(k+1) only). A vertex in no map is the end of its own chain: it names its component. -#}
   {%- set statements = ["drop table " ~ state.current] -%}
-  {%- set later = namespace(name=_cc_name(base ~ '_m' ~ state.rounds)) -%}
+  {%- set later = namespace(name=work_table(base ~ '_m' ~ state.rounds)) -%}
   {%- for round in range(state.rounds - 1, 1, -1) -%}
-    {%- set mapping = _cc_name(base ~ '_m' ~ round) -%}
-    {%- set composed = _cc_name(base ~ '_f' ~ round) -%}
+    {%- set mapping = work_table(base ~ '_m' ~ round) -%}
+    {%- set composed = work_table(base ~ '_f' ~ round) -%}
     {%- do statements.append("create temporary table " ~ composed ~ " as " ~ _cc_compose(mapping, later.name)) -%}
     {%- do statements.append("drop table " ~ mapping) -%}
     {%- do statements.append("drop table " ~ later.name) -%}
@@ -112,10 +114,10 @@
   {#- Kept after the run: how many rounds this build needed, and how long they and the composition
       took (the model then names the components and writes its table). -#}
   {%- set elapsed = modules.datetime.datetime.now() - started -%}
-  {% do run_query(
-    "create or replace table " ~ adapter.quote(this.schema) ~ "." ~ adapter.quote(base ~ '_stats') ~
-    " as select " ~ state.rounds ~ " as rounds, cast(" ~ elapsed.total_seconds() ~ " as double) as seconds") %}
-  {%- set first = _cc_name(base ~ '_m1') -%}
+  {% do run_query(create_or_replace_table(
+    adapter.quote(this.schema) ~ "." ~ adapter.quote(base ~ '_stats'),
+    "select " ~ state.rounds ~ " as rounds, cast(" ~ elapsed.total_seconds() ~ " as " ~ type_double() ~ ") as seconds")) %}
+  {%- set first = work_table(base ~ '_m1') -%}
   {%- if state.rounds == 1 -%}
     {{ return("select v as node, r as component from " ~ first) }}
   {%- else -%}
@@ -133,37 +135,28 @@
   where not exists (select 1 from {{ mapping }} as m where m.v = f.v)
 {%- endmacro %}
 
-{% macro _cc_name(identifier) -%}
-  {{- return(adapter.dispatch('cc_temp_name', 'revetl')(identifier)) -}}
-{%- endmacro %}
-
-{% macro default__cc_temp_name(identifier) -%}
-  {#- DuckDB keeps temporary tables in the `temp` catalog; qualifying them means a drop can never
-      reach a permanent table of the same name. -#}
-  {{- return('temp.main.' ~ adapter.quote(identifier)) -}}
-{%- endmacro %}
-
 {% macro cc_priority(expr, seed) -%}
   {{ return(adapter.dispatch('cc_priority', 'revetl')(expr, seed)) }}
 {%- endmacro %}
 
-{% macro default__cc_priority(expr, seed) -%}
-  ((cast({{ hash64(expr, seed) }} >> 33 as bigint) << 32) | {{ expr }})
+{% macro duckdb__cc_priority(expr, seed) -%}
+  {#- hash() is an unsigned 64-bit integer: its top 31 bits. -#}
+  ((cast(hash({{ expr }}, {{ seed }}) >> 33 as bigint) << 32) | {{ expr }})
+{%- endmacro %}
+
+{% macro postgres__cc_priority(expr, seed) -%}
+  {#- hashint8extended() is a signed 64-bit integer (>> keeps its sign): 31 of its bits. -#}
+  ((((hashint8extended({{ expr }}, {{ seed }}) >> 33) & 2147483647) << 32) | {{ expr }})
 {%- endmacro %}
 
 {% macro drop_connected_components_work() %}
   {#- Drop this model's remaining work tables (post-hook; also before the first round). They are
       temporary, so they would go with the connection anyway; this frees their memory now. -#}
   {%- if not execute -%}{{ return('') }}{%- endif -%}
-  {%- set found = run_query(adapter.dispatch('cc_temp_tables', 'revetl')(this.identifier ~ '__cc_')) -%}
+  {%- set found = run_query(work_tables_named(this.identifier ~ '__cc_')) -%}
   {%- set statements = [] -%}
   {%- for name in found.columns[0].values() -%}
-    {%- do statements.append("drop table if exists " ~ _cc_name(name)) -%}
+    {%- do statements.append("drop table if exists " ~ work_table(name)) -%}
   {%- endfor -%}
   {{- return(statements | join(";\n")) -}}
 {% endmacro %}
-
-{% macro default__cc_temp_tables(prefix) -%}
-  select table_name from duckdb_tables()
-  where temporary and starts_with(table_name, '{{ prefix }}')
-{%- endmacro %}

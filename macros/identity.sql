@@ -1,27 +1,46 @@
 {#- Identity helpers (DESIGN 3, rules 1-2). -#}
 
-{% macro blank_character_class() -%}
+{% macro blank_characters() -%}
   {#-
     The characters an identifier is trimmed of, and made only of which it is blank (README "Identity
-    resolution", rule 2), as an RE2 character class: Python's whitespace (Unicode White_Space:
+    resolution", rule 2), as ranges of code points (hex): Python's whitespace (Unicode White_Space:
     U+0009-U+000D, U+0020, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
     U+3000; and the information separators U+001C-U+001F) and six invisible characters (U+180E,
     U+200B-U+200D, U+2060, U+FEFF). revetl/identifiers.py holds the same set as BLANK, and
     tests/test_identifiers.py checks that the two agree on every character. An explicit set because
     DuckDB's trim() takes spaces only and RE2's \s ASCII whitespace only.
   -#}
-  {{- return('[\\x{9}-\\x{D}\\x{1C}-\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{180E}\\x{2000}-\\x{200D}\\x{2028}\\x{2029}'
-             ~ '\\x{202F}\\x{205F}\\x{2060}\\x{3000}\\x{FEFF}]') -}}
+  {{- return([('0009', '000D'), ('001C', '0020'), ('0085', '0085'), ('00A0', '00A0'), ('1680', '1680'),
+              ('180E', '180E'), ('2000', '200D'), ('2028', '2029'), ('202F', '202F'), ('205F', '205F'),
+              ('2060', '2060'), ('3000', '3000'), ('FEFF', 'FEFF')]) -}}
+{%- endmacro %}
+
+{% macro _character_class(before, after='') -%}
+  {#- blank_characters() as a regular expression's character class, each code point written as
+      before ~ hex ~ after. -#}
+  {%- set parts = [] -%}
+  {%- for low, high in blank_characters() -%}
+    {%- set first = before ~ low ~ after -%}
+    {%- do parts.append(first if low == high else first ~ '-' ~ before ~ high ~ after) -%}
+  {%- endfor -%}
+  {{- return('[' ~ (parts | join('')) ~ ']') -}}
 {%- endmacro %}
 
 {% macro trim_blank(expr) -%}
+  {#- expr without blank characters at either end, in one regular expression pass: trim(expr,
+      characters) reads its character list again on every row, about 15 times slower. -#}
   {{ return(adapter.dispatch('trim_blank', 'revetl')(expr)) }}
 {%- endmacro %}
 
-{% macro default__trim_blank(expr) -%}
-  {#- expr without blank characters at either end. One RE2 pass: trim(expr, characters) reads its
-      character list again on every row, about 15 times slower. -#}
-  {%- set blank = blank_character_class() -%}
+{% macro duckdb__trim_blank(expr) -%}
+  {#- RE2 writes a code point as \x{hex}. -#}
+  {%- set blank = _character_class('\\x{', '}') -%}
+  regexp_replace({{ expr }}, '^{{ blank }}+|{{ blank }}+$', '', 'g')
+{%- endmacro %}
+
+{% macro postgres__trim_blank(expr) -%}
+  {#- PostgreSQL's regular expressions (ARE) write a code point as \uXXXX. -#}
+  {%- set blank = _character_class('\\u') -%}
   regexp_replace({{ expr }}, '^{{ blank }}+|{{ blank }}+$', '', 'g')
 {%- endmacro %}
 
@@ -94,30 +113,8 @@
   {{- return(names) -}}
 {%- endmacro %}
 
-{% macro json_text(expr, keys) -%}
-  {{ return(adapter.dispatch('json_text', 'revetl')(expr, keys)) }}
-{%- endmacro %}
-
-{% macro default__json_text(expr, keys) -%}
-  {#- The string at keys (a list of object keys) inside the JSON text expr, or NULL when there is none
-      or the value there is not a JSON string: json_extract_string alone would turn false, 42 or
-      {"a":1} into text, and `false` would be an email two strangers share. -#}
-  {%- set path = [] -%}
-  {%- for key in keys -%}{%- do path.append('."' ~ (key | replace('"', '\\"') | replace("'", "''")) ~ '"') -%}{%- endfor -%}
-  case when json_type({{ expr }}, '${{ path | join('') }}') = 'VARCHAR'
-       then json_extract_string({{ expr }}, '${{ path | join('') }}') end
-{%- endmacro %}
-
 {% macro text_contains(expr, text) -%}
   (strpos({{ expr }}, '{{ text | replace("'", "''") }}') > 0)
-{%- endmacro %}
-
-{% macro hash64(expr, seed) -%}
-  {{ return(adapter.dispatch('hash64', 'revetl')(expr, seed)) }}
-{%- endmacro %}
-
-{% macro default__hash64(expr, seed) -%}
-  hash({{ expr }}, {{ seed }})
 {%- endmacro %}
 
 {% macro as_of() -%}
@@ -126,22 +123,5 @@
     cast('{{ var("as_of") }}' as timestamp)
   {%- else -%}
     cast(timezone('UTC', current_timestamp) as timestamp)
-  {%- endif -%}
-{%- endmacro %}
-
-{% macro fast_unique_string_writes(reset=false) -%}
-  {{ return(adapter.dispatch('fast_unique_string_writes', 'revetl')(reset)) }}
-{%- endmacro %}
-
-{% macro default__fast_unique_string_writes(reset) -%}
-  {#- DuckDB, as a model's pre-hook and (reset=true) post-hook: its combined dictionary + FSST string
-      compression spends more time than it saves on a column of distinct hashes (profile_id: md5
-      hex), about half of writing identity_graph at 10M identifiers. Its other compressions stay on.
-      DuckDB only has this setting database-wide, so a model built beside it in the same run also
-      skips that one method until the post-hook; it changes how strings are stored, never what. -#}
-  {%- if reset -%}
-    reset disabled_compression_methods
-  {%- else -%}
-    set disabled_compression_methods = 'dict_fsst'
   {%- endif -%}
 {%- endmacro %}

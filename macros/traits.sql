@@ -16,29 +16,24 @@
   nearest the exact decimal sum (0.1 + 0.2 + 0.3 is 0.6).
 -#}
 
-{% macro number_type() -%}
-  {{- return('decimal(27, 9)') -}}
-{%- endmacro %}
-
 {% macro trait_output(trait, expr) -%}
   {#- The value the aggregate expr computed, as the trait's column type (numbers: DOUBLE). -#}
   {%- if trait['as'] == 'number' -%}
-    cast({{ expr }} as {{ 'double[]' if trait.kind == 'unique_list' else 'double' }})
+    cast({{ expr }} as {{ type_double() ~ ('[]' if trait.kind == 'unique_list' else '') }})
   {%- else -%}
     {{ expr }}
   {%- endif -%}
 {%- endmacro %}
 
 {% macro trait_value(trait) -%}
-  {%- set parts = [] -%}
-  {%- for part in (trait.property or '').split('.') -%}
-    {%- do parts.append('."' ~ (part | replace('"', '\\"') | replace("'", "''")) ~ '"') -%}
-  {%- endfor -%}
-  {%- set extracted = "json_extract_string(" ~ (trait.source or 'properties') ~ ", '$" ~ (parts | join('')) ~ "')" -%}
+  {#- The trait's property on one event: a DECIMAL(27, 9) number (or NULL), else text, compared code
+      point by code point on every engine (min, max, most_frequent's ties, unique_list's order). -#}
+  {%- set source = trait.source or 'properties' -%}
+  {%- set path = (trait.property or '').split('.') -%}
   {%- if trait['as'] == 'number' -%}
-    {{- return("try_cast(" ~ extracted ~ " as " ~ number_type() ~ ")") -}}
+    {{- return(json_decimal(source, path)) -}}
   {%- else -%}
-    {{- return(extracted) -}}
+    {{- return(codepoint_order(json_scalar_text(source, path))) -}}
   {%- endif -%}
 {%- endmacro %}
 
@@ -53,7 +48,7 @@
   {%- if trait.event -%}{%- do conditions.append('event in ' ~ _sql_list(trait.event)) -%}{%- endif -%}
   {%- if trait.event_type -%}{%- do conditions.append('type in ' ~ _sql_list(trait.event_type)) -%}{%- endif -%}
   {%- if trait.window -%}
-    {%- do conditions.append('"timestamp" > ' ~ as_of() ~ " - interval '" ~ trait.window ~ "'") -%}
+    {%- do conditions.append(adapter.quote('timestamp') ~ ' > ' ~ as_of() ~ " - interval '" ~ trait.window ~ "'") -%}
   {%- endif -%}
   {%- if trait.where -%}{%- do conditions.append('(' ~ trait.where ~ ')') -%}{%- endif -%}
   {{- return(conditions | join(' and ')) -}}
@@ -71,10 +66,10 @@
   {%- elif kind in ('sum', 'avg', 'min', 'max') -%}
     {{ trait_output(trait, kind ~ '(' ~ value ~ ')') }}
   {%- elif kind in ('first', 'last') -%}
-    {{ trait_output(trait, 'arg_' ~ ('min' if kind == 'first' else 'max') ~ '(' ~ value ~ ', case when (' ~ value
-                           ~ ') is not null then ("timestamp", message_id) end)') }}
+    {%- set order = [adapter.quote('timestamp'), codepoint_order('message_id')] -%}
+    {{ trait_output(trait, arg_min_by(value, order) if kind == 'first' else arg_max_by(value, order)) }}
   {%- elif kind == 'unique_list' -%}
-    {{ trait_output(trait, 'list_sort(list(distinct ' ~ value ~ ') filter (where (' ~ value ~ ') is not null))') }}
+    {{ trait_output(trait, sorted_distinct_list(value)) }}
   {%- else -%}
     {{ exceptions.raise_compiler_error("computed trait `" ~ trait.name ~ "`: unknown kind `" ~ kind ~ "`") }}
   {%- endif -%}
@@ -84,14 +79,30 @@
   {#- Most frequent value; ties go to the smallest value so the result is deterministic. -#}
   select profile_id, {{ trait_output(trait, 'value') }} as {{ adapter.quote(trait.name) }}
   from (
-      select profile_id, value, count(*) as occurrences
+      select profile_id, value,
+             row_number() over (partition by profile_id order by occurrences desc, value) as frequency_rank
       from (
-          select profile_id, {{ trait_value(trait) }} as value
-          from {{ base }}
-          where {{ trait_condition(trait) }}
-      ) as matching
-      where value is not null
-      group by profile_id, value
-  ) as counted
-  qualify row_number() over (partition by profile_id order by occurrences desc, value) = 1
+          select profile_id, value, count(*) as occurrences
+          from (
+              select profile_id, {{ trait_value(trait) }} as value
+              from {{ base }}
+              where {{ trait_condition(trait) }}
+          ) as matching
+          where value is not null
+          group by profile_id, value
+      ) as counted
+  ) as ranked
+  where frequency_rank = 1
+{%- endmacro %}
+
+{% macro columns_except(relation, alias, excluded) -%}
+  {#- alias.column for every column of relation but those in excluded (`select * exclude` where the
+      engine has none), read from the warehouse when the model runs. -#}
+  {%- set columns = [] -%}
+  {%- if execute -%}
+    {%- for column in adapter.get_columns_in_relation(relation) if column.name | lower not in excluded -%}
+      {%- do columns.append(alias ~ '.' ~ adapter.quote(column.name)) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{- return(columns) -}}
 {%- endmacro %}

@@ -5,8 +5,10 @@
   (var profile_trait_columns). "Latest" is by event timestamp, ties broken by value.
 -#}
 {%- set reserved = ['profile_id', 'user_id', 'email', 'first_seen_at', 'last_seen_at', 'event_count', 'traits'] -%}
+{%- set timestamp = adapter.quote('timestamp') -%}
+{%- set latest_identifier = ['o.last_seen', codepoint_order('o.identifier_value')] -%}
 with seen as (
-    select profile_id, min("timestamp") as first_seen_at, max("timestamp") as last_seen_at, count(*) as event_count
+    select profile_id, min({{ timestamp }}) as first_seen_at, max({{ timestamp }}) as last_seen_at, count(*) as event_count
     from {{ ref('profiled_events') }}
     group by profile_id
 ),
@@ -14,10 +16,8 @@ with seen as (
 identifiers as (
     select
         g.profile_id,
-        arg_max(o.identifier_value, (o.last_seen, o.identifier_value))
-            filter (where o.identifier_type = 'user_id') as user_id,
-        arg_max(o.identifier_value, (o.last_seen, o.identifier_value))
-            filter (where o.identifier_type = 'email') as email
+        {{ arg_max_by('o.identifier_value', latest_identifier, where="o.identifier_type = 'user_id'") }} as user_id,
+        {{ arg_max_by('o.identifier_value', latest_identifier, where="o.identifier_type = 'email'") }} as email
     from {{ ref('int_identity_occurrences') }} as o
     join {{ ref('identity_graph') }} as g
         on o.identifier_type = g.identifier_type and o.identifier_value = g.identifier_value
@@ -25,13 +25,13 @@ identifiers as (
     group by g.profile_id
 ),
 identifies as (
-    select profile_id, "timestamp", message_id, traits
+    select profile_id, {{ timestamp }}, message_id, traits
     from {{ ref('profiled_events') }}
     where type = 'identify' and traits is not null
     union all
     -- RudderStack's SDKs send identify traits only in context.traits. (A branch of its own, so
     -- that `context` is read only for these few events.)
-    select profile_id, "timestamp", message_id, json_extract(context, '$.traits')::varchar
+    select profile_id, {{ timestamp }}, message_id, cast({{ json_at('context', ['traits']) }} as {{ dbt.type_string() }})
     from {{ ref('profiled_events') }}
     where type = 'identify' and traits is null
 ),
@@ -39,16 +39,14 @@ trait_values as (
     select
         identifies.profile_id,
         keys.key,
-        arg_max(
-            json_extract(identifies.traits, '$."' || replace(keys.key, '"', '\"') || '"'),
-            (identifies."timestamp", identifies.message_id)
-        ) as value
-    from identifies, unnest(json_keys(identifies.traits)) as keys(key)
+        {{ arg_max_by(json_member_value('identifies.traits', 'keys'),
+                      ['identifies.' ~ timestamp, codepoint_order('identifies.message_id')]) }} as value
+    from identifies, {{ json_members('identifies.traits', 'keys') }}
     where identifies.traits is not null
     group by identifies.profile_id, keys.key
 ),
 merged_traits as (
-    select profile_id, json_group_object(key, value) as traits
+    select profile_id, {{ json_object_agg('key', 'value') }} as traits
     from trait_values
     group by profile_id
 )
@@ -64,7 +62,7 @@ select
     {%- if column in reserved %}
     {{ exceptions.raise_compiler_error("profile_trait_columns: `" ~ column ~ "` is already a column of profiles") }}
     {%- endif %},
-    json_extract_string(t.traits, '$."{{ column }}"') as {{ adapter.quote(column) }}
+    {{ json_scalar_text('t.traits', [column]) }} as {{ adapter.quote(column) }}
     {%- endfor %}
 from seen as s
 left join identifiers as i using (profile_id)

@@ -7,7 +7,7 @@
 {%- set aggregated = traits | rejectattr('kind', 'equalto', 'most_frequent') | list -%}
 {%- set frequent = traits | selectattr('kind', 'equalto', 'most_frequent') | list -%}
 {%- set profiled -%}
-(select * from {{ ref('profiled_events') }} where "timestamp" <= {{ as_of() }})
+(select * from {{ ref('profiled_events') }} where {{ adapter.quote('timestamp') }} <= {{ as_of() }})
 {%- endset -%}
 with aggregated as (
     select
@@ -29,7 +29,7 @@ select
     {%- if trait.kind in ('count', 'sum') %}
     coalesce(a.{{ adapter.quote(trait.name) }}, 0) as {{ adapter.quote(trait.name) }}
     {%- elif trait.kind == 'unique_list' %}
-    coalesce(a.{{ adapter.quote(trait.name) }}, cast([] as {{ 'double' if trait['as'] == 'number' else 'varchar' }}[])) as {{ adapter.quote(trait.name) }}
+    coalesce(a.{{ adapter.quote(trait.name) }}, {{ empty_list(type_double() if trait['as'] == 'number' else dbt.type_string()) }}) as {{ adapter.quote(trait.name) }}
     {%- else %}
     a.{{ adapter.quote(trait.name) }}
     {%- endif %}
@@ -37,8 +37,11 @@ select
     {%- for trait in frequent %},
     frequent_{{ loop.index }}.{{ adapter.quote(trait.name) }}
     {%- endfor %}
-    {%- for model in var('trait_models', []) %},
-    trait_model_{{ loop.index }}.* exclude (profile_id)
+    {%- for model in var('trait_models', []) %}
+    {%- set alias = 'trait_model_' ~ loop.index %}
+    {%- for column in columns_except(ref(model), alias, ['profile_id']) %},
+    {{ column }}
+    {%- endfor %}
     {%- endfor %}
 from {{ ref('profiles') }} as p
 left join aggregated as a using (profile_id)

@@ -2,18 +2,17 @@
 
 `revetl build` = validate traits.yml, check events have landed, then `dbt build` with the vars
 revetl owns (landing_dir, as_of, computed_traits, trait_models), from the project directory so that
-relative paths in profiles.yml mean the same to dbt and to revetl.
+relative paths in profiles.yml mean the same to dbt and to revetl. One build runs at a time (a file
+lock in the target's work dir).
 
-Build, then publish. dbt builds into a staging copy of the warehouse
-(`<work_dir>/build/<warehouse file name>`, same settings, same catalog name), not into the
-warehouse itself, and only a build whose every model and test passed is published: its tables and
-views replace the warehouse's in one transaction, `build_info` with them. So a build that fails
-(a bad model, a failing test, a corrupt landing file) leaves every public model and the "as of"
-time as they were, and audiences never see half a build. And the warehouse is held only while
-publishing (seconds), not for the whole build: syncs, plans and previews run meanwhile (an
-embedded DuckDB file admits one writing process at a time). One build runs at a time. The
-staging copy is kept between builds (disk: about the size of the models) so that `--select`
-rebuilds only what it names.
+Where dbt builds depends on the warehouse:
+- DuckDB: into a staging copy of the warehouse, published only when every model and test passed
+  (staging.py), so a failed build leaves every model and the "as of" time as they were.
+- PostgreSQL: in place, in the target schema (the `postgres` output of profiles.yml). dbt's table
+  materialization builds each model beside its table and swaps the two in one transaction, so a
+  reader sees every table whole, old or new; a model that fails, or is skipped after a failure
+  upstream, keeps its previous table, and so does `build_info` (built after every other model), so
+  the "as of" time stays the one the traits were computed at.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,8 +34,9 @@ from rich.table import Table
 from rich.text import Text
 
 from revetl import locks
-from revetl.config import PROJECT_FILE, Project, read_yaml
-from revetl.errors import BuildError, ConfigError, QueryError
+from revetl.config import Project
+from revetl.errors import BuildError, ConfigError, WarehouseError, first_line, scrub
+from revetl.warehouse.staging import publish, seed_staging, staging_path, staging_profile
 from revetl.warehouse.traits import load_traits
 
 __all__ = ["BuildResult", "NodeResult", "build_project", "dbt_vars", "print_results", "run_dbt"]
@@ -86,13 +85,17 @@ class BuildResult:
 
 def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
     """The vars revetl passes to every dbt invocation."""
-    traits, trait_models = load_traits(project.traits_file)
+    from revetl.warehouse.connection import warehouse_type
+
+    # dbt's adapter type names sqlglot's dialect for the engines revetl builds on (duckdb, postgres).
+    dialect = warehouse_type(project)
+    traits, trait_models = load_traits(project.traits_file, dialect)
     if as_of is not None and as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return {
         "landing_dir": project.landing_dir.as_posix(),
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
-        "computed_traits": [trait.as_var() for trait in traits],
+        "computed_traits": [trait.as_var(dialect) for trait in traits],
         "trait_models": trait_models,
         **extra,
     }
@@ -162,41 +165,93 @@ def build_project(
     console: Console | None = None,
     extra_vars: dict[str, Any] | None = None,
 ) -> BuildResult:
-    """`dbt build` the project (models, then their tests) into the staging copy, collect a result per
-    node, and publish the staging copy into the warehouse if everything passed."""
-    if not _landed_files(project.landing_dir):
-        raise ConfigError(
-            f"no events have landed in {project.landing_dir}; run `revetl ingest`, `revetl generate` "
-            "or `revetl collect` first"
-        )
+    """`dbt build` the project (models, then their tests) and collect a result per node. On DuckDB the
+    build goes into the staging copy, published into the warehouse if everything passed; on a server
+    warehouse, in place (the module's docstring says what a failure leaves)."""
+    from revetl.warehouse.connection import warehouse_type
+
+    embedded = warehouse_type(project) == "duckdb"
+    _check_landed(project, embedded)
     vars_ = dbt_vars(project, as_of, **(extra_vars or {}))
     args = ["--select", select] if select else []
     started = time.monotonic()
     with _build_lock(project):
-        staging = _staging_path(project)
-        if select:
-            _seed_staging(project, staging)
-        with _staging_profile(project, staging) as profiles_dir, _progress(console) as on_event:
-            outcome = run_dbt(project, "build", args, vars_, callbacks=[on_event], profiles_dir=profiles_dir)
-        result = BuildResult()
-        for item in outcome.result or []:
-            node = item.node
-            result.nodes.append(
-                NodeResult(
-                    name=node.name,
-                    kind=str(node.resource_type),
-                    status=str(item.status),
-                    seconds=float(item.execution_time or 0.0),
-                    message=_one_line(item.message),
-                )
-            )
-        if not outcome.success and not result.failures:
-            result.error = "dbt build failed before running any model; see target/logs/dbt.log"
-        result.error = result.error or _corrupt_landing_file(project, result)
-        if result.ok:
-            result.published = _publish(project, staging)
+        if embedded:
+            staging = staging_path(project)
+            if select:
+                seed_staging(project, staging)
+            with staging_profile(project, staging) as profiles_dir:
+                result = _run_build(project, args, vars_, console, profiles_dir)
+            result.error = result.error or _corrupt_landing_file(project, result)
+            if result.ok:
+                result.published = publish(project, staging)
+        else:
+            result = _run_build(project, args, vars_, console)
+            result.published = sum(node.kind == "model" and node.ok for node in result.nodes)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _run_build(project: Project, args: list[str], vars_: dict[str, Any], console: Console | None,
+               profiles_dir: Path | None = None) -> BuildResult:
+    with _progress(console) as on_event:
+        outcome = run_dbt(project, "build", args, vars_, callbacks=[on_event], profiles_dir=profiles_dir)
+    result = BuildResult()
+    for item in outcome.result or []:
+        node = item.node
+        result.nodes.append(
+            NodeResult(
+                name=node.name,
+                kind=str(node.resource_type),
+                status=str(item.status),
+                seconds=float(item.execution_time or 0.0),
+                message=_one_line(item.message),
+            )
+        )
+    if not outcome.success and not result.failures:
+        result.error = "dbt build failed before running any model; see target/logs/dbt.log"
+    return result
+
+
+def _check_landed(project: Project, embedded: bool) -> None:
+    """Stop before dbt when there is nothing to build from: no landed file (DuckDB reads them in place),
+    or no loaded row (a server warehouse reads `landing.events`)."""
+    if embedded and not _landed_files(project.landing_dir):
+        raise ConfigError(
+            f"no events have landed in {project.landing_dir}; run `revetl ingest`, `revetl generate` "
+            "or `revetl collect` first"
+        )
+    if not embedded and not _events_loaded(project):
+        raise ConfigError("no events have been loaded into the warehouse yet (its table landing.events is "
+                          "missing or empty); run `revetl load` first")
+
+
+def _events_loaded(project: Project) -> bool:
+    """Whether the server warehouse's `landing.events` has a row (False when the table is missing)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from revetl.warehouse.connection import target_config
+
+    config = target_config(project)
+    settings = {"host": config.get("host"), "port": config.get("port"), "user": config.get("user"),
+                "password": config.get("password"), "dbname": config.get("dbname")}
+    conninfo = " ".join(f"{key}={_libpq_value(value)}" for key, value in settings.items() if value not in (None, ""))
+    try:
+        with adbc.connect(conninfo) as connection, connection.cursor() as cursor:
+            cursor.execute("select to_regclass('landing.events') is not null")
+            if not cursor.fetchall()[0][0]:
+                return False
+            cursor.execute("select exists (select 1 from landing.events)")
+            return bool(cursor.fetchall()[0][0])
+    except adbc.Error as exc:
+        reason = scrub(first_line(exc), [str(settings["password"] or "")])
+        raise WarehouseError(f"cannot read landing.events in PostgreSQL database {settings['dbname']!r} at "
+                             f"{settings['host']}:{settings['port']}: {reason}") from None
+
+
+def _libpq_value(value: Any) -> str:
+    """A value of a libpq `key=value` connection string, quoted."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _CORRUPT_FILE = re.compile(r"[Ff]ile '([^']+\.parquet)'")
@@ -215,117 +270,12 @@ def _corrupt_landing_file(project: Project, result: BuildResult) -> str | None:
     return None
 
 
-def _staging_path(project: Project) -> Path:
-    """The staging copy dbt builds into: same file name (so the same catalog name) in the work dir."""
-    from revetl.warehouse.connection import duckdb_path, work_dir
-
-    directory = work_dir(project) / "build"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / duckdb_path(project).name
-
-
 def _build_lock(project: Project) -> contextlib.AbstractContextManager[None]:
     """One build at a time; a second one stops at once, naming the first (revetl/locks.py)."""
     from revetl.warehouse.connection import work_dir
 
     return locks.hold(locks.lock_path(work_dir(project), "build"), lambda holder: BuildError(
         f"a build is already running ({holder}); not starting a second one"))
-
-
-@contextlib.contextmanager
-def _staging_profile(project: Project, staging: Path) -> Iterator[Path]:
-    """A profiles directory whose only target is the project's, pointed at the staging copy.
-
-    Written with the rendered settings of the project's DuckDB target (no secrets live there), readable
-    by its owner only, and removed after the run."""
-    from revetl.warehouse.connection import target_config
-
-    config = {**target_config(project), "path": str(staging)}
-    profile = read_yaml(project.root / PROJECT_FILE).get("profile")
-    directory = staging.parent / f"profile-{os.getpid()}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / "profiles.yml"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({profile: {"target": "revetl_build", "outputs": {"revetl_build": config}}}, handle)
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _seed_staging(project: Project, staging: Path) -> None:
-    """Before a `--select` build without a staging copy yet (a first build by this revetl), copy the
-    warehouse into it, so that the models the selection does not rebuild are there to read."""
-    from revetl.warehouse.connection import connect, duckdb_path
-
-    main = duckdb_path(project)
-    if staging.exists() or not main.exists():
-        return
-    # A reader holds the file: no process writes it (or its WAL) while it is copied.
-    with contextlib.closing(connect(project, read_only=True)):
-        for suffix in ("", ".wal"):
-            source = main.with_name(main.name + suffix)
-            if source.exists():
-                shutil.copyfile(source, staging.with_name(staging.name + suffix))
-
-
-_SKIPPED_SCHEMAS = ("revetl_state", "information_schema", "pg_catalog")
-
-
-def _publish(project: Project, staging: Path) -> int:
-    """Replace the warehouse's models by the staging copy's, in one transaction; returns the relations
-    published. Tables are copied; views are recreated from their definitions, which name their tables
-    without a catalog, so they read the warehouse's own."""
-    from revetl.warehouse.connection import connect
-
-    connection = connect(project)  # waits for syncs and plans to finish their short steps
-    try:
-        connection.execute(f"attach '{_sql_text(str(staging))}' as revetl_build (read_only)")
-        relations = connection.execute(
-            """select schema_name, table_name, 'table', null from duckdb_tables()
-               where database_name = 'revetl_build' and not temporary
-               union all
-               select schema_name, view_name, 'view', sql from duckdb_views()
-               where database_name = 'revetl_build' and not internal and not temporary""",
-        ).fetchall()
-        existing = {
-            (schema, name): kind for schema, name, kind in connection.execute(
-                """select schema_name, table_name, 'table' from duckdb_tables()
-                   where database_name = current_database()
-                   union all
-                   select schema_name, view_name, 'view' from duckdb_views()
-                   where database_name = current_database() and not internal"""
-            ).fetchall()
-        }
-        published = [r for r in relations if r[0] not in _SKIPPED_SCHEMAS]
-        with connection.transaction():
-            for schema in sorted({r[0] for r in published}):
-                connection.execute(f"create schema if not exists {_quote(schema)}")
-            for schema, name, kind, sql in sorted(published, key=lambda r: r[2] == "view"):
-                target = f"{_quote(schema)}.{_quote(name)}"
-                was = existing.get((schema, name))
-                if was is not None and was != kind:
-                    connection.execute(f"drop {was} {target}")
-                if kind == "table":
-                    connection.execute(f"create or replace table {target} as select * from revetl_build.{target}")
-                else:
-                    connection.execute("create or replace view" + sql.strip()[len("create view"):])
-        connection.execute("detach revetl_build")
-    except QueryError as exc:
-        reason = _one_line(exc.__cause__ or exc)  # the engine's whole message, on one line
-        raise BuildError(f"the build passed but could not be published into the warehouse: {reason}") from exc
-    finally:
-        connection.close()
-    return len(published)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _one_line(message: Any) -> str:

@@ -1,6 +1,8 @@
 """traits.yml -> validated computed-trait definitions, passed to dbt as vars.
 
-A typo fails the build before dbt runs, with the file, line and trait named.
+A typo fails the build before dbt runs, with the file, line and trait named. macros/traits.sql
+renders each definition as SQL for the target's engine; the one piece of SQL a trait carries itself,
+`where`, is written in DuckDB's dialect (as audiences are) and transpiled by sqlglot to the target's.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlglot
 import yaml
 from pydantic import Field, field_validator, model_validator
 
@@ -59,8 +62,8 @@ class TraitSpec(Strict):
             raise ValueError(f"window {self.window!r} must look like '30 days' or '12 hours'")
         return self
 
-    def as_var(self) -> dict[str, Any]:
-        """The dict macros/traits.sql renders."""
+    def as_var(self, dialect: str = "duckdb") -> dict[str, Any]:
+        """The dict macros/traits.sql renders, its `where` in the sqlglot `dialect` of the target."""
         value_type = self.as_ or ("number" if self.kind in _NUMERIC_KINDS else "string")
         return {
             "name": self.name,
@@ -71,8 +74,15 @@ class TraitSpec(Strict):
             "source": self.source,
             "as": value_type,
             "window": self.window.strip() if self.window else None,
-            "where": self.where,
+            "where": _transpiled(self.where, dialect) if self.where else None,
         }
+
+
+def _transpiled(where: str, dialect: str) -> str:
+    """A DuckDB condition in `dialect` (unchanged for DuckDB itself: it runs as written)."""
+    if dialect == "duckdb":
+        return where
+    return sqlglot.parse_one(where, read="duckdb").sql(dialect=dialect)
 
 
 class TraitFile(Strict):
@@ -96,8 +106,9 @@ def _item_lines(text: str) -> list[int]:
     return []
 
 
-def load_traits(path: Path) -> tuple[list[TraitSpec], list[str]]:
-    """Read and validate traits.yml; a missing file means no computed traits."""
+def load_traits(path: Path, dialect: str = "duckdb") -> tuple[list[TraitSpec], list[str]]:
+    """Read and validate traits.yml for a warehouse of the sqlglot `dialect`; a missing file means no
+    computed traits. A `where` another dialect cannot be given is an error naming its line."""
     if not path.exists():
         return [], []
     raw = read_yaml(path)
@@ -110,6 +121,13 @@ def load_traits(path: Path) -> tuple[list[TraitSpec], list[str]]:
         name = item.get("name") if isinstance(item, dict) else None
         label = f" trait `{name}`" if name else f" trait #{index + 1}"
         spec = validate(TraitSpec, item, path, where=where + ":" + label)
+        if spec.where and dialect != "duckdb":
+            try:
+                _transpiled(spec.where, dialect)
+            except sqlglot.errors.SqlglotError as exc:
+                reason = " ".join(str(exc).split())
+                raise ConfigError(f"{path}{where}:{label}: `where` is not a DuckDB SQL condition revetl can "
+                                  f"write for {dialect} ({reason})") from None
         if spec.name in seen:
             raise ConfigError(f"{path}{where}:{label}: the name is used twice")
         seen.add(spec.name)

@@ -11,7 +11,9 @@
   the columns it needs from the files. Both models are ephemeral (CTEs of `events`), and DuckDB
   materializes a CTE read more than once, every column of every landed row: at 4M events that
   took `events` from 0.75 GB to 2.5 GB peak. The times compared are as landed (the same order as
-  stg_landing__events's UTC timestamps for revetl's TIMESTAMPTZ columns).
+  stg_landing__events's UTC timestamps for revetl's TIMESTAMPTZ columns). File names compare code
+  point by code point on every engine (DuckDB's absolute paths and PostgreSQL's paths relative to
+  the landing directory sort alike).
 -#}
 {%- set landed = source('landing', 'events') -%}
 with repeated as (
@@ -21,10 +23,16 @@ with repeated as (
     group by 1
     having count(*) > 1
 )
-select filename as landed_file, file_row_number as landed_row
-from {{ landed }}
-where message_id is not null
-  and {{ hash64('message_id', 0) }} in (select message_hash from repeated)
-qualify row_number() over (
-    partition by message_id order by received_at, filename, file_row_number
-) > 1
+select landed_file, landed_row
+from (
+    select
+        filename as landed_file,
+        file_row_number as landed_row,
+        row_number() over (
+            partition by message_id order by received_at, {{ codepoint_order('filename') }}, file_row_number
+        ) as copy
+    from {{ landed }}
+    where message_id is not null
+      and {{ hash64('message_id', 0) }} in (select message_hash from repeated)
+) as copies
+where copy > 1

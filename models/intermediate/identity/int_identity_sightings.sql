@@ -5,12 +5,13 @@
   identity needs (conflicts, nodes, edges, latest user_id and email) is a function of it.
 -#}
 {%- set names = event_identifier_names() -%}
+{%- set timestamp = adapter.quote('timestamp') -%}
 with identified as (
-    select {{ event_identifier_columns() }}, "timestamp"
+    select {{ event_identifier_columns() }}, {{ timestamp }}
     from {{ ref('events') }}
 ),
 sightings as (
-    select {{ names | join(', ') }}, max("timestamp") as last_seen
+    select {{ names | join(', ') }}, max({{ timestamp }}) as last_seen
     from identified
     group by {{ names | join(', ') }}
 )

@@ -18,9 +18,9 @@ select
     previous_id,
     timezone('UTC', cast({{ adapter.quote('timestamp') }} as timestamptz)) as {{ adapter.quote('timestamp') }},
     timezone('UTC', cast(received_at as timestamptz)) as received_at,
-    cast(properties as varchar) as properties,
-    cast(traits as varchar) as traits,
-    cast(context as varchar) as context,
+    cast(properties as {{ dbt.type_string() }}) as properties,
+    cast(traits as {{ dbt.type_string() }}) as traits,
+    cast(context as {{ dbt.type_string() }}) as context,
     filename as landed_file,
     file_row_number as landed_row
 from {{ source('landing', 'events') }}
