@@ -289,7 +289,7 @@ def test_a_build_with_nothing_loaded_says_to_run_load(tmp_path, monkeypatch, pos
     with pytest.raises(ConfigError, match=message):
         build_project(pg)
     monkeypatch.setenv("PGPASSWORD", "not-the-password")
-    with pytest.raises(WarehouseError, match="cannot read landing.events in PostgreSQL database .*password") as caught:
+    with pytest.raises(WarehouseError, match="cannot connect to PostgreSQL at 127.0.0.1:.*password authentication failed") as caught:
         build_project(pg)
     assert "not-the-password" not in str(caught.value)
 

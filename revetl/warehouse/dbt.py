@@ -35,7 +35,7 @@ from rich.text import Text
 
 from revetl import locks
 from revetl.config import Project
-from revetl.errors import BuildError, ConfigError, WarehouseError, first_line, scrub
+from revetl.errors import BuildError, ConfigError
 from revetl.warehouse.staging import publish, seed_staging, staging_path, staging_profile
 from revetl.warehouse.traits import load_traits
 
@@ -85,10 +85,9 @@ class BuildResult:
 
 def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
     """The vars revetl passes to every dbt invocation."""
-    from revetl.warehouse.connection import warehouse_type
+    from revetl.warehouse.connection import dialect as target_dialect
 
-    # dbt's adapter type names sqlglot's dialect for the engines revetl builds on (duckdb, postgres).
-    dialect = warehouse_type(project)
+    dialect = target_dialect(project)
     traits, trait_models = load_traits(project.traits_file, dialect)
     if as_of is not None and as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -228,30 +227,11 @@ def _check_landed(project: Project, embedded: bool) -> None:
 
 def _events_loaded(project: Project) -> bool:
     """Whether the server warehouse's `landing.events` has a row (False when the table is missing)."""
-    import adbc_driver_postgresql.dbapi as adbc
+    from revetl.warehouse.connection import connect
 
-    from revetl.warehouse.connection import target_config
-
-    config = target_config(project)
-    settings = {"host": config.get("host"), "port": config.get("port"), "user": config.get("user"),
-                "password": config.get("password"), "dbname": config.get("dbname")}
-    conninfo = " ".join(f"{key}={_libpq_value(value)}" for key, value in settings.items() if value not in (None, ""))
-    try:
-        with adbc.connect(conninfo) as connection, connection.cursor() as cursor:
-            cursor.execute("select to_regclass('landing.events') is not null")
-            if not cursor.fetchall()[0][0]:
-                return False
-            cursor.execute("select exists (select 1 from landing.events)")
-            return bool(cursor.fetchall()[0][0])
-    except adbc.Error as exc:
-        reason = scrub(first_line(exc), [str(settings["password"] or "")])
-        raise WarehouseError(f"cannot read landing.events in PostgreSQL database {settings['dbname']!r} at "
-                             f"{settings['host']}:{settings['port']}: {reason}") from None
-
-
-def _libpq_value(value: Any) -> str:
-    """A value of a libpq `key=value` connection string, quoted."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    with connect(project, read_only=True) as connection:
+        return bool(connection.scalar("select to_regclass('landing.events') is not null")) and bool(
+            connection.scalar("select exists (select 1 from landing.events)"))
 
 
 _CORRUPT_FILE = re.compile(r"[Ff]ile '([^']+\.parquet)'")
