@@ -224,3 +224,16 @@ def test_one_session_loads_the_same_rows(project):
     assert (report.files, report.events) == (3, 30)
     with connect(project) as pg:
         assert pg.scalar("select count(distinct (filename, file_row_number)) from landing.events") == 30
+
+
+def test_a_nul_character_in_a_text_column_loads_as_the_replacement_character(project):
+    # PostgreSQL text cannot hold U+0000; the landed Parquet can (an app sent "\u0000" in a JSON string).
+    table = events(3)
+    nul = ["a\x00b", None, "\x00"]
+    table = table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(nul, pa.string()))
+    table = table.set_column(table.schema.get_field_index("event"), "event", pa.array(["E\x00", "F", "G"], pa.string()))
+    write(project, "received_date=2026-01-01/nul.parquet", table)
+    load_landed(project)
+    with connect(project, read_only=True) as connection:
+        rows = connection.fetchall("select user_id, event from landing.events order by message_id")
+    assert rows == [("a\ufffdb", "E\ufffd"), (None, "F"), ("\ufffd", "G")]

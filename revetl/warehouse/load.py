@@ -252,8 +252,24 @@ def _batches(parquet: pq.ParquetFile, name: str, unreadable: list[BaseException]
 
 
 def _cast(values: pa.Array, column: pa.Field) -> pa.Array:
+    if pa.types.is_string(column.type):
+        return _without_nul(values if values.type == column.type else _cast_to(values, column))
     if values.type == column.type:
         return values
+    return _cast_to(values, column)
+
+
+def _without_nul(values: pa.Array) -> pa.Array:
+    """PostgreSQL text cannot hold U+0000 (JSON lets an app send "\\u0000"): each becomes U+FFFD, as a lone
+    surrogate does at landing (landing/events.py) and a \\u0000 escape inside JSON does in the models."""
+    import pyarrow.compute as pc
+
+    if not pc.any(pc.match_substring(values, "\x00")).as_py():
+        return values
+    return pc.replace_substring(values, "\x00", "\ufffd")
+
+
+def _cast_to(values: pa.Array, column: pa.Field) -> pa.Array:
     if pa.types.is_timestamp(values.type) and values.type.tz is None:  # a naive time is UTC, as in DuckDB
         values = values.cast(pa.timestamp(values.type.unit, "UTC"))
     try:
