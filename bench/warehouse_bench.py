@@ -261,6 +261,7 @@ def write_results(args, version: str, load: str, loaded: dict, builds: dict, pla
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     duck, pg = builds["duckdb"], builds["postgres"]
+    events, profiles = map(int, duck["events_profiles"].split("|"))
     plan_duck, plan_pg = plans["duckdb"], plans["postgres"]
     sync_duck, sync_pg = syncs["duckdb"], syncs["postgres"]
     sync_rates = {engine: ", ".join(f"{args.sync_rows / s:,.0f}" for s in run["all"]) for engine, run in syncs.items()}
@@ -288,8 +289,8 @@ def write_results(args, version: str, load: str, loaded: dict, builds: dict, pla
         f"{loaded['rate']:,.0f} events/s, {loaded['peak_mb']:,.0f} MB (all: "
         f"{', '.join(f'{s:.1f}' for s in loaded['all'])}) | - | at least 100,000 events/s | "
         f"{met[loaded['rate'] >= 100_000]} |",
-        f"| `revetl build --as-of {AS_OF}` | {loaded['events']:,} events; events, profiles: "
-        f"{duck['events_profiles'].replace('|', ', ')} on both | {figure(duck)} | {figure(pg)} | "
+        f"| `revetl build --as-of {AS_OF}` | {loaded['events']:,} events landed; {events:,} in `events`, "
+        f"{profiles:,} profiles, the same on both | {figure(duck)} | {figure(pg)} | "
         f"{pg['seconds'] / duck['seconds']:.2f}x | PostgreSQL under 120 s | {met[pg['seconds'] < 120]} |",
         f"| `make_plan` (fresh process; CPU s of the whole process) | {args.members:,} members against "
         f"{args.members:,} acknowledged, 1% gone, 1% new, 1% changed | {plan_duck['seconds']:.2f} s, "
