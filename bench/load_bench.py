@@ -22,6 +22,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from build_bench import run  # (wall seconds, peak RSS in MB) of a command in its own process
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "load"
 REVETL = [str(Path(sys.executable).with_name("revetl"))]
 SECTION = "## Load into PostgreSQL (issue 15)"
+
+if TYPE_CHECKING:
+    from revetl.testing.postgres import PostgresCluster, PostgresDatabase
 
 
 def landed(events: Path) -> tuple[int, int, int]:
@@ -40,7 +44,7 @@ def landed(events: Path) -> tuple[int, int, int]:
 
 
 def generate(work: Path, env: dict[str, str], users: int, reuse: bool, end: str | None = None) -> None:
-    """`revetl generate --users N --days 90 --seed 7` into work/events (not timed), unless `reuse` and some are there."""
+    """`revetl generate --users N --days 90 --seed 7` into work/events (not timed), unless `reuse` finds some."""
     if reuse and any((work / "events").glob("**/*.parquet")):
         return
     shutil.rmtree(work, ignore_errors=True)
@@ -49,7 +53,8 @@ def generate(work: Path, env: dict[str, str], users: int, reuse: bool, end: str 
     print(json.dumps({"generate_s": round(seconds, 1)}), flush=True)
 
 
-def time_loads(cluster, database, env: dict[str, str], rows: int, repeat: int) -> list[tuple[float, float]]:
+def time_loads(cluster: PostgresCluster, database: PostgresDatabase, env: dict[str, str], rows: int,
+               repeat: int) -> list[tuple[float, float]]:
     """`revetl --target postgres load` `repeat` times, each into an empty `landing` schema: (seconds, peak MB)."""
     loads = []
     for attempt in range(repeat):
@@ -61,7 +66,7 @@ def time_loads(cluster, database, env: dict[str, str], rows: int, repeat: int) -
     return loads
 
 
-def check_loaded(cluster, database, files: int, rows: int) -> None:
+def check_loaded(cluster: PostgresCluster, database: PostgresDatabase, files: int, rows: int) -> None:
     """landing.events holds every landed row once, and the ledger every file."""
     ledger = cluster.sql("select count(*) from landing.loaded_files", database.name).strip()
     stored = cluster.sql("select count(*), count(distinct (filename, file_row_number)) from landing.events",

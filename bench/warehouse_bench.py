@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from build_bench import AS_OF, REVETL, model_seconds, run
 from load_bench import check_loaded, generate, landed, time_loads
@@ -46,6 +47,9 @@ WORK = ROOT / "bench" / "work" / "warehouses"
 SECTION = "## Warehouses: PostgreSQL against DuckDB (issue 15)"
 ENGINES = ("duckdb", "postgres")
 TARGETS = {"duckdb": [], "postgres": ["--target", "postgres"]}
+
+if TYPE_CHECKING:
+    from revetl.testing.postgres import PostgresCluster, PostgresDatabase
 
 # The plan's audience, in two versions (`churn`): 1% of members gone, 1% with a changed plan, 1% new.
 AUDIENCE = """
@@ -133,7 +137,7 @@ def environments(base: Path, postgres: dict[str, str]) -> dict[str, dict[str, st
                      "REVETL_WORK_DIR": str(base / f"{engine}.revetl")} for engine in ENGINES}
 
 
-def bench_load(cluster, database, env: dict[str, str], repeat: int) -> dict:
+def bench_load(cluster: PostgresCluster, database: PostgresDatabase, env: dict[str, str], repeat: int) -> dict:
     files, rows, size = landed(WORK / "events")
     loads = time_loads(cluster, database, env, rows, repeat)
     check_loaded(cluster, database, files, rows)
@@ -142,7 +146,8 @@ def bench_load(cluster, database, env: dict[str, str], repeat: int) -> dict:
             "rate": rows / seconds, "all": [s for s, _ in loads]}
 
 
-def bench_build(cluster, database, envs: dict[str, dict[str, str]], repeat: int) -> dict:
+def bench_build(cluster: PostgresCluster, database: PostgresDatabase, envs: dict[str, dict[str, str]],
+                repeat: int) -> dict:
     base = WORK / "build"
     runs: dict[str, list[dict]] = {engine: [] for engine in ENGINES}
     for _ in range(repeat):
@@ -181,7 +186,8 @@ def plan_project(root: Path) -> None:
     for audience, table in (("bench", "members"), ("recipients", "recipients")):
         (root / "models" / f"{table}.sql").write_text("-- placeholder: the bench makes this table itself\n")
         (root / "audiences" / f"{audience}.sql").write_text(
-            f"-- description: bench {table}\n-- key: user_id\n\nselect user_id, email, plan from {{{{ ref('{table}') }}}}\n")
+            f"-- description: bench {table}\n-- key: user_id\n\n"
+            f"select user_id, email, plan from {{{{ ref('{table}') }}}}\n")
     write_sync(root, "http://127.0.0.1:9", name="bench", audience="bench")  # planned, never sent
 
 
@@ -215,7 +221,8 @@ def bench_sync(root: Path, envs: dict[str, dict[str, str]], rows: int, repeat: i
             assert last["rows"] == rows and last["status"] == "succeeded", f"{engine} sync: {last}"
             runs[engine].append({"seconds": last["seconds"], "wall": wall, "peak_mb": peak_mb,
                                  "rate": rows / last["seconds"], "emulator_cpu": served["cpu"]})
-            print(json.dumps({"sync": engine, "seconds": round(last["seconds"], 2), "rows_per_s": round(rows / last["seconds"]),
+            print(json.dumps({"sync": engine, "seconds": round(last["seconds"], 2),
+                              "rows_per_s": round(rows / last["seconds"]),
                               "peak_mb": round(peak_mb)}), flush=True)
     return {engine: summary(engine_runs) for engine, engine_runs in runs.items()}
 
@@ -295,7 +302,8 @@ def write_results(args, version: str, load: str, loaded: dict, builds: dict, pla
         f"| `make_plan` (fresh process; CPU s of the whole process) | {args.members:,} members against "
         f"{args.members:,} acknowledged, 1% gone, 1% new, 1% changed | {plan_duck['seconds']:.2f} s, "
         f"{plan_duck['cpu_s']:.1f} CPU s, {plan_duck['peak_mb']:,.0f} MB | {plan_pg['seconds']:.2f} s, "
-        f"{plan_pg['cpu_s']:.1f} CPU s, {plan_pg['peak_mb']:,.0f} MB | {plan_pg['seconds'] / plan_duck['seconds']:.2f}x "
+        f"{plan_pg['cpu_s']:.1f} CPU s, {plan_pg['peak_mb']:,.0f} MB | "
+        f"{plan_pg['seconds'] / plan_duck['seconds']:.2f}x "
         f"| PostgreSQL under 20 s | {met[plan_pg['seconds'] < 20]} |",
         f"| `revetl plan bench --json` | the same | {figure(plan_duck['cli'])} | {figure(plan_pg['cli'])} | "
         f"{plan_pg['cli']['seconds'] / plan_duck['cli']['seconds']:.2f}x | (the same, start-up included) | "
