@@ -63,9 +63,9 @@ def node_seconds(base: Path, name: str) -> float:
     return next(r["execution_time"] for r in results["results"] if r["unique_id"].endswith("." + name))
 
 
-def model_seconds(base: Path) -> dict[str, float]:
-    """Every model's time in the last dbt run, as dbt timed it (tests left out)."""
-    results = json.loads((base / "target" / "duckdb" / "run_results.json").read_text())
+def model_seconds(base: Path, target: str = "duckdb") -> dict[str, float]:
+    """Every model's time in the last dbt run on `target`, as dbt timed it (tests left out)."""
+    results = json.loads((base / "target" / target / "run_results.json").read_text())
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]
             if r["unique_id"].startswith("model.")}
 

@@ -22,6 +22,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from build_bench import run  # (wall seconds, peak RSS in MB) of a command in its own process
@@ -31,12 +32,47 @@ WORK = ROOT / "bench" / "work" / "load"
 REVETL = [str(Path(sys.executable).with_name("revetl"))]
 SECTION = "## Load into PostgreSQL (issue 15)"
 
+if TYPE_CHECKING:
+    from revetl.testing.postgres import PostgresCluster, PostgresDatabase
+
 
 def landed(events: Path) -> tuple[int, int, int]:
     """(files, rows, bytes) landed under `events`."""
     files = sorted(events.glob("**/*.parquet"))
     return len(files), sum(pq.ParquetFile(path).metadata.num_rows for path in files), \
         sum(path.stat().st_size for path in files)
+
+
+def generate(work: Path, env: dict[str, str], users: int, reuse: bool, end: str | None = None) -> None:
+    """`revetl generate --users N --days 90 --seed 7` into work/events (not timed), unless `reuse` finds some."""
+    if reuse and any((work / "events").glob("**/*.parquet")):
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    seconds, _ = run([*REVETL, "generate", "--users", str(users), "--days", "90", "--seed", "7",
+                      *(["--end", end] if end else [])], env)
+    print(json.dumps({"generate_s": round(seconds, 1)}), flush=True)
+
+
+def time_loads(cluster: PostgresCluster, database: PostgresDatabase, env: dict[str, str], rows: int,
+               repeat: int) -> list[tuple[float, float]]:
+    """`revetl --target postgres load` `repeat` times, each into an empty `landing` schema: (seconds, peak MB)."""
+    loads = []
+    for attempt in range(repeat):
+        cluster.sql("drop schema if exists landing cascade", database.name)
+        seconds, peak_mb = run([*REVETL, "--target", "postgres", "load"], env)
+        loads.append((seconds, peak_mb))
+        print(json.dumps({"attempt": attempt + 1, "load_s": round(seconds, 2), "events_per_s": round(rows / seconds),
+                          "peak_mb": round(peak_mb)}), flush=True)
+    return loads
+
+
+def check_loaded(cluster: PostgresCluster, database: PostgresDatabase, files: int, rows: int) -> None:
+    """landing.events holds every landed row once, and the ledger every file."""
+    ledger = cluster.sql("select count(*) from landing.loaded_files", database.name).strip()
+    stored = cluster.sql("select count(*), count(distinct (filename, file_row_number)) from landing.events",
+                         database.name).strip()
+    assert stored == f"{rows}|{rows}", f"landing.events holds {stored}, not {rows} rows once each"
+    assert ledger == str(files), f"the ledger holds {ledger} files, not {files}"
 
 
 def main() -> None:
@@ -51,29 +87,16 @@ def main() -> None:
 
     env = dict(os.environ, REVETL_LANDING_DIR=str(WORK / "events"), REVETL_TARGET_DIR=str(WORK / "target"),
                REVETL_WORK_DIR=str(WORK / "work"), REVETL_WAREHOUSE=str(WORK / "warehouse.duckdb"))
-    if not (args.reuse_events and any((WORK / "events").glob("**/*.parquet"))):
-        shutil.rmtree(WORK, ignore_errors=True)
-        seconds, _ = run([*REVETL, "generate", "--users", str(args.users), "--days", "90", "--seed", "7"], env)
-        print(json.dumps({"generate_s": round(seconds, 1)}), flush=True)
+    generate(WORK, env, args.users, args.reuse_events)
     files, rows, size = landed(WORK / "events")
 
     with PostgresCluster.start() as cluster:
         database = cluster.database("bench")
         env.update(database.env)
-        loads = []
-        for attempt in range(args.repeat):
-            cluster.sql("drop schema if exists landing cascade", database.name)
-            seconds, peak_mb = run([*REVETL, "--target", "postgres", "load"], env)
-            loads.append((seconds, peak_mb))
-            print(json.dumps({"attempt": attempt + 1, "load_s": round(seconds, 2), "events_per_s": round(rows / seconds),
-                              "peak_mb": round(peak_mb)}), flush=True)
-        ledger = cluster.sql("select count(*) from landing.loaded_files", database.name).strip()
+        loads = time_loads(cluster, database, env, rows, args.repeat)
         again_s, again_mb = run([*REVETL, "--target", "postgres", "load"], env)
-        stored = cluster.sql("select count(*), count(distinct (filename, file_row_number)) from landing.events",
-                             database.name).strip()
+        check_loaded(cluster, database, files, rows)
         table_mb = int(cluster.sql("select pg_total_relation_size('landing.events')", database.name)) / 1e6
-    assert stored == f"{rows}|{rows}", f"landing.events holds {stored}, not {rows} rows once each"
-    assert ledger == str(files), f"the ledger holds {ledger} files, not {files}"
 
     best_s, best_mb = min(loads)
     summary = {"events": rows, "files": files, "parquet_mb": round(size / 1e6, 1), "table_mb": round(table_mb, 1),

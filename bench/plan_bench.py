@@ -141,10 +141,11 @@ def prepare(members: int, churn: bool) -> Path:
     return path
 
 
-def measure(script: str, *args: str) -> dict:
+def measure(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
     """Run one measured script (which sets `result`) in a fresh process: `result`, its own peak RSS, wall time."""
     started = time.monotonic()
-    finished = subprocess.run([sys.executable, "-c", script + REPORT, *args], stdout=subprocess.PIPE, cwd=ROOT)
+    finished = subprocess.run([sys.executable, "-c", script + REPORT, *args], stdout=subprocess.PIPE, cwd=ROOT,
+                              env=env)
     if finished.returncode != 0:
         raise SystemExit(f"measurement failed ({finished.returncode}): {finished.stdout.decode()}")
     result = json.loads(finished.stdout.decode().strip().splitlines()[-1])

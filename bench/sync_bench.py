@@ -99,15 +99,15 @@ def project(rows: int) -> Path:
     return root
 
 
-def write_sync(root: Path, url: str, **destination) -> None:
+def write_sync(root: Path, url: str, name: str = "bench", audience: str = "bench", **destination) -> None:
     raw = {
-        "audience": "bench",
+        "audience": audience,
         "destination": {"type": "braze", "base_url": url, "api_key": "${BRAZE_API_KEY}", **destination},
         "identity": {"from": "user_id", "to": "external_id"},
         "fields": {"email": "email", "plan": "plan"},
         "membership": {"attribute": "in_bench"},
     }
-    (root / "syncs" / "bench.yml").write_text(yaml.safe_dump(raw))
+    (root / "syncs" / f"{name}.yml").write_text(yaml.safe_dump(raw))
 
 
 def run_sync(root: Path) -> dict:
