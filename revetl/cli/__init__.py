@@ -1,0 +1,11 @@
+"""The `revetl` command line: each command parses arguments and calls the library.
+
+`app.py` holds the app, its global options and the one error handler (`main`): a RevetlError becomes
+one red sentence and exit code 1; `--debug` shows the traceback instead. The commands are grouped by
+what they act on, one module each (importing one registers its commands).
+"""
+
+from revetl.cli import audiences, data, syncs
+from revetl.cli.app import app, main
+
+__all__ = ["app", "audiences", "data", "main", "syncs"]  # importing a module registers its commands

@@ -1,0 +1,92 @@
+"""The `revetl` app: global options, the current project, and the one error handler (`main`).
+
+Commands live in the modules beside this one, grouped by what they act on; each loads what it needs
+when it runs, so that `revetl --help` loads none of it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from revetl.errors import RevetlError
+
+if TYPE_CHECKING:  # each command loads what it needs: `revetl --help` loads none of it
+    from revetl.config import Project
+
+__all__ = ["app", "console", "current_project", "err_console", "main", "print_error"]
+
+HELP = "The `revetl` command line: each command parses arguments and calls the library."
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
+console = Console()
+err_console = Console(stderr=True)
+
+_state = {"debug": False, "project_dir": None, "target": None}
+
+
+@app.callback()
+def _options(
+    project_dir: Annotated[
+        Optional[Path], typer.Option("--project-dir", help="Project directory (default: found from here).")
+    ] = None,
+    target: Annotated[
+        Optional[str], typer.Option("--target", envvar="REVETL_TARGET", show_envvar=True,
+                                    help="Warehouse: a profiles.yml output (duckdb, postgres; default: the profile's).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["project_dir"] = project_dir
+    _state["target"] = target
+    _state["debug"] = debug
+
+
+def current_project() -> Project:
+    from revetl.config import load_project
+
+    return load_project(_state["project_dir"], _state["target"])
+
+
+def print_error(exc: BaseException) -> None:
+    """One red sentence on stderr."""
+    # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).
+    # Text: the sentence quotes user data, which may contain rich [markup]; URL passwords are hidden.
+    from rich.text import Text
+
+    from revetl.errors import scrub_urls
+
+    # Notes added on the way up (how far a sync run got) end the same sentence.
+    sentence = "; ".join([str(exc), *getattr(exc, "__notes__", ())])
+    err_console.print(Text("error: ", style="bold red") + Text(scrub_urls(sentence)), highlight=False,
+                      soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: run the app, turning revetl errors into one red sentence."""
+    try:
+        code = app(standalone_mode=False)  # returns, not raises, a typer.Exit's code
+        sys.exit(code if isinstance(code, int) else 0)
+    except RevetlError as exc:
+        if _state["debug"]:
+            raise
+        print_error(exc)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors come here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        # A revetl bug: still one sentence (secrets scrubbed), the traceback with --debug.
+        print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (a revetl bug; --debug shows where)"))
+        sys.exit(1)

@@ -1,0 +1,121 @@
+"""Commands on syncs: plan, sync, runs, failures, state reset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from revetl.cli.app import app, console, current_project, print_error
+from revetl.errors import RevetlError
+
+
+@app.command()
+def plan(
+    sync: Annotated[str, typer.Argument(help="Sync name (syncs/NAME.yml).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a sync would add, change and remove at its destination; sends and writes nothing."""
+    import json
+
+    from revetl.config import load_sync
+    from revetl.sync.plan import plan_sync, print_plan
+
+    project = current_project()
+    result = plan_sync(project, load_sync(project, sync))
+    if as_json:
+        print(json.dumps(result.to_json(), default=str, indent=2))
+    else:
+        print_plan(result, console)
+
+
+@app.command("sync")
+def sync_command(
+    syncs: Annotated[Optional[list[str]], typer.Argument(help="Sync names (syncs/NAME.yml).")] = None,
+    all_syncs: Annotated[bool, typer.Option("--all", help="Run every sync in syncs/.")] = False,
+    force: Annotated[bool, typer.Option(help="Apply a plan the guard refused (mass removes).")] = False,
+) -> None:
+    """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
+    from revetl.sync.apply import run_sync
+    from revetl.config import load_sync, sync_names
+    from revetl.errors import SyncCancelled
+    from revetl.sync.report import print_result
+
+    project = current_project()
+    names = sync_names(project) if all_syncs else list(syncs or [])
+    if not names:
+        raise typer.BadParameter("name at least one sync, or use --all")
+    results, errors = [], []
+    try:
+        for name in names:  # one sync failing does not stop the others (cron runs them all)
+            try:
+                results.append(run_sync(project, load_sync(project, name), force=force, console=console))
+            except RevetlError as exc:
+                if getattr(exc, "result", None) is not None:
+                    results.append(exc.result)  # type: ignore[attr-defined]
+                if len(names) == 1 or isinstance(exc, SyncCancelled):
+                    raise
+                errors.append(exc)
+    finally:
+        if results:
+            print_result(results, console)
+        for exc in errors:
+            print_error(exc)
+    if errors or not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    sync: Annotated[Optional[str], typer.Argument(help="Only this sync's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
+) -> None:
+    """List past sync runs, newest first: counts, duration, status (a run in progress: what it has acknowledged)."""
+    from revetl.sync import state
+    from revetl.sync.apply import live_runs
+    from revetl.sync.report import print_runs
+    from revetl.warehouse.connection import connect
+
+    project = current_project()
+    with connect(project, read_only=True) as connection:
+        records = state.runs(connection, sync, limit=limit)
+    print_runs(live_runs(project, records), console)
+
+
+@app.command()
+def failures(
+    sync: Annotated[str, typer.Argument(help="Sync name.")],
+    run: Annotated[Optional[str], typer.Option(help="Run id (default: the latest run with rejects).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many rows to show.")] = 100,
+) -> None:
+    """List rows the destination rejected, with its reason; they are retried on the next run."""
+    from revetl.sync import state
+    from revetl.sync.report import print_failures
+    from revetl.warehouse.connection import connect
+
+    with connect(current_project(), read_only=True) as connection:
+        print_failures(sync, state.failures(connection, sync, run, limit=limit), console)
+
+
+state_app = typer.Typer(no_args_is_help=True, help="Sync state kept in the warehouse.")
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("reset")
+def state_reset(
+    sync: Annotated[str, typer.Argument(help="Sync name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Forget what the destination acknowledged: the next run sends every member again (full resync)."""
+    from revetl.sync import state
+    from revetl.sync.apply import forget
+    from revetl.config import load_sync
+
+    project = current_project()
+    load_sync(project, sync)  # an unknown sync name fails here, before asking
+    if not yes:
+        typer.confirm(f"Forget everything sync {sync} sent, so that its next run resends every member?", abort=True)
+    forgotten = forget(project, sync, lambda connection: state.reset(connection, sync))
+    console.print(f"sync {sync}: forgot {forgotten:,} acknowledged rows; the next run is a full resync")
+
+
