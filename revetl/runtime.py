@@ -6,7 +6,6 @@ or drawing random numbers itself, so that a test can drive it; `SYSTEM` is the r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import gc
@@ -16,6 +15,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["SYSTEM", "Clock", "fewer_collections"]
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # loaded by the code that runs an event loop, not by every command
+
+    await asyncio.sleep(seconds)
 
 
 def _utc_now() -> dt.datetime:
@@ -29,7 +34,7 @@ class Clock:
     now: Callable[[], dt.datetime] = _utc_now  # aware, UTC
     time: Callable[[], float] = _time.time  # seconds since the epoch (HTTP dates, rate-limit resets)
     monotonic: Callable[[], float] = _time.monotonic  # durations and deadlines
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    sleep: Callable[[float], Awaitable[None]] = _sleep
     block: Callable[[float], None] = _time.sleep  # sleeping outside an event loop
     random: Callable[[], float] = random.random  # uniform in [0, 1): jitter
 

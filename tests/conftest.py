@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from wh import redirect
 
 from revetl.config import Project
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sql_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The suite keeps rendered SQL (revetl/warehouse/rendered.py) in a store of its own, shared by the
+    processes it starts, not in the user's cache."""
+    os.environ["REVETL_CACHE_DIR"] = str(tmp_path_factory.mktemp("sql-store"))
 
 
 @pytest.fixture

@@ -25,25 +25,22 @@ own body. Those constructs written raw are warnings (`Compiled.warnings`).
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import jinja2
-import sqlglot
 import yaml
-from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, ValidationError
-from sqlglot import exp
 
-from revetl.audiences.portable import drift, macros, transpile
-from revetl.audiences.sql import inspect_sql, node_line
 from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
 from revetl.errors import ConfigError, QueryError, WarehouseError
 from revetl.warehouse.connection import Connection, dbt_target_path, dialect, duckdb_path, target_config, warehouse_type
+from revetl.warehouse.rendered import remember
+
+if TYPE_CHECKING:  # Jinja and sqlglot load when an audience is rendered and checked (not when a run kept it)
+    from jinja2 import nodes
+    from sqlglot import exp
 
 __all__ = [
     "BUILD_INFO",
@@ -201,9 +198,13 @@ def relations(project: Project) -> dict[str, str]:
         if node.get("resource_type") in ("model", "seed", "snapshot") and node.get("name"):
             found[node["name"]] = (node.get("schema") or schema, node.get("alias") or node["name"])
     return {
-        name: exp.table_(alias, db=db, catalog=catalog, quoted=True).sql("duckdb")
-        for name, (db, alias) in found.items()
+        name: ".".join(_quoted(part) for part in (catalog, db, alias) if part) for name, (db, alias) in found.items()
     }
+
+
+def _quoted(identifier: str) -> str:
+    """An identifier quoted as DuckDB (and sqlglot) write it."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _model_files(project: Project) -> list[str]:
@@ -232,6 +233,12 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
                      target: str | None = None) -> Compiled:
     """Render the audience's Jinja and check its SQL, collecting every problem (see sql.py); its SQL is
     for the warehouse dialect `target` (default: the project's)."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from revetl.audiences.portable import drift, macros, transpile
+    from revetl.audiences.sql import inspect_sql, node_line
+
     refs = relations(project) if refs is None else refs
     target = target or dialect(project)
     path, offset = audience.path, audience.body_line - 1
@@ -293,12 +300,14 @@ def inspect_audience(project: Project, audience: Audience, refs: dict[str, str] 
 
 def _parsed(sql: str, read: str) -> exp.Expr:
     """The query of `sql` (rendered with markers; its rendering with bodies was checked: one query)."""
+    import sqlglot
+
     return next(tree for tree in sqlglot.parse(sql, read=read) if tree is not None)
 
 
 def _unknown_relation(name: str) -> str:
     """What ref() renders for a model it does not know (reported as a problem; the SQL still parses)."""
-    return exp.to_identifier(name or "missing", quoted=True).sql("duckdb")
+    return _quoted(name or "missing")
 
 
 def key_problem(audience: Audience, columns: list[str]) -> Problem:
@@ -310,6 +319,8 @@ def key_problem(audience: Audience, columns: list[str]) -> Problem:
 
 def _calls(tree: nodes.Template) -> dict[tuple[str, str], int]:
     """(helper, last constant argument: the model) -> body line of its first call, to point at a bad ref."""
+    from jinja2 import nodes
+
     found: dict[tuple[str, str], int] = {}
     for call in tree.find_all(nodes.Call):
         if isinstance(call.node, nodes.Name):
@@ -330,6 +341,8 @@ def _template_line(exc: BaseException) -> int | None:
 
 def _line_map(template: str, rendered: str, offset: int) -> tuple[int, ...]:
     """File line of each rendered line: lines Jinja left alone map exactly, changed ones to their block."""
+    import difflib
+
     source, output = template.splitlines(), rendered.splitlines()
     mapping = [offset + 1] * len(output)
     matcher = difflib.SequenceMatcher(None, output, source, autojunk=False)
@@ -350,13 +363,20 @@ def compile_audience(project: Project, audience: Audience) -> str:
     """The audience as runnable SQL for the warehouse connection (refs -> fully-qualified relations).
 
     Usable as a subquery: `SELECT ... FROM (<sql>) AS audience`. Raises ConfigError
-    `<file>, line N: <sentence>` on the first problem.
+    `<file>, line N: <sentence>` on the first problem. The SQL of a file that passed is kept between runs
+    (rendered.py), keyed by the file's text, the relations it may read and the warehouse's dialect.
     """
-    compiled = inspect_audience(project, audience)
-    if compiled.problems:
-        raise ConfigError(compiled.problems[0].sentence())
-    assert compiled.sql is not None  # one query, no problems
-    return compiled.sql
+    refs, target = relations(project), dialect(project)
+
+    def check() -> str:
+        compiled = inspect_audience(project, audience, refs, target)
+        if compiled.problems:
+            raise ConfigError(compiled.problems[0].sentence())
+        assert compiled.sql is not None  # one query, no problems
+        return compiled.sql
+
+    parts = (audience.header, audience.template, audience.body_line, audience.dialect, sorted(refs.items()))
+    return remember("audience", target, parts, check)
 
 
 def audience_columns(connection: Connection, sql: str) -> list[str]:

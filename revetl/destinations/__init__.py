@@ -7,6 +7,7 @@ its settings from the environment and validates them with the class's strict sch
 from __future__ import annotations
 
 import difflib
+import functools
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -22,8 +23,10 @@ __all__ = [
 GROUP = "revetl.destinations"
 
 
+@functools.lru_cache(maxsize=1)
 def destination_types() -> dict[str, Any]:
-    """Registered destination name -> entry point."""
+    """Registered destination name -> entry point (read once per process: the scan reads every installed
+    distribution's metadata)."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 

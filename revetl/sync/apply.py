@@ -43,10 +43,10 @@ from revetl.destinations import Destination, load_destination
 from revetl.errors import RevetlError, StateError, SyncCancelled, SyncRefused, WarehouseError, scrub
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync import state
-from revetl.sync.engine import Engine, Stop, progress_bar, send
 from revetl.sync.journal import JournalContents, JournalWriter, journal_dir, new_journal_path, pending_journals, read_journal
 from revetl.sync.lock import sync_lock, sync_locked
 from revetl.sync.plan import Plan, make_plan, write_diff
+from revetl.sync.stop import Stop
 from revetl.sync.state import RunRecord
 from revetl.warehouse.connection import Connection, connect, sync_memory_limit, work_dir
 
@@ -216,6 +216,8 @@ class _Run:
 
     def execute(self, plan: Plan, result: RunResult) -> BaseException | None:
         """Send the plan's rows; returns the error that stopped the run, if any. The journal is closed on return."""
+        from revetl.sync.engine import Engine, progress_bar, send  # asyncio and the HTTP stack: a run that sends
+
         assert result.run_id is not None and plan.diff is not None
         journal = JournalWriter(new_journal_path(self.directory, result.run_id, self.clock), plan.sync, result.run_id)
         result.journal = journal.path

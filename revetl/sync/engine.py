@@ -17,8 +17,8 @@ import contextlib
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from revetl.destinations import Destination, Row, RowResult
 from revetl.destinations.base import ACKNOWLEDGED
@@ -26,6 +26,7 @@ from revetl.errors import DestinationError
 from revetl.runtime import Clock, fewer_collections
 from revetl.sync.journal import JournalWriter
 from revetl.sync.plan import Diff, Plan
+from revetl.sync.stop import Stop
 
 if TYPE_CHECKING:
     import httpx
@@ -150,39 +151,6 @@ def progress_bar(console: Console | None) -> Progress | None:
         TimeElapsedColumn(),
         console=console,
     )
-
-
-class Stop:
-    """Ctrl-C and SIGTERM stop a run the same way: the run is cancelled cleanly, and says which.
-
-    Outside the event loop SIGTERM raises KeyboardInterrupt, as Ctrl-C does; inside it, both cancel
-    the running engine (asyncio.Runner does that for Ctrl-C; `watch` adds SIGTERM)."""
-
-    def __init__(self) -> None:
-        self.signal = "Ctrl-C"
-
-    def _terminate(self, signum: int, frame: Any) -> None:
-        self.signal = "SIGTERM"
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        previous = signal.signal(signal.SIGTERM, self._terminate)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    def reinstall(self) -> None:
-        """After the event loop closed (it resets the handlers it had)."""
-        signal.signal(signal.SIGTERM, self._terminate)
-
-    def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
-        def terminate() -> None:
-            self.signal = "SIGTERM"
-            task.cancel()
-
-        loop.add_signal_handler(signal.SIGTERM, terminate)
 
 
 def send(engine: Engine, stop: Stop) -> BaseException | None:

@@ -24,7 +24,6 @@ Concurrent workers share one fdatasync (group commit in a writer thread), as the
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import os
@@ -206,7 +205,7 @@ class JournalWriter:
         """Append one answered batch (acknowledged rows `(op, key, row_hash, payload, dest_ref)`, rejected
         rows `(op, key, reason, payload)`); returns once it is on disk."""
         columns = list(zip(*acks)) if acks else []
-        await asyncio.wrap_future(self._submit(orjson.dumps({"acks": columns, "rejects": rejects})))
+        await self._written(orjson.dumps({"acks": columns, "rejects": rejects}))
 
     async def write_acknowledged(self, rows: Sequence[Any]) -> None:
         """Append a batch acknowledged whole, given as the plan's rows (named tuples with the fields `op,
@@ -214,8 +213,12 @@ class JournalWriter:
         no copy."""
         columns = dict(zip(rows[0]._fields, zip(*rows)))
         acks = [columns[name] for name in ("op", "key", "row_hash", "payload", "dest_ref")]
-        record = orjson.dumps({"acks": acks, "rejects": ()})
-        await asyncio.wrap_future(self._submit(record))
+        await self._written(orjson.dumps({"acks": acks, "rejects": ()}))
+
+    async def _written(self, payload: bytes) -> None:
+        import asyncio  # loaded already by the event loop this runs in (not by every importer of the journal)
+
+        await asyncio.wrap_future(self._submit(payload))
 
     def end(self, status: str, message: str | None) -> None:
         """Append how the run ended (read by the fold, and by the next run if the fold cannot happen now)."""

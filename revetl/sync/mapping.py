@@ -9,11 +9,14 @@ itself (PostgreSQL), it is read in a read-only transaction (dialect.READ_ONLY).
 
 from __future__ import annotations
 
-from sqlglot import exp
+from typing import TYPE_CHECKING
 
 from revetl.config import SyncConfig
 from revetl.warehouse.base import Connection
-from revetl.warehouse.dialect import READ_ONLY, computed_once, drop_table, json_object, temp_table
+from revetl.warehouse.dialect import READ_ONLY, Template, built, computed_once, drop_table, json_object, temp_table
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 __all__ = ["AUDIENCE", "audience_types", "map_rows", "payload_expression"]
 
@@ -30,6 +33,8 @@ def payload_expression(sync: SyncConfig, types: dict[str, str], dialect: str = "
 
 def _mapped(sync: SyncConfig, types: dict[str, str], dialect: str) -> exp.Select:
     """key, payload, row_hash of the audience's rows."""
+    from sqlglot import exp
+
     mapped = exp.select(exp.Star(), payload_expression(sync, types, dialect).as_("payload")).from_(
         exp.table_(AUDIENCE).as_("audience"))
     return exp.select(
@@ -40,19 +45,30 @@ def _mapped(sync: SyncConfig, types: dict[str, str], dialect: str) -> exp.Select
 
 def audience_types(connection: Connection) -> dict[str, str]:
     """The audience's column types by lower-case name, as `Connection.columns` names them (`DECIMAL(10,2)`)."""
-    return {name.lower(): kind for name, kind in connection.columns(exp.select("*").from_(AUDIENCE))}
+    return {name.lower(): kind for name, kind in connection.columns(Template(f"select * from {AUDIENCE}"))}
 
 
 def map_rows(connection: Connection, sync: SyncConfig, types: dict[str, str]) -> None:
     """`revetl_current`: the audience's rows, mapped. Where the engine's session does not keep analyst SQL
     from writing by itself (dialect.READ_ONLY), the audience is read in a read-only transaction."""
-    query = _mapped(sync, types, connection.dialect)
+    dialect = connection.dialect
+    # everything the statements are made of (rendered.py keeps their text between runs)
+    parts = (sync.key, tuple(sorted(sync.fields.items())), tuple(sorted(types.items())))
     connection.execute(drop_table("revetl_current"))
-    read_only = READ_ONLY[connection.dialect]
+    read_only = READ_ONLY[dialect]
     if read_only is None:
-        connection.execute(temp_table("revetl_current", query))
+        connection.execute(built("mapped rows", dialect, parts,
+                                 lambda: temp_table("revetl_current", _mapped(sync, types, dialect))))
         return
-    connection.execute(temp_table("revetl_current", columns=dict.fromkeys(("key", "payload", "row_hash"), "VARCHAR")))
+    columns = dict.fromkeys(("key", "payload", "row_hash"), "VARCHAR")
+    connection.execute(built("mapped rows table", dialect, (), lambda: temp_table("revetl_current", columns=columns)))
     with connection.transaction():
         connection.execute(read_only)
-        connection.execute(exp.insert(query, "revetl_current"))
+        connection.execute(built("mapped rows insert", dialect, parts,
+                                 lambda: _insert(_mapped(sync, types, dialect), "revetl_current")))
+
+
+def _insert(query: exp.Select, table: str) -> exp.Insert:
+    from sqlglot import exp
+
+    return exp.insert(query, table)

@@ -55,7 +55,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlglot import exp
 
 from revetl.config import Project, SyncConfig
 from revetl.destinations.base import Row
@@ -301,7 +300,7 @@ def write_diff(connection: Connection, plan: Plan, path: Path) -> Plan:
     `path` (memory: one Arrow batch); returns the plan owning them as its `Diff`."""
     import pyarrow.parquet as pq  # loaded when there are rows to send
 
-    query = exp.select(*map(exp.column, DIFF_COLUMNS)).from_("revetl_diff")
+    query = Template(f"select {', '.join(DIFF_COLUMNS)} from revetl_diff")
     rows = 0
     temporary = path.with_name(f".{path.name}.tmp")
     try:

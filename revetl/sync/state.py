@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlglot import exp
-
 from revetl.runtime import SYSTEM, Clock
 from revetl.sync.journal import ACK_COLUMNS, JournalContents, ack_chunks, journal_run, scan
 from revetl.sync.migrations import LATEST, SCHEMA, migrate, schema_version
@@ -155,7 +153,7 @@ def _load_acks(connection: Connection, table: str, journals: Sequence[Path]) -> 
     loaded = 0
     for chunk in ack_chunks(journals):
         with connection.scratch("revetl_chunk", chunk) as name:
-            connection.execute(exp.insert(exp.select("*").from_(name), table))
+            connection.execute(Template(f"insert into {table} select * from {name}"))
         loaded += chunk.num_rows
     return loaded
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
 from revetl.config import PROJECT_FILE, Project, read_yaml
@@ -30,6 +30,7 @@ from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
 
 if TYPE_CHECKING:  # the driver is loaded by the commands that reach a PostgreSQL target
+    import jinja2
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
@@ -54,7 +55,7 @@ def _profile(project: Project) -> tuple[str, dict[str, Any]]:
     profile_name = read_yaml(project.root / PROJECT_FILE).get("profile")
     path = project.root / "profiles.yml"
     try:
-        profiles = _profiles(_template(path.read_text(encoding="utf-8")).render(env_var=_env_var))
+        profiles = _profiles(render_profiles(path.read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML after rendering: {exc}") from None
     profile = profiles.get(profile_name)
@@ -91,10 +92,40 @@ def dbt_target_path(project: Project) -> Path:
     return project.target_dir / target_name(project)
 
 
+# `{{ env_var('NAME') }}`, `{{ env_var('NAME', 'default') }}`, either `| int`: what profiles.yml files hold
+_ENV_VAR = re.compile(r"""\{\{\s*env_var\(\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*(?:,\s*'([^'\\{}]*)'\s*)?\)\s*(\|\s*int\s*)?\}\}""")
+
+
+def render_profiles(text: str) -> str:
+    """profiles.yml's text rendered as dbt renders it. A file whose only Jinja is `env_var` calls (with a
+    default, or `| int`) is rendered here, without loading Jinja (a cron line's sync does not pay for it);
+    any other Jinja by Jinja itself."""
+    if "{%" not in text and "{#" not in text:
+        rendered = _ENV_VAR.sub(lambda match: _env_value(*match.groups()), text)
+        if "{{" not in rendered:
+            return rendered
+    return _template(text).render(env_var=_env_var)
+
+
+def _env_value(name: str, default: str | None, to_int: str | None) -> str:
+    value = _env_var(name, default)
+    if not to_int:
+        return value
+    try:  # Jinja's `int` filter: a number's integer part, else 0
+        return str(int(value))
+    except ValueError:
+        try:
+            return str(int(float(value)))
+        except ValueError:
+            return "0"
+
+
 # A command reads the target several times (connect, compile, the build's staging copy): profiles.yml's
 # Jinja is compiled once per text, and its YAML parsed once per rendering.
 @functools.lru_cache(maxsize=4)
 def _template(text: str) -> jinja2.Template:
+    import jinja2
+
     return jinja2.Template(text)
 
 

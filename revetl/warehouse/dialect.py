@@ -1,4 +1,5 @@
 """SQL as sqlglot expressions, and the dialect each warehouse type renders them in (named here, once).
+sqlglot loads only when a statement is rendered that no earlier run rendered (rendered.py).
 
 revetl's own SQL (plan, state) is built from these and rendered by the connection for its engine
 (`Connection.render`), identifiers quoted, values as parameters (`$name` in a template). Where engines truly differ,
@@ -25,25 +26,32 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sqlglot
-from sqlglot import exp
+from revetl.warehouse.rendered import remember
 
-__all__ = ["DIALECTS", "READ_ONLY", "TEMPLATES", "Template", "computed_once", "drop_table",
+if TYPE_CHECKING:  # sqlglot loads when a statement is rendered that no earlier run rendered (rendered.py)
+    from sqlglot import exp
+
+__all__ = ["DIALECTS", "READ_ONLY", "TEMPLATES", "Template", "built", "computed_once", "drop_table",
            "json_object", "table", "temp_table"]
 
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres"}  # dbt target type -> sqlglot dialect
 
 
 def table(name: str, schema: str | None = None) -> exp.Table:
+    from sqlglot import exp
+
     return exp.table_(name, db=schema)
 
 
 def temp_table(name: str, query: exp.Expression | None = None, columns: dict[str, str] | None = None,
                replace: bool = False) -> exp.Create:
     """`create [or replace] temporary table name` as `query`, or with `columns` (name -> SQL type)."""
+    from sqlglot import exp
+
     target: exp.Expression = table(name)
     if columns is not None:
         target = exp.Schema(this=target, expressions=[
@@ -54,9 +62,9 @@ def temp_table(name: str, query: exp.Expression | None = None, columns: dict[str
                       properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
 
 
-def drop_table(name: str, schema: str | None = None, kind: str = "TABLE") -> exp.Drop:
-    """`drop table if exists` (or `kind`: VIEW)."""
-    return exp.Drop(tables=[table(name, schema)], kind=kind, exists=True)
+def drop_table(name: str, schema: str | None = None, kind: str = "TABLE") -> Template:
+    """`drop table if exists` (or `kind`: VIEW); `name` and `schema` are revetl's own identifiers."""
+    return Template(f"drop {kind.lower()} if exists {schema + '.' if schema else ''}{name}")
 
 
 # revetl's own SQL written as text is DuckDB-flavoured, with `$name` parameters: parsed, then rendered
@@ -66,6 +74,8 @@ TEMPLATES = DIALECTS["duckdb"]
 
 @functools.lru_cache(maxsize=256)
 def _parsed(sql: str) -> exp.Expression:
+    import sqlglot
+
     return sqlglot.parse_one(sql, read=TEMPLATES)
 
 
@@ -73,7 +83,8 @@ def _parsed(sql: str) -> exp.Expression:
 class Template:
     """A statement of revetl's own, written as text in the template dialect (`TEMPLATES`). Each table named
     in `relations` stands for another template, filled in as a subquery under the same alias. A template
-    is parsed, filled and rendered once per process and dialect: a plan pays sqlglot's cost once."""
+    is parsed, filled and rendered once per dialect, its text kept between runs (rendered.py): a plan pays
+    sqlglot's cost once, and a run that renders nothing new does not load it."""
 
     text: str
     relations: tuple[tuple[str, Template], ...] = ()
@@ -83,6 +94,8 @@ class Template:
         return Template(self.text, (*self.relations, *sorted(relations.items())))
 
     def expression(self) -> exp.Expression:
+        from sqlglot import exp
+
         tree = _parsed(self.text).copy()
         if not self.relations:
             return tree
@@ -103,8 +116,11 @@ class Template:
 
 @functools.lru_cache(maxsize=256)
 def _rendered(template: Template, dialect: str, identify: bool) -> str:
-    return template.expression().transform(functools.partial(_engine_function, dialect)).sql(
-        dialect=dialect, identify=identify)
+    def render() -> str:
+        return template.expression().transform(functools.partial(_engine_function, dialect)).sql(
+            dialect=dialect, identify=identify)
+
+    return remember("template", dialect, (template, identify), render)
 
 
 # revetl's functions in templates -> each engine's own, `{0}` the argument
@@ -115,11 +131,20 @@ _FUNCTIONS = {
 
 
 def _engine_function(dialect: str, node: exp.Expression) -> exp.Expression:
+    import sqlglot
+    from sqlglot import exp
+
     if isinstance(node, exp.Anonymous) and node.name.lower() in _FUNCTIONS:
         body = _FUNCTIONS[node.name.lower()][dialect]
         argument = node.expressions[0].sql(dialect=dialect)
         return sqlglot.parse_one(body.format(argument), read=dialect)
     return node
+
+
+def built(kind: str, dialect: str, parts: object, build: Callable[[], exp.Expression]) -> str:
+    """The statement `build()` makes, rendered for `dialect` (identifiers quoted), kept between runs under
+    (`kind`, `parts`): `parts` must be everything `build` reads (rendered.py)."""
+    return remember(kind, dialect, parts, lambda: build().sql(dialect=dialect, identify=True))
 
 
 READ_ONLY = {"duckdb": None, "postgres": "set transaction read only"}
@@ -142,6 +167,9 @@ def json_object(dialect: str, fields: Sequence[tuple[str, str, str]]) -> exp.Exp
     NaN and infinities become null.
 
     DuckDB writes it with `to_json(struct_pack(...))`; PostgreSQL spells out the same text (`_postgres_value`)."""
+    import sqlglot
+    from sqlglot import exp
+
     if not fields:
         return exp.Literal.string("{}")
     if dialect == "postgres":
@@ -153,6 +181,8 @@ def json_object(dialect: str, fields: Sequence[tuple[str, str, str]]) -> exp.Exp
 
 
 def _duckdb_value(column: str, kind: str) -> exp.Expression:
+    from sqlglot import exp
+
     digits = _DIGITS.get(kind)
     value = exp.column(column)
     if digits is None:
@@ -162,6 +192,8 @@ def _duckdb_value(column: str, kind: str) -> exp.Expression:
 
 
 def _postgres_members(fields: Sequence[tuple[str, str, str]]) -> str:
+    from sqlglot import exp
+
     members = []
     for number, (key, column, kind) in enumerate(fields):
         name = json.dumps(key, ensure_ascii=False)  # as DuckDB writes a struct's field name

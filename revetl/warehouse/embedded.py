@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from sqlglot import exp
 
 from revetl import locks
 from revetl.errors import ConfigError, QueryError, WarehouseError, first_line
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import READ_ROWS, ArrowData, Connection, Parameters, Result, SQL
-from revetl.warehouse.dialect import DIALECTS, temp_table
+from revetl.warehouse.dialect import DIALECTS, Template, temp_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -129,7 +128,7 @@ class DuckDBConnection(Connection):
 
     def ingest(self, table: str, data: ArrowData, *, temporary: bool = True) -> None:
         with self.scratch("revetl_ingest", data) as name:
-            create = temp_table(table, exp.select("*").from_(name))
+            create = temp_table(table, Template(f"select * from {name}").expression())
             if not temporary:
                 create.set("properties", None)
             self.execute(create)
