@@ -13,7 +13,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 from sqlglot import exp
-from wh import audience_project
+from wh import audience_project, land
 
 from revetl.config import load_project
 from revetl.errors import QueryError, SyncRefused, WarehouseError
@@ -215,18 +215,16 @@ HOLDER = """
 import sys
 from revetl.config import load_project
 from revetl.errors import SyncRefused
-from revetl.warehouse.connection import connect
+from revetl.warehouse.connection import lock
 project = load_project(sys.argv[1], sys.argv[2])
-with connect(project) as connection:
-    held = connection.lock("sync-braze", lambda holder: SyncRefused(holder))
-with held:
+with lock(project, sys.argv[3], lambda holder: SyncRefused(holder)):
     print("holding", flush=True)
     sys.stdin.readline()
 """
 
 
-def _hold(project, target):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(project.root), target], stdin=subprocess.PIPE,
+def _hold(project, target, name="sync-braze"):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(project.root), target, name], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "holding"
     return holder
@@ -247,11 +245,9 @@ def test_a_lock_held_by_another_process_is_refused_and_freed_when_it_is_killed(p
         assert locked(project, "sync-braze")
         holder_words = _refused(project)
         assert f"{holder.pid}" in holder_words
-        with connect(project) as connection:
-            assert connection.locked("sync-braze")
-            assert not connection.locked("sync-other")
-            with connection.lock("sync-other", SyncRefused):
-                assert connection.locked("sync-other")
+        assert not locked(project, "sync-other")
+        with lock(project, "sync-other", SyncRefused):
+            assert locked(project, "sync-other")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -273,6 +269,26 @@ def test_the_postgres_lock_names_the_host_and_process_and_is_released_by_the_blo
         holder.stdin.flush()
         assert holder.wait(timeout=20) == 0
     assert not locked(project, "sync-braze")
+
+
+@pytest.mark.parametrize("target", ["postgres", "duckdb"])
+def test_a_build_stops_at_once_while_another_process_builds_the_same_warehouse(project, target):
+    from revetl.errors import BuildError
+    from revetl.warehouse.dbt import build_project
+    from revetl.warehouse.load import load_landed
+
+    project = load_project(project.root, target)
+    land(project, [{"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "m1",
+                    "timestamp": "2026-01-05T10:00:00Z"}])
+    if target == "postgres":
+        load_landed(project)
+    holder = _hold(project, target, "build")
+    try:
+        with pytest.raises(BuildError, match=rf"a build is already running \(.*{holder.pid}.*\); not starting"):
+            build_project(project)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
 
 
 def test_the_duckdb_lock_is_the_flock_in_the_work_dir(project, tmp_path):

@@ -12,9 +12,10 @@ quoted; values go in as parameters, never into the text.
     ingest(table, data)            an Arrow table or reader into a new (temporary) table
     scratch(name, data)            Arrow data readable by name for the length of a block
     transaction()                  all of a block's statements, or none
-    lock(name, refuse)             hold a named lock across processes and hosts for a block, or refuse at once
-    locked(name)                   whether some process holds that lock now
     close()
+
+Named locks (one sync run, one build) are the project's, not a connection's: `connection.lock(project, name,
+refuse)` holds one without holding the warehouse (an flock beside a DuckDB file, an advisory lock on PostgreSQL).
 
 Every failure of the engine reaches the caller as one `QueryError` (errors.py), the engine's own
 exception as its cause: no module outside `revetl/warehouse/` names an engine.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from revetl.errors import QueryError
@@ -133,17 +134,6 @@ class Connection(ABC):
             with contextlib.suppress(QueryError):  # a failed commit has already ended the transaction
                 self._rollback()
             raise
-
-    @abstractmethod
-    def lock(self, name: str, refuse: Callable[[str], Exception]) -> contextlib.AbstractContextManager[None]:
-        """A context manager holding the lock `name` for its block (one sync run, one build): whoever else
-        takes it meanwhile, in any process on any host reaching this warehouse, gets `refuse(holder)` raised
-        at once, `holder` saying in a few words who holds it ("pid 1234"). The lock outlives this connection
-        (it may be closed inside the block) and is released when the block ends or its process dies."""
-
-    @abstractmethod
-    def locked(self, name: str) -> bool:
-        """Whether a live process holds the lock `name` now."""
 
     @abstractmethod
     def close(self) -> None: ...

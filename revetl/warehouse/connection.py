@@ -210,8 +210,11 @@ def postgres_server(project: Project) -> Server:
 
 
 def lock(project: Project, name: str, refuse: Callable[[str], Exception]) -> AbstractContextManager[None]:
-    """Hold the named lock of the project's warehouse for a block (see `Connection.lock`), without holding
-    the warehouse itself: an flock in `work_dir` on DuckDB, an advisory lock on PostgreSQL."""
+    """A context manager holding the lock `name` of the project's warehouse for its block (one sync run, one
+    build), without holding the warehouse itself: whoever else takes it meanwhile, in any process on any host
+    reaching this warehouse, gets `refuse(holder)` raised at once, `holder` saying in a few words who holds it
+    ("pid 1234"). Released when the block ends or its process dies: an flock in `work_dir` on DuckDB, an
+    advisory lock held by a session of its own on PostgreSQL (advisory.py)."""
     if warehouse_type(project) == "postgres":
         from revetl.warehouse.advisory import advisory_lock
         from revetl.warehouse.postgres import session
@@ -266,5 +269,5 @@ def connect(
     return open_file(
         path, read_only=read_only, wait=lock_wait_seconds() if wait is None else wait,
         settings=config.get("settings") or {}, threads=config.get("threads"), memory_limit=memory_limit,
-        sandbox=sandbox, clock=clock, work_dir=work_dir(project),
+        sandbox=sandbox, clock=clock,
     )

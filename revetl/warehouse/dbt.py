@@ -33,7 +33,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from revetl import locks
 from revetl.config import Project
 from revetl.errors import BuildError, ConfigError
 from revetl.warehouse.staging import publish, seed_staging, staging_path, staging_profile
@@ -251,10 +250,11 @@ def _corrupt_landing_file(project: Project, result: BuildResult) -> str | None:
 
 
 def _build_lock(project: Project) -> contextlib.AbstractContextManager[None]:
-    """One build at a time; a second one stops at once, naming the first (revetl/locks.py)."""
-    from revetl.warehouse.connection import work_dir
+    """One build of the warehouse at a time, from any process on any host reaching it; a second one stops at
+    once, naming the first (connection.lock)."""
+    from revetl.warehouse.connection import lock
 
-    return locks.hold(locks.lock_path(work_dir(project), "build"), lambda holder: BuildError(
+    return lock(project, "build", lambda holder: BuildError(
         f"a build is already running ({holder}); not starting a second one"))
 
 

@@ -7,9 +7,6 @@ only for short steps (a plan, a fold of acknowledgements, a build's publish) and
 the file with backoff (up to `wait` seconds), saying once on stderr which process it waits for. Cron
 may start many syncs and a build in the same minute: they take turns for seconds, they do not fail.
 
-Locks. `lock(name)` is an flock on a file in the work directory beside the warehouse (revetl/locks.py):
-the processes sharing a DuckDB file share its file system.
-
 Sandbox. A connection that runs analyst SQL (audiences: check, preview, plan, sync) is opened with
 `sandbox=True`: DuckDB itself then refuses files, network, extension installs and loads
 (`enable_external_access`, `autoinstall/autoload_known_extensions`, `allow_community_extensions`)
@@ -20,18 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from revetl import locks
 from revetl.errors import ConfigError, QueryError, WarehouseError, first_line
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import READ_ROWS, ArrowData, Connection, Parameters, Result, SQL
@@ -92,9 +86,8 @@ class DuckDBConnection(Connection):
 
     dialect = DIALECTS["duckdb"]
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, work_dir: Path | None = None) -> None:
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._connection = connection
-        self._work_dir = work_dir
 
     def execute(self, sql: SQL, parameters: Parameters = None) -> Result:
         with _engine_errors():
@@ -153,35 +146,15 @@ class DuckDBConnection(Connection):
     def _rollback(self) -> None:
         self.execute("rollback")
 
-    def lock(self, name: str, refuse: Callable[[str], Exception]) -> contextlib.AbstractContextManager[None]:
-        return locks.hold(locks.lock_path(self._locks_dir(), name), refuse)
-
-    def locked(self, name: str) -> bool:
-        return locks.held(locks.lock_path(self._locks_dir(), name))
-
-    def _locks_dir(self) -> Path:
-        """The work directory given, else beside the database file (`x.duckdb` -> `x.revetl/`, as
-        connection.work_dir says); an in-memory database, which no other process sees: this process's own."""
-        if self._work_dir is not None:
-            return self._work_dir
-        with _engine_errors():
-            (path,), = self._connection.execute(
-                "select path from duckdb_databases() where database_name = current_database()").fetchall()
-        if path:
-            return Path(path).with_name(Path(path).name.split(".")[0] + ".revetl")
-        return Path(tempfile.gettempdir()) / f"revetl-memory-{os.getpid()}"
-
     def close(self) -> None:
         self._connection.close()
 
 
 def open_file(path: Path, *, read_only: bool, wait: float, settings: Mapping[str, Any], threads: int | None,
-              memory_limit: str | None, sandbox: bool, clock: Clock = SYSTEM,
-              work_dir: Path | None = None) -> DuckDBConnection:
+              memory_limit: str | None, sandbox: bool, clock: Clock = SYSTEM) -> DuckDBConnection:
     """Open the DuckDB file at `path` with the profile's `settings` and `threads`, and `memory_limit`
     when given. Time zone is pinned to UTC. While another process holds the file, waits up to `wait`
-    seconds. `sandbox=True` for connections that run analyst SQL (see the module docstring). Its locks
-    live in `work_dir` (default: beside the file)."""
+    seconds. `sandbox=True` for connections that run analyst SQL (see the module docstring)."""
     connection = _open(path, read_only, wait, clock)
     try:
         connection.execute("SET TimeZone = 'UTC'")
@@ -201,7 +174,7 @@ def open_file(path: Path, *, read_only: bool, wait: float, settings: Mapping[str
     except BaseException:
         connection.close()
         raise
-    return DuckDBConnection(connection, work_dir)
+    return DuckDBConnection(connection)
 
 
 def _open(path: Path, read_only: bool, wait: float, clock: Clock) -> duckdb.DuckDBPyConnection:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import decimal
-import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -44,7 +43,6 @@ import pyarrow as pa
 from sqlglot import exp
 
 from revetl.errors import QueryError
-from revetl.warehouse.advisory import advisory_lock, advisory_locked
 from revetl.warehouse.base import READ_ROWS, ArrowData, Connection, Parameters, Result, SQL
 from revetl.warehouse.dialect import DIALECTS
 from revetl.warehouse.libpq import Server, session_settings
@@ -308,13 +306,6 @@ class PostgresConnection(Connection):
             " and exists (select from pg_roles where rolname = 'pg_read_all_data')")  # PostgreSQL 14+
         if powerful:
             self.execute("set role pg_read_all_data")
-
-    def lock(self, name: str, refuse: Callable[[str], Exception]) -> contextlib.AbstractContextManager[None]:
-        """An advisory lock held by a session of its own (advisory.py): this one may close meanwhile."""
-        return advisory_lock(functools.partial(session, self.server), name, refuse)
-
-    def locked(self, name: str) -> bool:
-        return advisory_locked(self, name)
 
     def close(self) -> None:
         with contextlib.suppress(adbc_driver_manager.Error):
