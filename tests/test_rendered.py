@@ -41,6 +41,7 @@ def test_a_text_rendered_by_one_process_is_read_back_by_the_next(store_dir):
     first.write()
     (file,) = store_dir.glob("sql-*.json")
     assert list(json.loads(file.read_text()).values()) == ["SELECT 1"]
+    assert file.stat().st_mode & 0o777 == 0o600  # readable by its user alone
     second = rendered._Store()
     assert second.get("template", "duckdb", ("select 1",), never) == "SELECT 1"
     # other parts, or another dialect, are another text

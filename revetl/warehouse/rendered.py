@@ -100,9 +100,12 @@ class _Store:
             entries = {**_load(file), **new}
             if len(entries) > MAX_ENTRIES:
                 entries = dict(list(entries.items())[-MAX_ENTRIES:])
-            file.parent.mkdir(parents=True, exist_ok=True)
+            file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(entries), encoding="utf-8")
+            # the user's own: an audience's SQL is the analyst's business logic
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                json.dump(entries, out)
             temporary.replace(file)
             _prune(file)
         except OSError:
