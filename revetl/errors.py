@@ -24,8 +24,6 @@
 Each error carries its context (file, line, record, model) in its message, never a secret: the errors a
 destination builds (`FatalDestinationError`, `RetryableDestinationError`, `RowRejected`) take the
 destination's secrets (`secret_values(config)`) and scrub them as they are made.
-
-Each error carries its context (file, line, record, model) in its message, never a secret.
 """
 
 from __future__ import annotations
