@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wh import audience_project, query, replace_table
+from wh import TARGETS, audience_project, on_target, query, replace_table
 
 from revetl.config import Project
 from revetl.emulators import running
@@ -26,13 +26,25 @@ select user_id, email from {{ ref('members') }}
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+def members_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str,
+                    request: pytest.FixtureRequest) -> Project:
     monkeypatch.setenv("BRAZE_API_KEY", KEY)
     project = audience_project(tmp_path, monkeypatch, {"people": AUDIENCE}, tables=("members",))
+    project = on_target(project, target, request, monkeypatch)
     replace_table(project, "members", """
         select 'u' || i as user_id, 'p' || i || '@example.com' as email from generate_series(1, 20) as t(i)""")
     return project
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Project:
+    return members_project(tmp_path, monkeypatch, "duckdb", request)
+
+
+@pytest.fixture(params=TARGETS)
+def any_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Project:
+    """On DuckDB and on PostgreSQL (whose locks are advisory locks in the database)."""
+    return members_project(tmp_path, monkeypatch, request.param, request)
 
 
 def sync_file(project: Project, name: str, url: str, **keys) -> Path:
@@ -75,7 +87,8 @@ def sync_runs(project: Project, sync: str) -> list[tuple[dt.datetime, dt.datetim
 
 
 @pytest.mark.slow
-def test_runs_what_fell_due_since_its_last_run_and_nothing_else(project):
+def test_runs_what_fell_due_since_its_last_run_and_nothing_else(any_project):
+    project = any_project
     with running("braze", {"api_key": KEY}) as url:
         sync_file(project, "hourly", url, schedule="0 * * * *")
         sync_file(project, "half", url, schedule="30 * * * *")
@@ -129,7 +142,8 @@ def test_no_more_jobs_run_at_once_than_the_parallel_limit(project):
 
 
 @pytest.mark.slow
-def test_a_run_still_going_when_it_falls_due_again_is_skipped_not_stacked(project):
+def test_a_run_still_going_when_it_falls_due_again_is_skipped_not_stacked(any_project):
+    project = any_project
     with running("braze", {"api_key": KEY, "latency_ms": 6000}) as url:
         sync_file(project, "people", url, schedule="0 * * * *")
         first = subprocess.Popen(
