@@ -19,12 +19,14 @@ app.add_typer(schedule_app, name="schedule")
 _NOW = typer.Option("--now", hidden=True, help="Decide as if it were this time (ISO 8601; for tests).")
 
 
-def _clock(now: Optional[str]) -> Clock:
+def _clock(now: Optional[str]) -> Clock | None:
+    """The clock `--now` stands for; None: the system's (not loaded on a minute with nothing due)."""
     from revetl.errors import ConfigError
-    from revetl.runtime import SYSTEM, Clock
 
     if now is None:
-        return SYSTEM
+        return None
+    from revetl.runtime import Clock
+
     try:
         moment = dt.datetime.fromisoformat(now)
     except ValueError:
@@ -78,7 +80,9 @@ def schedule_list(now: Annotated[Optional[str], _NOW] = None) -> None:
     except WarehouseError:  # no warehouse yet: nothing ran
         latest = {}
     running = {job.key for job in jobs.jobs if locked(project, lock_name(job))}
-    print_jobs(job_rows(project, jobs, _clock(now).now(), latest, running), jobs.timezone, console)
+    clock = _clock(now)
+    moment = clock.now() if clock is not None else dt.datetime.now(dt.timezone.utc)
+    print_jobs(job_rows(project, jobs, moment, latest, running), jobs.timezone, console)
     for problem in jobs.problems:
         print_error(ConfigError(problem))
     if jobs.problems:

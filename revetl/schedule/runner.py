@@ -28,20 +28,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from revetl.config import Project
 from revetl.errors import RevetlError
-from revetl.runtime import SYSTEM, Clock
 from revetl.schedule import ledger
-from revetl.schedule.children import Finished, run_child
 from revetl.schedule.jobs import BUILD, Job, Jobs, load_jobs
 from revetl.schedule.ledger import Record
+
+if TYPE_CHECKING:  # a minute with nothing due loads neither (revetl.runtime loads asyncio)
+    from revetl.runtime import Clock
+    from revetl.schedule.children import Finished
 
 __all__ = ["Outcome", "Tick", "due_jobs", "lock_name", "run_due"]
 
@@ -91,15 +91,20 @@ def due_jobs(jobs: Jobs, now: dt.datetime, answered: dict[str, dt.datetime]) -> 
     return due
 
 
-def run_due(project: Project, clock: Clock = SYSTEM,
+def run_due(project: Project, clock: Clock | None = None,
             on_finish: Callable[[Outcome, Finished], None] | None = None) -> Tick:
-    """Run every job due now; `on_finish` sees each job's outcome and output as it ends."""
+    """Run every job due now (by `clock`, default the system's); `on_finish` sees each job's outcome and
+    output as it ends."""
     jobs = load_jobs(project)
-    now = clock.now()
+    now = clock.now() if clock is not None else dt.datetime.now(dt.timezone.utc)
     tick = Tick(now, jobs.timezone, problems=jobs.problems)
     cache = ledger.cache_path(project)
     if not due_jobs(jobs, now, ledger.read_cache(cache)):
         return tick  # the usual minute: nothing due, the warehouse not even opened
+    if clock is None:
+        from revetl.runtime import SYSTEM
+
+        clock = SYSTEM
     plan = _decide(project, jobs, now, clock)
     tick.outcomes.extend(plan.skipped)
     try:
@@ -143,6 +148,8 @@ def _deciding(project: Project, clock: Clock):
 
 def _decide(project: Project, jobs: Jobs, now: dt.datetime, clock: Clock) -> _Plan:
     """Under `schedule.tick`: read the ledger, settle each due job (run or skip), record it, refresh the cache."""
+    import socket
+
     from revetl.sync.migrations import migrate
     from revetl.warehouse.connection import connect
 
@@ -216,6 +223,11 @@ def _still_going(project: Project, job: Job, last: Record | None, plan: _Plan) -
 def _execute(project: Project, plan: _Plan, clock: Clock,
              on_finish: Callable[[Outcome, Finished], None] | None) -> list[Outcome]:
     """Run the planned jobs: the build first, the syncs after it once it passed, the others alongside."""
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from revetl.schedule.children import Finished, run_child
+
     recording = threading.Lock()  # one warehouse writer at a time from this process
 
     def run(job: Job, record: Record) -> Outcome:
