@@ -1,4 +1,4 @@
-"""What the scheduler decided: `revetl_state.schedule_runs` in the warehouse, and a cache of it beside it.
+"""What the scheduler decided: `revetl_state.schedule_runs` in the warehouse, and a cache of it.
 
     schedule_runs  kind (sync | build), name, window_at (the time of the schedule this decision answers, UTC),
                    status (running | succeeded | failed | skipped), started_at, finished_at, run_id (the
@@ -6,9 +6,11 @@
 
 A window is answered once: whatever the status, a job is due again only at a later window of its schedule.
 The warehouse is the truth (on PostgreSQL it is shared by every host running the crontab). The cache,
-`target/schedule/windows-<hash of the warehouse's identity>.json`, holds each job's latest answered window as last read from or written to
-the warehouse; it is only ever behind the truth, never ahead, so a tick that finds every job's current
-window in it has nothing to do and need not open the warehouse (the cron line that fires every minute).
+`target/schedule/windows-<hash naming the warehouse>.json`, holds each job's latest answered window as
+last read from or written to the warehouse. Decisions are only ever added, so it is behind the truth, never
+ahead, and a tick that finds every job's current window in it has nothing to do and need not open the
+warehouse (the cron line that fires every minute). Only replacing the warehouse by an empty one at the same
+place puts it ahead: jobs then wait for their next window (delete `target/schedule/` to run them now).
 """
 
 from __future__ import annotations
