@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from revetl.errors import ConfigError
+from revetl.schedule.settings import BuildSettings, ScheduleSettings, cron_expression
 from revetl.yaml_files import YamlFile, key_line, read_yaml, read_yaml_file
 
 __all__ = [
@@ -78,6 +79,8 @@ class Settings(Strict):
     landing_dir: str = "data/events"
     traits_file: str = "traits.yml"
     collect: CollectSettings = CollectSettings()
+    schedule: ScheduleSettings = ScheduleSettings()  # `revetl schedule run`: time zone, parallel limit
+    build: BuildSettings = BuildSettings()  # the build's own schedule (revetl/schedule/settings.py)
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,9 @@ def load_project(root: Path | None = None, target: str | None = None) -> Project
     `target` (a profiles.yml output; default $REVETL_TARGET, $DBT_TARGET, then the profile's own)."""
     root = find_project_root(root)
     path = root / SETTINGS_FILE
-    raw = read_yaml(path) if path.exists() else {}
-    settings = validate(Settings, raw, path)
+    parsed = read_yaml_file(path) if path.exists() else None
+    settings = validate(Settings, {} if parsed is None else parsed.data, path,
+                        lines=None if parsed is None else parsed.lines)
     # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
     landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
     target_dir = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
@@ -174,13 +178,16 @@ def _known_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
-    """Validate `raw` against a Strict model; the first problem becomes one sentence."""
+def validate(model: type[BaseModel], raw: Any, path: Path, where: str = "",
+             lines: dict[tuple[str, ...], int] | None = None) -> Any:
+    """Validate `raw` against a Strict model; the first problem becomes one sentence (with its line when
+    the file's `lines` are given)."""
     problems = validation_problems(model, raw)
     if problems:
         loc, message = problems[0]
         field_ = f" `{'.'.join(loc)}`" if loc else ""
-        raise ConfigError(f"{path}{where}:{field_} {message}")
+        line = key_line(lines, loc) if lines else None
+        raise ConfigError(f"{path}{where}{f', line {line}' if line else ''}:{field_} {message}")
     return model.model_validate(raw)
 
 
@@ -213,8 +220,14 @@ class SyncConfig(Strict):
     fields: dict[str, str] = {}  # audience column -> destination field
     membership: dict[str, Any] = {}  # destination-specific, e.g. {attribute: in_churn_risk}
     mode: Literal["mirror", "upsert"] = "mirror"
-    schedule: str | None = None
+    schedule: str | None = None  # cron, read by `revetl schedule run` (revetl/schedule/)
+    after: Literal["build"] | None = None  # `build`: a scheduled run builds first, and runs only if it passed
     max_remove_share: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return cron_expression(value)
 
     @property
     def key(self) -> str:

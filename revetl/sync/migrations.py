@@ -4,6 +4,8 @@
     acknowledged  per sync, the last row the destination acknowledged for each key
     runs          one row per `revetl sync` run; failures: rows the destination rejected, per run
     versions      per sync, a counter bumped by every change of its acknowledged rows (state.py)
+    schedule_runs one row per decision of `revetl schedule run`: a job (a sync, the build) run, or skipped,
+                  for a window of its schedule (revetl/schedule/ledger.py)
 
 Append-only: a released version is never edited, a change is a new version. Each version applies in
 one transaction. The statements are templates of revetl's own SQL (warehouse/dialect.py), rendered
@@ -70,6 +72,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a version per sync, bumped by every change of its acknowledged rows: a plan is applied only to the "
         "state it was made against",
         ["create table revetl_state.versions (sync varchar primary key, version bigint not null)"],
+    ),
+    (
+        4,
+        "the scheduler's decisions: per job (a sync, the build) and window of its schedule, run or skipped",
+        [
+            """create table revetl_state.schedule_runs (
+                kind varchar not null, name varchar not null, window_at timestamptz not null,
+                status varchar not null, started_at timestamptz not null, finished_at timestamptz,
+                run_id varchar, pid bigint, host varchar, message varchar)""",
+        ],
     ),
 ]
 LATEST = MIGRATIONS[-1][0]
