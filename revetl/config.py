@@ -13,6 +13,7 @@ import difflib
 import os
 import re
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field, SecretStr
 
+from revetl.alerts.settings import AlertSettings
 from revetl.errors import ConfigError
-from revetl.yaml_files import YamlFile, key_line, read_yaml, read_yaml_file
+from revetl.yaml_files import YamlFile, key_line, node_line, read_yaml, read_yaml_file
 
 __all__ = [
     "CollectSettings",
@@ -78,6 +80,7 @@ class Settings(Strict):
     landing_dir: str = "data/events"
     traits_file: str = "traits.yml"
     collect: CollectSettings = CollectSettings()
+    alerts: AlertSettings = AlertSettings()  # revetl/alerts/settings.py
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,8 @@ def load_project(root: Path | None = None, target: str | None = None) -> Project
     `target` (a profiles.yml output; default $REVETL_TARGET, $DBT_TARGET, then the profile's own)."""
     root = find_project_root(root)
     path = root / SETTINGS_FILE
-    raw = read_yaml(path) if path.exists() else {}
-    settings = validate(Settings, raw, path)
+    parsed = read_yaml_file(path) if path.exists() else None
+    settings = validate(Settings, parsed.data if parsed else {}, path, source=parsed)
     # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
     landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
     target_dir = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
@@ -164,23 +167,33 @@ def validation_problems(model: type[BaseModel], raw: Any) -> list[tuple[tuple[st
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
-    """The keys a mapping at `loc` under `model` may hold (none known when it is not a model)."""
+    """The keys a mapping at `loc` under `model` may hold (none known when it is not a model); a list
+    index or a dict key in `loc` steps into the item's model (`alerts.rules.1`)."""
+    current: Any = model
     for part in loc:
-        fields = {info.alias or name: info for name, info in model.model_fields.items()}
-        annotation = fields[part].annotation if part in fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        while typing.get_origin(current) is typing.Annotated:
+            current = typing.get_args(current)[0]
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            current = fields[part].annotation if part in fields else None
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
             return []
-        model = annotation
-    return [info.alias or name for name, info in model.model_fields.items()]
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return []
+    return [info.alias or name for name, info in current.model_fields.items()]
 
 
-def validate(model: type[Strict], raw: Any, path: Path, where: str = "") -> Any:
-    """Validate `raw` against a Strict model; the first problem becomes one sentence."""
+def validate(model: type[Strict], raw: Any, path: Path, where: str = "", source: YamlFile | None = None) -> Any:
+    """Validate `raw` against a Strict model; the first problem becomes one sentence (with its line when
+    `source`, the file `raw` was read from, is given)."""
     problems = validation_problems(model, raw)
     if problems:
         loc, message = problems[0]
         field_ = f" `{'.'.join(loc)}`" if loc else ""
-        raise ConfigError(f"{path}{where}:{field_} {message}")
+        line = node_line(source.root, loc) if source is not None else None
+        raise ConfigError(f"{path}, line {line}:{field_} {message}" if line else f"{path}{where}:{field_} {message}")
     return model.model_validate(raw)
 
 

@@ -4,6 +4,7 @@
     acknowledged  per sync, the last row the destination acknowledged for each key
     runs          one row per `revetl sync` run; failures: rows the destination rejected, per run
     versions      per sync, a counter bumped by every change of its acknowledged rows (state.py)
+    alert_states  per alert rule, subject and channel: what the channel was last told (revetl/alerts/store.py)
 
 Append-only: a released version is never edited, a change is a new version. Each version applies in
 one transaction. The statements are templates of revetl's own SQL (warehouse/dialect.py), rendered
@@ -70,6 +71,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a version per sync, bumped by every change of its acknowledged rows: a plan is applied only to the "
         "state it was made against",
         ["create table revetl_state.versions (sync varchar primary key, version bigint not null)"],
+    ),
+    (
+        5,
+        "alert states: per rule, subject and channel, whether the channel was last told of a failure or a recovery",
+        ["""create table revetl_state.alert_states (
+                rule_id varchar not null, subject varchar not null, channel varchar not null,
+                failing boolean not null, since timestamptz not null, run_id varchar, message varchar,
+                notified_at timestamptz not null, primary key (rule_id, subject, channel))"""],
     ),
 ]
 LATEST = MIGRATIONS[-1][0]
