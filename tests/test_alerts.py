@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from alerts_receivers import SLACK_PATH, WEBHOOK_SECRET, receiver, verify
+from wh import TARGETS, on_target
 
+from revetl.alerts.hooks import warehouse_store
 from revetl.alerts.channels import Alert, ChannelError, send, sign, slack_message
 from revetl.alerts.notify import changes, deliver
 from revetl.alerts.rules import BuildFacts, SyncFacts, build_observations, collector_observation, sync_observations
 from revetl.alerts.settings import AlertSettings
-from revetl.alerts.store import FileStore
+from revetl.alerts.store import FileStore, Known, Told
 from revetl.config import load_project
 from revetl.errors import ConfigError
 
@@ -193,3 +195,18 @@ def test_the_slack_message_and_the_signature(monkeypatch):
         WEBHOOK_SECRET.encode(), b'1764489600.{"a": 1}', "sha256").hexdigest()
     assert not verify(WEBHOOK_SECRET, {"x-revetl-timestamp": "1764489600", "x-revetl-signature": signature}, body), \
         "a timestamp far from now is a replay"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+def test_alert_states_live_in_the_warehouse_on_every_engine(project, target, request, monkeypatch):
+    project = on_target(project, target, request, monkeypatch)
+    store = warehouse_store(project)
+    since = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.timezone.utc)
+    key = ("sync_failed", "people", "ops")
+    assert store.load({"people"}) == {}
+    store.save([Told(key, True, since, "r1", "sync people failed", since)])
+    store.save([Told(key, False, since, "r2", "sync people ran to the end", since + dt.timedelta(hours=1)),
+                Told(("sync_failed", "other", "ops"), True, since, None, "sync other failed", since)])
+    assert store.load({"people"}) == {key: Known(False, since)}
+    assert set(store.load({"people", "other"})) == {key, ("sync_failed", "other", "ops")}

@@ -213,3 +213,34 @@ def test_an_audience_size_swing_and_a_guard_refusal_alert(project):
         assert "would remove 10 of 13 members" in alert["reason"]
         assert server.slack()[-1]["text"].startswith(":red_circle: FAILING: audience people (sync people) went from "
                                                      "13 to 3 members")
+
+
+def test_alerts_test_reaches_every_channel_and_alerts_list_shows_what_each_was_told(project, tmp_path):
+    members(project, 10)
+    cert, key = self_signed(tmp_path)
+    with running("braze", {"api_key": KEY}) as url, receiver() as server, \
+            mailbox(login=SMTP_LOGIN, certificate=(cert, key)) as mail:
+        sync_file(project, url)
+        alerts_file(project, [{"when": "sync_failed", "channels": ["hook"]}], smtp_port=mail.port)
+        env = channel_env(server, cert)
+        tested = revetl(project, "alerts", "test", env=env)
+        assert tested.returncode == 0, tested.stderr
+        assert tested.stdout.splitlines() == [f"channel {name}: test message sent" for name in ("hook", "mail", "slack")]
+        assert server.slack()[0]["text"] == ":bell: Test: revetl can send alerts to channel slack"
+        assert server.hooks()[0].signature_valid and server.hooks()[0].json["state"] == "test"
+        assert mail.messages[0]["Subject"] == "[revetl] Test: revetl can send alerts to channel mail"
+
+        server.mode = "down"
+        down = revetl(project, "alerts", "test", "hook", env=env)
+        assert down.returncode == 1
+        assert "error: channel hook: the webhook answered 500: internal error" in down.stderr
+        unknown = revetl(project, "alerts", "test", "pager", env=env)
+        assert unknown.returncode == 1 and "no alert channel named 'pager' (known: hook, mail, slack)" in unknown.stderr
+
+        server.mode = "ok"
+        assert "no alert sent yet" in revetl(project, "alerts", "list", env=env).stdout
+        assert revetl(project, "sync", "people", key=WRONG, env=env).returncode == 1
+        listed = revetl(project, "alerts", "list", env=env)
+        assert listed.returncode == 0
+        assert re.search(r"sync_failed\s+│ people\s+│ hook\s+│ failing\s+│", listed.stdout), listed.stdout
+        assert "sync people failed" in listed.stdout

@@ -150,8 +150,11 @@ def _mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_STATES = {"failing": "FAILING", "recovered": "Recovered", "test": "Test"}
+
+
 def headline(payload: dict[str, Any]) -> str:
-    return f"{'FAILING' if payload['state'] == 'failing' else 'Recovered'}: {payload['summary']}"
+    return f"{_STATES.get(payload['state'], payload['state'])}: {payload['summary']}"
 
 
 def _lines(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -166,7 +169,7 @@ def _lines(payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook message: `text` (notifications, fallback) and blocks with the facts."""
-    icon = ":red_circle:" if payload["state"] == "failing" else ":large_green_circle:"
+    icon = {"failing": ":red_circle:", "recovered": ":large_green_circle:"}.get(payload["state"], ":bell:")
     top = f"{icon} *{_mrkdwn(headline(payload))}*"
     if payload.get("reason"):
         top += f"\n{_mrkdwn(payload['reason'])}"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from revetl.sync.state import RunRecord
     from revetl.warehouse.base import Connection
 
-__all__ = ["Outcome", "watch_build", "watch_sync"]
+__all__ = ["Outcome", "warehouse_store", "watch_build", "watch_sync"]
 
 _SLACK_S = 2.0  # a run recorded this long before the hook started watching is still this command's
 
@@ -122,9 +122,14 @@ def _state(project: Project) -> Iterator[Connection]:
         yield connection
 
 
+def warehouse_store(project: Project) -> WarehouseStore:
+    """The project's alert states in its warehouse (the target's), each step on a connection of its own."""
+    return WarehouseStore(lambda: _state(project))
+
+
 def _send(project: Project, observations: list[Observation], console: Console, clock: Clock,
           secrets: list[str] | None = None) -> None:
-    store = WarehouseStore(lambda: _state(project))
+    store = warehouse_store(project)
     due = changes(observations, store, project.root.name, clock)
     deliver(project.settings.alerts, due, store, lambda sentence: _warn(console, sentence), secrets or [], clock)
 

@@ -18,7 +18,7 @@ from revetl.alerts.settings import AlertSettings
 from revetl.alerts.store import AlertStore, Told
 from revetl.runtime import SYSTEM, Clock
 
-__all__ = ["Delivery", "changes", "deliver"]
+__all__ = ["Delivery", "changes", "channel_secrets", "deliver"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def deliver(settings: AlertSettings, due: Sequence[Delivery], store: AlertStore,
     Returns the deliveries made."""
     if not due:
         return []
-    known = [*secrets, *environment_secrets(), *_channel_secrets(settings)]
+    known = [*secrets, *environment_secrets(), *channel_secrets(settings)]
     made, told = [], []
     for delivery in due:
         alert, name = delivery.alert, delivery.channel
@@ -72,7 +72,7 @@ def deliver(settings: AlertSettings, due: Sequence[Delivery], store: AlertStore,
     return made
 
 
-def _channel_secrets(settings: AlertSettings) -> list[str]:
+def channel_secrets(settings: AlertSettings) -> list[str]:
     """The channels' secrets as they will be sent (expanded), plus as written; unset ones are skipped."""
     found = []
     for written in settings.secrets():

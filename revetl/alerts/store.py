@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -57,8 +58,8 @@ class WarehouseStore:
     """Alert states in the warehouse (`revetl_state.alert_states`), through a connection opened per step:
     read before the alerts are sent, written after, so the warehouse is never held while a channel answers."""
 
-    def __init__(self, connect: object) -> None:
-        self._connect = connect  # () -> a context manager yielding a migrated Connection
+    def __init__(self, connect: Callable[[], contextlib.AbstractContextManager[Connection]]) -> None:
+        self._connect = connect  # a migrated connection to the warehouse, for one step
 
     def load(self, subjects: Iterable[str]) -> dict[Key, Known]:
         from revetl.warehouse.dialect import Template
@@ -66,7 +67,7 @@ class WarehouseStore:
         query = Template("""select rule_id, subject, channel, failing, since from revetl_state.alert_states
             where subject = $subject""")
         found: dict[Key, Known] = {}
-        with self._connect() as connection:  # type: ignore[operator]
+        with self._connect() as connection:
             for subject in subjects:
                 for rule_id, name, channel, failing, since in connection.fetchall(query, {"subject": subject}):
                     found[(rule_id, name, channel)] = Known(bool(failing), _utc(since))
@@ -75,7 +76,7 @@ class WarehouseStore:
     def save(self, told: list[Told]) -> None:
         if not told:
             return
-        with self._connect() as connection, connection.transaction():  # type: ignore[operator]
+        with self._connect() as connection, connection.transaction():
             for change in told:
                 _upsert(connection, change)
 
