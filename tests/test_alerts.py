@@ -71,6 +71,10 @@ def test_a_full_alerts_block_loads_and_keeps_its_secrets_as_references(tmp_path)
                                             "rejected_rows and audience_size"),
     (("username: \"${SMTP_USER}\", ", ""), "revetl.yml, line 9: `alerts.channels.mail.email` give both "
                                            "`username` and `password`"),
+    (("url: https://hooks.example.com/revetl", "url: hooks.example.com"), "revetl.yml, line 7: "
+     "`alerts.channels.hook.webhook.url` must be an http(s) URL (or a `${VAR}` holding one), not 'hooks.example.com'"),
+    (("to: [data@example.com]", "to: [data-team]"), "revetl.yml, line 9: `alerts.channels.mail.email.to.0` must be "
+                                                    "an email address, not 'data-team'"),
     (("to: [data@example.com]", "to: []"), "revetl.yml, line 9: `alerts.channels.mail.email.to` list should have "
                                            "at least 1 item"),
 ])

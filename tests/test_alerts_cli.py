@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from alerts_receivers import WEBHOOK_SECRET, mailbox, receiver, self_signed
-from wh import audience_project, replace_table
+from wh import audience_project, on_target, replace_table
 
 from revetl.config import Project
 from revetl.emulators import running
@@ -244,3 +244,31 @@ def test_alerts_test_reaches_every_channel_and_alerts_list_shows_what_each_was_t
         assert listed.returncode == 0
         assert re.search(r"sync_failed\s+│ people\s+│ hook\s+│ failing\s+│", listed.stdout), listed.stdout
         assert "sync people failed" in listed.stdout
+
+
+def test_a_sync_that_cannot_reach_its_warehouse_still_alerts_and_recovers_once_it_can(
+        project, request, monkeypatch, postgres_cluster):
+    project = on_target(project, "postgres", request, monkeypatch)
+    members(project, 10)
+    with running("braze", {"api_key": KEY}) as url, receiver() as server:
+        sync_file(project, url)
+        alerts_file(project, [{"when": "sync_failed", "channels": ["hook"]}])
+        env = channel_env(server)
+        assert revetl(project, "sync", "people", env=env).returncode == 0
+        fallback = Path(os.environ["REVETL_WORK_DIR"]) / "alerts.json"
+
+        down = {**env, "PGPORT": "1"}  # nothing listens there: the warehouse is down
+        failed = revetl(project, "sync", "people", env=down)
+        assert failed.returncode == 1
+        (alert,) = [d.json for d in server.hooks()]
+        assert alert["summary"] == "sync people could not start" and alert["run_id"] is None
+        assert "warning: the warehouse could not be reached for the alert states" in failed.stderr
+        assert fallback.is_file()
+        assert revetl(project, "sync", "people", env=down).returncode == 1
+        assert len(server.hooks()) == 1  # the file remembers the channel was told
+
+        assert revetl(project, "sync", "people", env=env).returncode == 0
+        assert [d.json["state"] for d in server.hooks()] == ["failing", "recovered"]
+        assert not fallback.exists()  # its states moved into the warehouse
+        listed = revetl(project, "alerts", "list", env=env)
+        assert re.search(r"sync_failed\s+│ people\s+│ hook\s+│ recovered", listed.stdout), listed.stdout

@@ -20,11 +20,10 @@ from typing import Any
 from revetl.alerts.notify import changes, deliver
 from revetl.alerts.rules import collector_observation
 from revetl.alerts.settings import AlertSettings
-from revetl.alerts.store import FileStore
+from revetl.alerts.store import STATE_FILE, FileStore
 
-__all__ = ["STATE_FILE", "watch_collector"]
+__all__ = ["watch_collector"]
 
-STATE_FILE = "alerts.json"
 CHECK_SECONDS = 1.0
 RETRY_SECONDS = 30.0
 

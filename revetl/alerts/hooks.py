@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from revetl.alerts.notify import changes, deliver
 from revetl.alerts.rules import BuildFacts, Observation, SyncFacts, build_observations, sync_observations
 from revetl.alerts.settings import SYNC_RULES
-from revetl.alerts.store import WarehouseStore
+from revetl.alerts.store import STATE_FILE, FallbackStore, FileStore, WarehouseStore
 from revetl.config import Project
 from revetl.errors import RevetlError, SyncCancelled, SyncRefused, first_line
 from revetl.runtime import SYSTEM, Clock
@@ -83,8 +83,7 @@ def watch_build(project: Project, console: Console, clock: Clock = SYSTEM) -> It
 
 def _build_facts(project: Project, result: Any) -> BuildFacts:
     """BuildFacts of a `warehouse.dbt.BuildResult`."""
-    failed = tuple((node.name, first_line(Exception(node.message)) if node.message else node.status)
-                   for node in result.failures)
+    failed = tuple((node.name, (node.message or node.status).strip().splitlines()[0]) for node in result.failures)
     passed = sum(1 for node in result.nodes if node.ok)
     return BuildFacts(ok=result.ok, error=result.error, failed=failed, passed=passed, skipped=len(result.skipped),
                       seconds=round(result.seconds, 1), target=project.target)
@@ -129,26 +128,33 @@ def warehouse_store(project: Project) -> WarehouseStore:
 
 def _send(project: Project, observations: list[Observation], console: Console, clock: Clock,
           secrets: list[str] | None = None) -> None:
-    store = warehouse_store(project)
+    from revetl.warehouse.connection import work_dir
+
+    warn = lambda sentence: _warn(console, sentence)  # noqa: E731
+    store = FallbackStore(warehouse_store(project), FileStore(work_dir(project) / STATE_FILE), warn)
     due = changes(observations, store, project.root.name, clock)
-    deliver(project.settings.alerts, due, store, lambda sentence: _warn(console, sentence), secrets or [], clock)
+    deliver(project.settings.alerts, due, store, warn, secrets or [], clock)
 
 
 def _after_sync(project: Project, sync: str, result: Any, error: BaseException | None, started: dt.datetime,
                 console: Console, clock: Clock) -> None:
     if result is None and error is not None:
         result = getattr(error, "result", None)
-    with _state(project) as connection:
-        facts = _sync_facts(connection, sync, result, error, started)
+    from revetl.sync import state
+
+    try:
+        with _state(project) as connection:
+            records = state.runs(connection, sync, limit=50)
+    except RevetlError:  # the warehouse cannot be reached: the facts are what the command saw (store.py)
+        records = []
+    facts = _sync_facts(records, sync, result, error, started)
     _send(project, sync_observations(project.settings.alerts, facts), console, clock, _destination_secrets(project, sync))
 
 
-def _sync_facts(connection: Connection, sync: str, result: Any, error: BaseException | None,
+def _sync_facts(records: list[RunRecord], sync: str, result: Any, error: BaseException | None,
                 started: dt.datetime) -> SyncFacts:
-    """How one `revetl sync NAME` ended, from the run's record and the error (see the module docstring)."""
-    from revetl.sync import state
-
-    records = state.runs(connection, sync, limit=50)
+    """How one `revetl sync NAME` ended, from its latest run records (newest first) and the error (see the
+    module docstring)."""
     run_id = getattr(result, "run_id", None)
     if run_id is not None:
         mine = next((record for record in records if record.run_id == run_id), None)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from revetl.alerts.channels import ChannelError, environment_secrets, send
-from revetl.alerts.collector import STATE_FILE
 from revetl.alerts.notify import channel_secrets
+from revetl.alerts.store import STATE_FILE
 from revetl.config import Project
 from revetl.errors import ConfigError
 
@@ -58,12 +58,13 @@ class State:
 
 
 def states(project: Project) -> list[State]:
-    """Every alert state: the warehouse's (if revetl wrote state there), then the collector's file."""
+    """Every alert state: the warehouse's (if revetl wrote state there), then the files: the one kept while the
+    warehouse could not be reached, and the collector's."""
     import json
 
     from revetl.collect.settings import collector_dir
     from revetl.sync.migrations import schema_version
-    from revetl.warehouse.connection import connect
+    from revetl.warehouse.connection import connect, work_dir
     from revetl.warehouse.dialect import Template
 
     found = []
@@ -72,9 +73,9 @@ def states(project: Project) -> list[State]:
             rows = connection.fetchall(Template("""select rule_id, subject, channel, failing, since, notified_at,
                 message from revetl_state.alert_states order by subject, rule_id, channel"""))
             found += [State(r, s, c, bool(f), str(since), str(at), m) for r, s, c, f, since, at, m in rows]
-    path = collector_dir(project) / STATE_FILE
-    if path.is_file():
-        for row in json.loads(path.read_text(encoding="utf-8")):
-            found.append(State(row["rule"], row["subject"], row["channel"], bool(row["failing"]), row["since"],
-                               row["notified_at"], row.get("message")))
+    for path in (work_dir(project) / STATE_FILE, collector_dir(project) / STATE_FILE):  # see store.py
+        if path.is_file():
+            for row in json.loads(path.read_text(encoding="utf-8")):
+                found.append(State(row["rule"], row["subject"], row["channel"], bool(row["failing"]), row["since"],
+                                   row["notified_at"], row.get("message")))
     return found

@@ -58,6 +58,18 @@ def _from_environment(example: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _matching(pattern: str, what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.match(pattern, value):
+            raise ValueError(f"must be {what}, not {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+_ADDRESS = Annotated[str, _matching(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an email address")]
+
+
 class SlackChannel(_Strict):
     """A Slack incoming webhook; its URL is the secret (whoever has it can post to the channel)."""
 
@@ -73,7 +85,7 @@ class WebhookChannel(_Strict):
     """A JSON POST to any URL, signed with HMAC-SHA256 of `secret` (README "Alerts" says how to verify)."""
 
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^(https?://|\$\{)", min_length=8)
+    url: Annotated[str, _matching(r"^(https?://\S+|\$\{.+\})$", "an http(s) URL (or a `${VAR}` holding one)")]
     secret: Annotated[SecretStr, _from_environment("ALERT_WEBHOOK_SECRET")]
     timeout: float = Field(10.0, gt=0)
 
@@ -92,8 +104,8 @@ class EmailChannel(_Strict):
     type: Literal["email"]
     host: str = Field(min_length=1)
     port: int = Field(25, ge=1, le=65535)
-    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
-    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    from_: _ADDRESS = Field(alias="from")
+    to: list[_ADDRESS] = Field(min_length=1)
     starttls: bool = False
     username: _LOGIN | None = None
     password: _LOGIN | None = None

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from revetl.warehouse.base import Connection
 
-__all__ = ["AlertStore", "FileStore", "Known", "Told", "WarehouseStore"]
+__all__ = ["STATE_FILE", "AlertStore", "FallbackStore", "FileStore", "Known", "Told", "WarehouseStore"]
 
+STATE_FILE = "alerts.json"  # the file of a FileStore, in the collector's log directory or the work directory
 Key = tuple[str, str, str]  # (rule id, subject, channel)
 
 
@@ -133,9 +134,53 @@ class FileStore:
                 "since": change.since.isoformat(), "run_id": change.run_id, "message": change.message,
                 "notified_at": change.at.isoformat(),
             }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
         with open(temporary, "w", encoding="utf-8") as out:
             json.dump(list(states.values()), out, indent=1)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
+
+    def told(self) -> list[Told]:
+        """Every state in the file, as the changes that made it."""
+        return [Told(key, bool(row.get("failing")), dt.datetime.fromisoformat(str(row["since"])),
+                     row.get("run_id"), row.get("message"), dt.datetime.fromisoformat(str(row["notified_at"])))
+                for key, row in self._read().items()]  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._states = {}
+
+
+class FallbackStore:
+    """The warehouse's store, or, while the warehouse cannot be reached (the very failure a sync may be
+    reporting), a file beside it (`alerts.json` in the target's work directory). Once the warehouse answers
+    again, what the file kept counts first and moves into the warehouse with the next change, and the file
+    goes: one set of states, never two that disagree."""
+
+    def __init__(self, primary: WarehouseStore, fallback: FileStore, warn: Callable[[str], None]) -> None:
+        self.primary, self.fallback, self._warn = primary, fallback, warn
+        self.reachable = True
+
+    def load(self, subjects: Iterable[str]) -> dict[Key, Known]:
+        from revetl.errors import RevetlError, first_line
+
+        wanted = set(subjects)
+        try:
+            found = self.primary.load(wanted)
+        except RevetlError as exc:
+            self.reachable, found = False, {}
+            self._warn(f"the warehouse could not be reached for the alert states ({first_line(exc)}); they are "
+                       f"kept in {self.fallback.path} until it can")
+        return {**found, **self.fallback.load(wanted)}
+
+    def save(self, told: list[Told]) -> None:
+        if not self.reachable:
+            self.fallback.save(told)
+            return
+        changed = {change.key for change in told}
+        kept = [change for change in self.fallback.told() if change.key not in changed]
+        self.primary.save(kept + told)
+        if kept or self.fallback.path.exists():
+            self.fallback.clear()
