@@ -13,6 +13,7 @@ import difflib
 import os
 import re
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +21,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field, SecretStr, field_validator
 
+from revetl.alerts.settings import AlertSettings
 from revetl.errors import ConfigError
 from revetl.schedule.settings import BuildSettings, ScheduleSettings, cron_expression
-from revetl.yaml_files import YamlFile, key_line, read_yaml, read_yaml_file
+from revetl.yaml_files import YamlFile, key_line, node_line, read_yaml, read_yaml_file
 
 __all__ = [
     "CollectSettings",
@@ -81,6 +83,7 @@ class Settings(Strict):
     collect: CollectSettings = CollectSettings()
     schedule: ScheduleSettings = ScheduleSettings()  # `revetl schedule run`: time zone, parallel limit
     build: BuildSettings = BuildSettings()  # the build's own schedule (revetl/schedule/settings.py)
+    alerts: AlertSettings = AlertSettings()  # revetl/alerts/settings.py
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,7 @@ def load_project(root: Path | None = None, target: str | None = None) -> Project
     root = find_project_root(root)
     path = root / SETTINGS_FILE
     parsed = read_yaml_file(path) if path.exists() else None
-    settings = validate(Settings, {} if parsed is None else parsed.data, path,
-                        lines=None if parsed is None else parsed.lines)
+    settings = validate(Settings, parsed.data if parsed else {}, path, source=parsed)
     # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
     landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
     target_dir = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
@@ -168,26 +170,33 @@ def validation_problems(model: type[BaseModel], raw: Any) -> list[tuple[tuple[st
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
-    """The keys a mapping at `loc` under `model` may hold (none known when it is not a model)."""
+    """The keys a mapping at `loc` under `model` may hold (none known when it is not a model); a list
+    index or a dict key in `loc` steps into the item's model (`alerts.rules.1`)."""
+    current: Any = model
     for part in loc:
-        fields = {info.alias or name: info for name, info in model.model_fields.items()}
-        annotation = fields[part].annotation if part in fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        while typing.get_origin(current) is typing.Annotated:
+            current = typing.get_args(current)[0]
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            current = fields[part].annotation if part in fields else None
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
             return []
-        model = annotation
-    return [info.alias or name for name, info in model.model_fields.items()]
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return []
+    return [info.alias or name for name, info in current.model_fields.items()]
 
 
-def validate(model: type[BaseModel], raw: Any, path: Path, where: str = "",
-             lines: dict[tuple[str, ...], int] | None = None) -> Any:
+def validate(model: type[Strict], raw: Any, path: Path, where: str = "", source: YamlFile | None = None) -> Any:
     """Validate `raw` against a Strict model; the first problem becomes one sentence (with its line when
-    the file's `lines` are given)."""
+    `source`, the file `raw` was read from, is given)."""
     problems = validation_problems(model, raw)
     if problems:
         loc, message = problems[0]
         field_ = f" `{'.'.join(loc)}`" if loc else ""
-        line = key_line(lines, loc) if lines else None
-        raise ConfigError(f"{path}{where}{f', line {line}' if line else ''}:{field_} {message}")
+        line = node_line(source.root, loc) if source is not None else None
+        raise ConfigError(f"{path}, line {line}:{field_} {message}" if line else f"{path}{where}:{field_} {message}")
     return model.model_validate(raw)
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from revetl.errors import ConfigError
 
-__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "read_yaml", "read_yaml_file"]
+__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "node_line", "read_yaml", "read_yaml_file"]
 
 # How many values a YAML document may hold once its aliases are expanded. Project files hold
 # hundreds; a "billion laughs" (aliases of aliases) holds billions and would take minutes to walk.
@@ -152,3 +152,18 @@ def _key_lines(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
 def key_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
     """The line of key path `loc`, or of the nearest enclosing key written in the file."""
     return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+
+
+def node_line(root: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
+    """The line of key path `loc` (mapping keys and list indexes, as pydantic reports them), or of the
+    deepest part of it written in the file; parts the file does not have (a union's tag) are skipped."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((pair for pair in node.value if str(pair[0].value) == part), None)
+            if found is not None:
+                line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+    return line

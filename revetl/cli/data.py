@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from revetl.cli.app import app, console, current_project, print_error
+from revetl.cli.app import app, console, current_project, err_console, print_error
 
 if TYPE_CHECKING:
     from revetl.config import Project
@@ -60,14 +60,16 @@ def build(
 ) -> None:
     """Build the warehouse models with dbt (models and dbt tests) and report each; on a server warehouse, load
     the landed files first."""
+    from revetl.alerts.hooks import watch_build
     from revetl.warehouse.connection import warehouse_type
     from revetl.warehouse.dbt import build_project, print_results
 
     project = current_project()
-    if warehouse_type(project) != "duckdb":  # DuckDB reads the landed files in place
-        _load(project, then="build")
-    result = build_project(project, as_of=as_of, select=select)
-    print_results(result, console)
+    with watch_build(project, err_console) as run:  # alerts once the build ended (revetl/alerts/)
+        if warehouse_type(project) != "duckdb":  # DuckDB reads the landed files in place
+            _load(project, then="build")
+        result = run.result = build_project(project, as_of=as_of, select=select)
+        print_results(result, console)
     if not result.ok:
         raise typer.Exit(1)
 

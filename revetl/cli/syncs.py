@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from revetl.cli.app import app, console, current_project, print_error
+from revetl.cli.app import app, console, current_project, err_console, print_error
 from revetl.errors import RevetlError
 
 
@@ -36,6 +36,7 @@ def sync_command(
     force: Annotated[bool, typer.Option(help="Apply a plan the guard refused (mass removes).")] = False,
 ) -> None:
     """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
+    from revetl.alerts.hooks import watch_sync
     from revetl.sync.apply import run_sync
     from revetl.config import load_sync, sync_names
     from revetl.errors import SyncCancelled
@@ -49,7 +50,9 @@ def sync_command(
     try:
         for name in names:  # one sync failing does not stop the others (cron runs them all)
             try:
-                results.append(run_sync(project, load_sync(project, name), force=force, console=console))
+                with watch_sync(project, name, err_console) as run:  # alerts once the run ended (revetl/alerts/)
+                    run.result = run_sync(project, load_sync(project, name), force=force, console=console)
+                results.append(run.result)
             except RevetlError as exc:
                 if getattr(exc, "result", None) is not None:
                     results.append(exc.result)  # type: ignore[attr-defined]

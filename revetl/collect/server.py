@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from revetl.alerts.collector import watch_collector
 from revetl.collect.app import CollectorApp
 from revetl.collect.connections import deadline_protocol
 from revetl.collect.dedupe import RecentIds
@@ -98,6 +99,8 @@ async def _serve(
         config.max_buffered_events, lines,
     )
     pipeline.start()
+    alerts = asyncio.get_running_loop().create_task(  # collector_degraded alerts (revetl/alerts/collector.py)
+        watch_collector(config.alerts, config.log_dir, lambda: pipeline.problem, lines, config.project))
     app = CollectorApp(config, parser, pipeline, recent, lines)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -122,6 +125,7 @@ async def _serve(
         if not stop.received:
             await server.serve(sockets=[sock])
     finally:
+        alerts.cancel()
         problem = await pipeline.close()
         if problem is None:
             lines.info("revetl collect stopped; every acknowledged event is in Parquet", landed_events=pipeline.landed)

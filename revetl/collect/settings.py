@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from revetl.alerts.settings import AlertSettings
 from revetl.collect.workers import default_workers
 from revetl.config import Project, expand_env
 from revetl.errors import CollectError, ConfigError
@@ -44,6 +45,8 @@ class CollectorConfig:
     access_log: bool = True
     read_timeout: float = 10.0
     idle_timeout: float = 5.0
+    alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)  # collector_degraded rules
+    project: str = ""  # the project directory's name, in alerts
 
     @property
     def sources(self) -> list[str]:
@@ -81,6 +84,8 @@ class CollectorConfig:
             access_log=access_log,
             read_timeout=settings.read_timeout_seconds,
             idle_timeout=settings.idle_timeout_seconds,
+            alerts=project.settings.alerts,
+            project=project.root.name,
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:
             raise CollectError("flush seconds and flush events must both be positive")

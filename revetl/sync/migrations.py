@@ -6,6 +6,7 @@
     versions      per sync, a counter bumped by every change of its acknowledged rows (state.py)
     schedule_runs one row per decision of `revetl schedule run`: a job (a sync, the build) run, or skipped,
                   for a window of its schedule (revetl/schedule/ledger.py)
+    alert_states  per alert rule, subject and channel: what the channel was last told (revetl/alerts/store.py)
 
 Append-only: a released version is never edited, a change is a new version. Each version applies in
 one transaction. The statements are templates of revetl's own SQL (warehouse/dialect.py), rendered
@@ -82,6 +83,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 status varchar not null, started_at timestamptz not null, finished_at timestamptz,
                 run_id varchar, pid bigint, host varchar, message varchar)""",
         ],
+    ),
+    (
+        5,
+        "alert states: per rule, subject and channel, whether the channel was last told of a failure or a recovery",
+        ["""create table revetl_state.alert_states (
+                rule_id varchar not null, subject varchar not null, channel varchar not null,
+                failing boolean not null, since timestamptz not null, run_id varchar, message varchar,
+                notified_at timestamptz not null, primary key (rule_id, subject, channel))"""],
     ),
 ]
 LATEST = MIGRATIONS[-1][0]
