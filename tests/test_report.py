@@ -179,7 +179,7 @@ def test_the_last_build_is_read_from_dbt_run_results(project, tmp_path):
     assert f"{target / 'run_results.json'} could not be read as dbt&#x27;s run results" in report(project, tmp_path)
 
 
-def test_the_collectors_volume_comes_from_the_files_it_landed(project, tmp_path):
+def test_the_collectors_volume_comes_from_the_files_it_landed(project, tmp_path, monkeypatch):
     import pyarrow as pa
 
     from revetl.landing.events import LANDING_SCHEMA
@@ -199,6 +199,14 @@ def test_the_collectors_volume_comes_from_the_files_it_landed(project, tmp_path)
     assert collector is not None and sorted(rows for _, rows in collector.files) == [7, 11]
     html = report(project, tmp_path)
     assert "collector: events landed" in html and "18 events in 2 files · 0 log segments waiting" in html
+    (project.root / "data" / "collector").mkdir(parents=True)  # revetl.yml's log_dir (REVETL_COLLECTOR_DIR unset)
+    monkeypatch.delenv("REVETL_COLLECTOR_DIR")
+    (project.root / "data" / "collector" / "1764000000000000000-00ff00ff.log").write_bytes(b"")
+    monkeypatch.setattr("revetl.report.history.FOOTERS", 1)  # past it, rows are estimated from file sizes
+    estimated = read_collector(project, NOW - dt.timedelta(days=90))
+    assert estimated is not None and estimated.estimated and estimated.waiting_segments == 1
+    assert estimated.files[0][1] == 7 and 1 <= estimated.files[1][1] < 11  # the first read, the second estimated
+    assert "≈ " in report(project, tmp_path) and "1 log segments waiting" in report(project, tmp_path)
 
 
 def test_the_report_command_writes_the_file_it_names(project, tmp_path, monkeypatch):

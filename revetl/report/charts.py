@@ -268,10 +268,13 @@ def collector_chart(collector: Collector) -> str:
     for started, rows in collector.files:
         buckets[int(started // width)].append(rows)
     marks = [Mark(index * width + width / 2, sum(rows),
-                  f"{_when(index * width)} + {_span(width)}: {sum(rows):,} events in {len(rows):,} files")
+                  f"{_when(index * width)} + {_span(width)}: {'≈ ' if collector.estimated else ''}{sum(rows):,} events "
+                  f"in {len(rows):,} files")
              for index, rows in sorted(buckets.items())]
     total = sum(rows for _, rows in collector.files)
+    about = "≈ " if collector.estimated else ""
+    note = " (most counts estimated from file sizes)" if collector.estimated else ""
     return time_chart("collector: events landed", [Series(f"events per {_span(width)}", "#76b7b2", "bars", marks)],
                       start=start, end=end, bucket=width, left_label=f"events per {_span(width)}", width=WIDE,
-                      subtitle=f"{total:,} events in {len(collector.files):,} files"
+                      subtitle=f"{about}{total:,} events in {len(collector.files):,} files{note}"
                                f" · {collector.waiting_segments:,} log segments waiting")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from revetl.warehouse.dialect import Template
 __all__ = ["Build", "Collector", "History", "Node", "Run", "read_history"]
 
 LATEST_ROWS = 50  # rows of the "latest runs" and "latest failures" tables
+FOOTERS = 500  # collector files whose row counts are read; past that, the others' are estimated
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,10 @@ class Run:
     removes: int
     failed: int
     message: str
+    sent: int = field(init=False)  # adds + changes + removes, summed once (charts read it often)
 
-    @property
-    def sent(self) -> int:
-        return self.adds + self.changes + self.removes
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sent", self.adds + self.changes + self.removes)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Collector:
     landing_dir: Path
     files: tuple[tuple[float, int], ...] = ()
     waiting_segments: int = 0
+    estimated: bool = False  # rows of most files estimated from their size (see `read_collector`)
 
 
 @dataclass(frozen=True)
@@ -202,30 +206,42 @@ def read_build(project: Project) -> Build | None:
 
 
 def read_collector(project: Project, since: dt.datetime) -> Collector | None:
-    """Files `revetl collect` landed since `since` (their rows from the Parquet footers), and the segments
-    its write-ahead log still holds; None when it never landed anything there.
+    """Files `revetl collect` landed since `since` and the segments its write-ahead log still holds; None when
+    it never landed anything there.
 
     A collector file is `received_date=D/collect-<segment start, ns>-<random>-....parquet` (collect/roller.py):
-    the segment's start time says when its events arrived, to within one roll (`flush_seconds`)."""
+    the segment's start says when its events arrived, to within one roll (`flush_seconds`). Rows are read
+    from each file's Parquet footer, up to `FOOTERS` files; past that (a collector rolling every 10 s lands
+    8,640 files a day), the rows of `FOOTERS` files spread over the window give rows per byte, and every
+    file's rows are estimated from its size (`Collector.estimated`). The collector's own package is not
+    imported (it loads its server): its two names are spelled here."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from revetl.collect.log import list_segments
-    from revetl.collect.roller import PREFIX
-    from revetl.collect.settings import collector_dir
-
-    landing = project.landing_dir
-    first_day = since.date().isoformat()
-    files = []
-    for path in sorted(landing.glob(f"received_date=*/{PREFIX}-*.parquet")):
-        if path.parent.name.partition("=")[2] < first_day:
+    first_day = f"received_date={since.date().isoformat()}"
+    found = []  # (segment start, path, bytes)
+    for partition in sorted(project.landing_dir.glob("received_date=*")):
+        if partition.name < first_day:
             continue
+        for path in partition.glob("collect-*.parquet"):
+            try:
+                found.append((int(path.name.split("-")[1]) / 1e9, path, path.stat().st_size))
+            except (ValueError, IndexError, OSError):
+                continue  # not a collector file after all
+    found.sort()
+    sample = found if len(found) <= FOOTERS else found[::math.ceil(len(found) / FOOTERS)]
+    rows = {}
+    for _, path, _ in sample:
         try:
-            started = int(path.name.split("-")[1]) / 1e9
-            files.append((started, pq.read_metadata(path).num_rows))
-        except (ValueError, IndexError, OSError, pa.ArrowException):
-            continue  # not a collector file after all, or unreadable: `revetl build` names those
-    waiting = len(list_segments(collector_dir(project)))
+            rows[path] = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            rows[path] = 0  # unreadable: `revetl build` names those
+    estimated = len(sample) < len(found)
+    per_byte = sum(rows.values()) / max(sum(size for _, path, size in sample), 1)
+    files = tuple((started, rows[path] if path in rows else round(size * per_byte)) for started, path, size in found)
+    log_dir = Path(os.environ.get("REVETL_COLLECTOR_DIR") or project.settings.collect.log_dir)
+    log_dir = log_dir if log_dir.is_absolute() else project.root / log_dir
+    waiting = len([path for path in log_dir.glob("*.log") if not path.name.startswith(".")]) if log_dir.is_dir() else 0
     if not files and not waiting:
         return None
-    return Collector(landing, tuple(files), waiting)
+    return Collector(project.landing_dir, files, waiting, estimated)
