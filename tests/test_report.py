@@ -102,7 +102,7 @@ def test_runs_failures_and_sizes_are_charted_and_tabled(project, tmp_path):
         assert text in html, text
     assert "118 members at the last run" in html
     assert "braze · 3 runs, 2 succeeded" in html  # the destination read from syncs/a_to_braze.yml
-    assert "unknown · 1 runs" in html  # a sync whose file is gone
+    assert "unknown · 1 run," in html  # a sync whose file is gone
     # a tooltip per mark, with the exact figures
     assert re.search(r"<title>2026-11-29 16:00 UTC: 1 failed; 30 rows sent \(25 adds, 0 changes, 5 removes\), "
                      r"3 rejected — 3 rows rejected by braze</title>", html)
@@ -206,7 +206,7 @@ def test_the_collectors_volume_comes_from_the_files_it_landed(project, tmp_path,
     estimated = read_collector(project, NOW - dt.timedelta(days=90))
     assert estimated is not None and estimated.estimated and estimated.waiting_segments == 1
     assert estimated.files[0][1] == 7 and 1 <= estimated.files[1][1] < 11  # the first read, the second estimated
-    assert "≈ " in report(project, tmp_path) and "1 log segments waiting" in report(project, tmp_path)
+    assert "≈ " in report(project, tmp_path) and "1 log segment waiting" in report(project, tmp_path)
 
 
 def test_the_report_command_writes_the_file_it_names(project, tmp_path, monkeypatch):

@@ -144,7 +144,7 @@ def sync_charts(history: History) -> list[str]:
             f"sync {sync}", [Series("rows sent", "#4e79a7", "bars", sent),
                              Series("duration", DURATION, "dots", durations, right=True)],
             start=start, end=end, bucket=width, left_label="rows sent", right_label="seconds",
-            subtitle=f"{history.destinations.get(sync, 'unknown')} · {len(runs):,} runs, {ok:,} succeeded",
+            subtitle=f"{history.destinations.get(sync, 'unknown')} · {_n(len(runs), 'run')}, {ok:,} succeeded",
             legend=legend))
     return charts
 
@@ -191,7 +191,7 @@ def rejected_chart(history: History, top: int = 12) -> str:
     total = sum(rows for _, _, rows in history.rejected)
     used = sorted({sync for _, per_sync in shown for sync in per_sync})
     return bar_chart("rejected rows by reason", bars, unit="rows rejected", legend=[
-        (sync, colors[sync], "bars") for sync in used], subtitle=f"{total:,} rows, {len(reasons):,} reasons",
+        (sync, colors[sync], "bars") for sync in used], subtitle=f"{_n(total, 'row')}, {_n(len(reasons), 'reason')}",
         width=WIDE)
 
 
@@ -205,22 +205,30 @@ def throughput_charts(history: History) -> list[str]:
     bars = []
     for name, runs in by_destination.items():
         rate = sum(run.sent for run in runs) / sum(run.seconds or 0 for run in runs)
-        per_sync = "; ".join(f"{sync}: {_rate(found):,.0f} rows/s" for sync, found in _by(runs, lambda r: r.sync).items())
+        per_sync = "; ".join(f"{sync}: {_per_second(_rate(found))}" for sync, found in _by(runs, lambda r: r.sync).items())
         best = max(run.sent / (run.seconds or 1) for run in runs)
-        bars.append(Bar(name, [(rate, colors[name], f"{name}: {rate:,.0f} rows/s over {len(runs):,} runs that sent "
-                                                    f"rows (fastest run {best:,.0f} rows/s); {per_sync}")],
-                        note=f"{rate:,.0f} rows/s · {len(runs):,} runs"))
+        bars.append(Bar(name, [(rate, colors[name], f"{name}: {_per_second(rate)} over {_n(len(runs), 'run')} that "
+                                                    f"sent rows (fastest run {_per_second(best)}); {per_sync}")],
+                        note=f"{_per_second(rate)} · {_n(len(runs), 'run')}"))
     start, end = _window(history, timed)
     series = []
     for name, runs in by_destination.items():
         groups, _ = _groups(runs, start, end)
-        marks = [Mark(group.x, _rate(group.runs), f"{name}, {group.label()}: {_rate(group.runs):,.0f} rows/s")
+        marks = [Mark(group.x, _rate(group.runs), f"{name}, {group.label()}: {_per_second(_rate(group.runs))}")
                  for group in groups]
         series.append(Series(name, colors[name], "line", marks))
     return [bar_chart("throughput per destination", bars, unit="rows per second of sending", notes=170,
                       subtitle="rows acknowledged ÷ seconds of the runs that sent rows"),
             time_chart("throughput over time", series, start=start, end=end, left_label="rows/s",
                        subtitle="per destination, runs that sent rows")]
+
+
+def _per_second(rate: float) -> str:
+    return f"{rate:,.1f} rows/s" if rate < 10 else f"{rate:,.0f} rows/s"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _rate(runs: Sequence[Run]) -> float:
@@ -277,4 +285,4 @@ def collector_chart(collector: Collector) -> str:
     return time_chart("collector: events landed", [Series(f"events per {_span(width)}", "#76b7b2", "bars", marks)],
                       start=start, end=end, bucket=width, left_label=f"events per {_span(width)}", width=WIDE,
                       subtitle=f"{about}{total:,} events in {len(collector.files):,} files{note}"
-                               f" · {collector.waiting_segments:,} log segments waiting")
+                               f" · {_n(collector.waiting_segments, 'log segment')} waiting")

@@ -165,8 +165,8 @@ def render(history: History, project_name: str) -> str:
         parts.append(_empty(history))
     else:
         parts.append(_tiles(history))
-        parts.append(_section("Audiences", "Members at each run (line) and the rows its syncs added (above zero) "
-                              "and removed (below) at their destinations.", _grid(audience_charts(history)),
+        parts.append(_section("Audiences", "Members at each run (line), and the members who entered (above zero) "
+                              "and left (below), as its syncs added and removed them at their destinations.", _grid(audience_charts(history)),
                               "audiences"))
         parts.append(_section("Sync runs", "Rows each run sent, colored by how it ended; dots: how long it took "
                               "(right axis). Hover a mark for its figures.", _grid(sync_charts(history)), "syncs"))
@@ -189,11 +189,12 @@ def render(history: History, project_name: str) -> str:
         parts.append(_section("Latest rejected rows", "The 50 most recent rows a destination refused.",
                               _failures_table(history), "failures"))
     title = f"revetl report · {project_name}"
-    window = f"{_when(history.since)[:16]} to {_when(history.generated)[:16]} UTC"
+    days = (history.generated - history.since).total_seconds() / 86400
+    window = f"the last {days:g} days (since {_when(history.since)[:16]} UTC)"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-            f"<header><h1>{esc(title)}</h1><p>target <b>{esc(history.target)}</b> · runs from {esc(window)} · "
+            f"<header><h1>{esc(title)}</h1><p>target <b>{esc(history.target)}</b> · runs of {esc(window)} · "
             f"generated {esc(_when(history.generated))} UTC</p></header><main>{''.join(parts)}"
             "<footer>Written by <code>revetl report</code>. Times are UTC. Hover a mark for its exact figures."
             "</footer></main></body></html>\n")
