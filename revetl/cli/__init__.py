@@ -5,7 +5,8 @@ one red sentence and exit code 1; `--debug` shows the traceback instead. The com
 what they act on, one module each (importing one registers its commands).
 """
 
-from revetl.cli import alerts, audiences, data, schedule, syncs
+from revetl.cli import alerts, audiences, data, report, schedule, syncs
 from revetl.cli.app import app, main
 
-__all__ = ["alerts", "app", "audiences", "data", "main", "schedule", "syncs"]  # importing a module registers its commands
+# importing a module registers its commands
+__all__ = ["alerts", "app", "audiences", "data", "main", "report", "schedule", "syncs"]
