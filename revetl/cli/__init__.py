@@ -5,7 +5,7 @@ one red sentence and exit code 1; `--debug` shows the traceback instead. The com
 what they act on, one module each (importing one registers its commands).
 """
 
-from revetl.cli import audiences, data, syncs
+from revetl.cli import audience_tests, audiences, data, init, syncs
 from revetl.cli.app import app, main
 
-__all__ = ["app", "audiences", "data", "main", "syncs"]  # importing a module registers its commands
+__all__ = ["app", "audience_tests", "audiences", "data", "init", "main", "syncs"]  # importing a module registers its commands
