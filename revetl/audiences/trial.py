@@ -69,6 +69,7 @@ def run_fixtures(project: Project, fixtures: list[Fixture], scratch_dir: Path,
         for fixture in fixtures:
             started = time.monotonic()
             try:
+                load_audience(project, fixture.audience)  # an unknown name fails at once, naming the project's file
                 members = _members(scratch, fixture)
             except RevetlError as exc:
                 outcome = Outcome(fixture, seconds=time.monotonic() - started, error=str(exc))
@@ -116,7 +117,7 @@ def _members(scratch: Project, fixture: Fixture) -> frozenset[str]:
     from revetl.warehouse.connection import connect, duckdb_path
     from revetl.warehouse.dbt import dbt_vars, run_dbt
 
-    audience = load_audience(scratch, fixture.audience)  # before the build: an unknown name fails at once
+    audience = load_audience(scratch, fixture.audience)
     shutil.rmtree(scratch.landing_dir, ignore_errors=True)
     warehouse = duckdb_path(scratch)
     for leftover in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
