@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from revetl.config import PROJECT_FILE, Project, Strict, named_file, names_in, read_yaml
+from revetl.config import Project, Strict, named_file, names_in
 from revetl.errors import ConfigError, QueryError, WarehouseError
 from revetl.warehouse.connection import Connection, dbt_target_path, dialect, duckdb_path, target_config, warehouse_type
 from revetl.warehouse.rendered import remember
@@ -208,9 +208,9 @@ def _quoted(identifier: str) -> str:
 
 
 def _model_files(project: Project) -> list[str]:
-    config = read_yaml(project.root / PROJECT_FILE)
-    paths = config.get("model-paths") or ["models"]
-    return [sql.stem for folder in paths for sql in sorted((project.root / folder).rglob("*.sql"))]
+    from revetl.warehouse.package import model_dirs  # revetl's own models too, in a project made by `init`
+
+    return [sql.stem for folder in model_dirs(project) for sql in sorted(folder.rglob("*.sql"))]
 
 
 @dataclass(frozen=True)

@@ -114,15 +114,20 @@ def run_dbt(project: Project, command: str, args: list[str], vars_: dict[str, An
     """Invoke one dbt command in-process; returns dbtRunnerResult. Raises BuildError if dbt cannot run."""
     from dbt.cli.main import dbtRunner
 
+    from revetl.warehouse import package
     from revetl.warehouse.connection import dbt_target_path, target_name
 
+    package.point_env()
+    if command != "deps" and package.needs_install(project.root):
+        run_dbt(project, "deps", ["--upgrade"], {}, profiles_dir=profiles_dir)  # revetl's models, as installed
     target_path = dbt_target_path(project)
     argv = [
         command,
         "--project-dir", str(project.root),
         "--profiles-dir", str(profiles_dir or project.root),
-        *([] if profiles_dir else ["--target", target_name(project)]),
-        "--target-path", str(target_path),
+        # `dbt deps` reads no warehouse and writes no target: it takes neither option.
+        *([] if profiles_dir or command == "deps" else ["--target", target_name(project)]),
+        *([] if command == "deps" else ["--target-path", str(target_path)]),
         "--log-path", str(target_path / "logs"),
         "--vars", json.dumps(vars_),
         "--log-level", "none",  # revetl reports results itself; dbt.log keeps the detail
