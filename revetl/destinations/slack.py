@@ -35,7 +35,7 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
-from revetl.destinations.webhook import describe
+from revetl.destinations.webhook import describe, refuse_membership
 from revetl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ class Slack(Destination[SlackConfig]):
     published_rate_limit = (1, 1.0)  # incoming webhooks: one message a second (short bursts tolerated)
 
     def configure(self) -> None:
+        refuse_membership(self)
         display = self.config.display
         if display is not None and display not in self.sync.fields:
             known = ", ".join(self.sync.fields) or "none"

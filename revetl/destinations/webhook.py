@@ -32,13 +32,15 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
+from revetl.errors import ConfigError
 
 if TYPE_CHECKING:
     import httpx
 
     from revetl.sync.http import Http
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "WebhookConfig", "batch_key", "describe", "signature"]
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "WebhookConfig", "batch_key", "describe", "refuse_membership",
+           "signature"]
 
 SIGNATURE_HEADER = "X-Revetl-Signature"
 TIMESTAMP_HEADER = "X-Revetl-Timestamp"
@@ -50,9 +52,16 @@ OPS = (("add", "adds"), ("change", "changes"), ("remove", "removes"))
 
 
 class WebhookConfig(DestinationConfig):
-    secret: SecretStr = Field(min_length=16)  # the HMAC key shared with the receiver, through ${VAR}
+    secret: SecretStr  # the HMAC key shared with the receiver, through ${VAR}
     batch_size: int = Field(100, ge=1, le=10_000)
     headers: dict[str, SecretStr] = {}  # extra headers (auth for the receiver); values are secrets
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:  # the message never says what it was
+            raise ValueError("must be at least 16 characters: a random string shared with the receiver")
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -80,6 +89,14 @@ def batch_key(sync: str, rows: Sequence[Row]) -> str:
     return digest.hexdigest()[:40]
 
 
+def refuse_membership(destination: Destination[Any]) -> None:
+    """A sync's `membership:` means nothing to a webhook or a digest (membership is the batch's own
+    adds and removes): say so rather than ignore it."""
+    if destination.sync.membership:
+        raise ConfigError(f"{destination.sync.path}: {destination.type} takes no `membership` (who is in the "
+                          "audience is what the adds and removes say); remove it")
+
+
 def describe(response: httpx.Response) -> str:
     """A receiver's error body in a few words: its `error`/`message`, else the start of the text."""
     try:
@@ -98,13 +115,18 @@ class Webhook(Destination[WebhookConfig]):
     max_batch_size = 10_000
     default_concurrency = 4  # a receiver is somebody's own service: few requests in flight unless raised
 
+    def configure(self) -> None:
+        refuse_membership(self)
+
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
 
     @property
     def secrets(self) -> list[str]:
-        return [*super().secrets, *(value.get_secret_value() for value in self.config.headers.values())]
+        """The secret, and each header value with its words ("Bearer <token>": a receiver may quote the token)."""
+        values = [value.get_secret_value() for value in self.config.headers.values()]
+        return [*super().secrets, *values, *(word for value in values for word in value.split() if len(word) >= 8)]
 
     def http_options(self) -> HttpOptions:
         headers = {name: value.get_secret_value() for name, value in self.config.headers.items()}
