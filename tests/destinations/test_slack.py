@@ -139,7 +139,7 @@ def test_429_waits_for_retry_after_then_posts():
 
 def test_the_client_holds_itself_to_one_message_a_second():
     destination = slack()
-    assert destination.rate_limit() == (1, 1.0) and destination.concurrency == 1
+    assert destination.rate_limit() == (1, 1.1) and destination.concurrency == 1
     assert slack(rate_limit={"requests": 3, "per_seconds": 1}).rate_limit() == (3, 1.0)
 
 

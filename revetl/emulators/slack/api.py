@@ -71,6 +71,12 @@ class SlackEmulator(Emulator):
             return _text(403, "invalid_token")
         return None
 
+    def _record(self, request: Request) -> dict[str, Any] | None:
+        entry = super()._record(request)
+        if entry is not None and entry["path"].startswith("/services/"):  # the token is the credential
+            entry["path"] = "/".join(entry["path"].split("/")[:4] + ["[redacted]"])
+        return entry
+
     def rate_limited(self, retry_after: float) -> Response:
         return _text(429, "rate_limited", {"Retry-After": str(max(1, round(retry_after + 0.499)))})
 
