@@ -3,12 +3,11 @@ what is acknowledged, Slack's error answers, the webhook URL kept secret, and st
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 
 import httpx
 import orjson
 import pytest
+from hook_helpers import send
 
 from revetl.config import SyncConfig
 from revetl.destinations import Row, RowResult, load_destination
@@ -33,22 +32,6 @@ def slack(fields: dict[str, str] | None = None, **destination) -> Slack:
 
 def person(op: str, key: str, name: str | None, **more) -> Row:
     return Row.of(op, key, {"first_name": name, **more})
-
-
-def send(destination: Slack, rows: list[Row], answer: Callable[[httpx.Request], httpx.Response],
-         clock: FakeClock | None = None) -> tuple[list[RowResult], list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer(request)
-
-    async def main() -> list[RowResult]:
-        async with destination.connect(transport=httpx.MockTransport(handler),
-                                       clock=(clock or FakeClock()).clock) as http:
-            return await destination.send(http, rows)
-
-    return asyncio.run(main()), seen
 
 
 OK = lambda request: httpx.Response(200, text="ok")  # noqa: E731

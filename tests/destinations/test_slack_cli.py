@@ -6,17 +6,15 @@ who left are named, a revoked webhook stops the run in one sentence that never s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from hook_helpers import emulator_process
 
 from revetl.config import Project
 from revetl.testing import contract_project, people, set_members
@@ -38,16 +36,8 @@ fields: {name: first_name}
 """
 
 
-@contextlib.contextmanager
-def emulator() -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "revetl", "emulate", "slack", "--port", "0"],
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "SLACK_WEBHOOK_TOKEN": TOKEN})
-    try:
-        assert process.stdout is not None
-        yield json.loads(process.stdout.readline())["url"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
+def emulator() -> contextlib.AbstractContextManager[str]:
+    return emulator_process("slack", {"SLACK_WEBHOOK_TOKEN": TOKEN})
 
 
 def revetl(project: Project, url: str, *args: str, **env: str) -> subprocess.CompletedProcess:

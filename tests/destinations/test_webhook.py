@@ -4,15 +4,14 @@ message, and strict settings naming the sync file."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import random
-from collections.abc import Callable
 
 import httpx
 import orjson
 import pytest
+from hook_helpers import send
 
 from revetl.config import SyncConfig
 from revetl.destinations import Row, RowResult, load_destination
@@ -40,22 +39,6 @@ def webhook(**destination) -> Webhook:
 ROWS = [Row.of("add", "u2", {"email": "b@x.io", "plan": "pro"}), Row.of("remove", "u9", {"email": "z@x.io"}),
         Row("change", "u1", '{"email":"a@x.io","plan":"team"}', "h1", None, '{"email":"a@x.io","plan":"pro"}'),
         Row.of("add", "u0", {"email": "a0@x.io", "plan": None})]
-
-
-def send(destination: Webhook, rows: list[Row], answer: Callable[[httpx.Request], httpx.Response],
-         clock: FakeClock | None = None) -> tuple[list[RowResult], list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer(request)
-
-    async def main() -> list[RowResult]:
-        async with destination.connect(transport=httpx.MockTransport(handler),
-                                       clock=(clock or FakeClock()).clock) as http:
-            return await destination.send(http, rows)
-
-    return asyncio.run(main()), seen
 
 
 def test_a_batch_is_one_signed_request_a_receiver_can_verify():

@@ -6,16 +6,15 @@ sent, and neither the signing secret nor a header's value anywhere in the output
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from hook_helpers import emulator_process
 
 from revetl.config import Project
 from revetl.testing import contract_project, people, set_members
@@ -39,16 +38,8 @@ fields: {email: email, plan: plan}
 """
 
 
-@contextlib.contextmanager
-def emulator() -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "revetl", "emulate", "webhook", "--port", "0"],
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "WEBHOOK_SECRET": SECRET})
-    try:
-        assert process.stdout is not None
-        yield json.loads(process.stdout.readline())["url"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
+def emulator() -> contextlib.AbstractContextManager[str]:
+    return emulator_process("webhook", {"WEBHOOK_SECRET": SECRET})
 
 
 def revetl(project: Project, url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
