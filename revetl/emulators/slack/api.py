@@ -52,6 +52,10 @@ class SlackEmulator(Emulator):
         self._token = (self.config["token"] or os.environ.get("SLACK_WEBHOOK_TOKEN") or "dev-slack-token").encode()
         self.path = f"/services/{self.config['team']}/{self.config['bot']}/"  # + the token: never shown
 
+    def client_url(self, base_url: str) -> str:
+        """The webhook URL a client posts to (with the token), for the emulator served at `base_url`."""
+        return f"{base_url}{self.path}{self._token.decode()}"
+
     def routes(self) -> Iterable[Route]:
         return [Route("POST", "/services/{team}/{bot}/{token}", self.post)]
 

@@ -6,7 +6,7 @@
 - `Idempotency-Key` is required (400 without). A key seen before with the same body is answered with
   the first answer again (`Idempotent-Replayed: true`) and not applied twice; with another body, `422`.
 - Adds and changes set a member's fields, removes delete the member. A receiver may refuse single
-  rows: this one refuses a row whose `email` field is present and not an email address, listing it in
+  rows: this one refuses a row whose `email` field is set and not an email address, listing it in
   `{"rejected": [{"key", "reason"}]}` of its 200 while the other rows are applied.
 - More than `max_rows` rows in one batch: `413`. Bodies over 4 MB: `413`. Not JSON: `400`.
 
@@ -112,7 +112,7 @@ class WebhookEmulator(Emulator):
                     rejected.append({"key": key, "reason": "fields must be an object"})
                 elif group == "removes":
                     self.members.pop(key, None)
-                elif "email" in fields and not (isinstance(fields["email"], str) and "@" in fields["email"]):
+                elif fields.get("email") is not None and not (isinstance(fields["email"], str) and "@" in fields["email"]):
                     rejected.append({"key": key, "reason": "email is not an email address"})
                 else:
                     self.members[key] = fields
