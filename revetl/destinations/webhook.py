@@ -15,8 +15,8 @@ after a crash too, carries the same key), `X-Revetl-Timestamp` (Unix seconds, fr
 
 The answer (README, "Webhook"): 2xx acknowledges every row but those listed in a JSON body
 `{"rejected": [{"key": ..., "reason": ...}]}`; 408, 429 and 5xx are retried by the shared policy
-(`Retry-After` honoured); 401/403 stop the run; 404/405/410 (a wrong URL) and 413 (lower `batch_size`)
-stop it too; any other 4xx rejects every row of the batch with the receiver's message.
+(`Retry-After` honoured); 401/403 stop the run; 404/405/410 and 3xx (a wrong URL) and 413 (lower
+`batch_size`) stop it too; any other 4xx rejects every row of the batch with the receiver's message.
 """
 
 from __future__ import annotations
@@ -159,6 +159,9 @@ class Webhook(Destination[WebhookConfig]):
         status = response.status_code
         if status in (404, 405, 410):  # every batch would get it: the URL is wrong
             raise self.fatal(f"webhook answered {status}: is base_url right? ({describe(response)})", status)
+        if 300 <= status < 400:  # a POST is not followed through a redirect: its rows were not received
+            raise self.fatal(f"webhook answered {status} (a redirect to {response.headers.get('location', '?')}): "
+                             "give base_url the receiver's final URL", status)
         if status == 413:
             raise self.fatal(f"webhook answered 413 to a batch of {len(rows)} rows: lower batch_size "
                              f"({describe(response)})", status)

@@ -108,7 +108,7 @@ def test_a_4xx_rejects_the_batch_and_never_quotes_a_secret():
 
 
 @pytest.mark.parametrize("status, words", [(404, "is base_url right?"), (410, "is base_url right?"),
-                                           (413, "lower batch_size")])
+                                           (413, "lower batch_size"), (308, "the receiver's final URL")])
 def test_a_wrong_url_or_a_batch_too_large_stops_the_run(status, words):
     with pytest.raises(FatalDestinationError) as caught:
         send(webhook(), ROWS, lambda r: httpx.Response(status, json={"error": f"no {TOKEN}"}))
