@@ -4,8 +4,8 @@ The demo never touches the project's real landing directory or warehouse: it wor
 `data/demo/` (wiped at the start, so every run is the same), generates a realistic event stream
 as Segment-style JSON lines, ingests it, builds the models and prints what came out. Then it
 starts a local emulator for each destination the project's syncs use (Braze, Salesforce,
-Intercom), syncs every audience to them, moves the clock forward a few days, rebuilds, and syncs
-again so that the adds and removes can be seen arriving.
+Intercom, a webhook receiver, Slack), syncs every audience to them, moves the clock forward a few
+days, rebuilds, and syncs again so that the adds and removes can be seen arriving.
 """
 
 from __future__ import annotations
@@ -85,14 +85,16 @@ def run_demo(project: Project, users: int, console: Console) -> None:
 
 
 LATER_DAYS = 5
-# The environment variable each shipped sync file reads its base URL from (syncs/*.yml).
-BASE_URL_VARIABLES = {"braze": "BRAZE_REST_ENDPOINT", "salesforce": "SALESFORCE_URL", "intercom": "INTERCOM_URL"}
+# The environment variable each shipped sync file reads its base URL from (syncs/*.yml); Slack's holds the
+# whole webhook URL (the emulator's `client_url`).
+BASE_URL_VARIABLES = {"braze": "BRAZE_REST_ENDPOINT", "salesforce": "SALESFORCE_URL", "intercom": "INTERCOM_URL",
+                      "webhook": "WEBHOOK_URL", "slack": "SLACK_WEBHOOK_URL"}
 
 
 @contextlib.contextmanager
 def _emulators(project: Project, console: Console) -> Iterator[dict[str, str]]:
     """One emulator per destination type the syncs use, each on a free loopback port."""
-    from revetl.emulators import EMULATORS, running
+    from revetl.emulators import EMULATORS, create, running
 
     kinds = sorted({load_sync(project, name).destination_type for name in sync_names(project)})
     urls: dict[str, str] = {}
@@ -101,8 +103,10 @@ def _emulators(project: Project, console: Console) -> Iterator[dict[str, str]]:
             if kind not in EMULATORS or kind not in BASE_URL_VARIABLES:
                 console.print(f"[yellow]no emulator for destination type {kind}: its syncs are skipped")
                 continue
-            urls[kind] = stack.enter_context(running(kind))
-            os.environ[BASE_URL_VARIABLES[kind]] = urls[kind]
+            emulator = create(kind)
+            urls[kind] = stack.enter_context(running(emulator))
+            client_url = getattr(emulator, "client_url", None)
+            os.environ[BASE_URL_VARIABLES[kind]] = client_url(urls[kind]) if client_url else urls[kind]
         yield urls
 
 

@@ -108,6 +108,6 @@ def test_demo_syncs_every_audience_then_the_changes_five_days_later(demo_run) ->
     assert sum(_done(cells[4]) for cells in after.values()) > 0  # people left audiences: removed
     for sync in SYNCS:
         assert f"plan for sync {sync}" in later
-    for kind in ("braze", "intercom", "salesforce"):
+    for kind in ("braze", "intercom", "salesforce", "webhook", "slack"):
         assert len(re.findall(rf"{kind} emulator at http://127\.0\.0\.1:\d+: [\d,]+ requests, applied [1-9]", out)) == 2
     assert (root / "data" / "demo" / "warehouse.duckdb").is_file()

@@ -72,7 +72,7 @@ def test_check_names_an_unknown_destination_type_and_the_installed_ones(proj):
     assert run.returncode == 1, run.stdout + run.stderr
     assert reported(run) == [
         "syncs/typo.yml:3: unknown destination type `brazee`; did you mean `braze`? "
-        "(installed: braze, intercom, salesforce)"
+        "(installed: braze, intercom, salesforce, slack, webhook)"
     ]
 
 

@@ -131,7 +131,7 @@ def demo(
 
 @app.command()
 def emulate(
-    name: Annotated[str, typer.Argument(help="Destination API to emulate: braze, salesforce or intercom.")],
+    name: Annotated[str, typer.Argument(help="Destination API to emulate: braze, salesforce, intercom, webhook or slack.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[Optional[int], typer.Option(help="Port; 0 picks a free one (default: the emulator's).")] = None,
     rate_limit: Annotated[Optional[int], typer.Option(help="Requests per window (default: the vendor's).")] = None,

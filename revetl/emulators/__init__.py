@@ -49,8 +49,21 @@ def _salesforce(options: Mapping[str, Any]) -> Emulator:
     return SalesforceEmulator(dict(options))
 
 
+def _webhook(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.webhook import WebhookEmulator
+
+    return WebhookEmulator(dict(options))
+
+
+def _slack(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.slack import SlackEmulator
+
+    return SlackEmulator(dict(options))
+
+
 # name -> factory(options); built-ins import lazily so `revetl emulate` loads only the one it runs.
-EMULATORS: dict[str, Factory] = {"braze": _braze, "intercom": _intercom, "salesforce": _salesforce}
+EMULATORS: dict[str, Factory] = {"braze": _braze, "intercom": _intercom, "salesforce": _salesforce,
+                                 "webhook": _webhook, "slack": _slack}
 
 
 def register(name: str, factory: Factory) -> None:

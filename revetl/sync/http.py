@@ -217,6 +217,7 @@ class Http:
         self.policy = policy
         self._describe = options.describe or _describe
         self._reauthenticate = options.reauthenticate
+        self._sign = options.sign
         from revetl.sync.transport import AiohttpSender, HttpxSender
 
         self._sender: Sender = (
@@ -265,6 +266,8 @@ class Http:
         """One try, within the rate limit; a transient failure becomes RetryableDestinationError."""
         await self.limiter.acquire()
         self.requests += 1
+        if self._sign is not None:  # after the limiter's wait: the signature's timestamp is the send's
+            headers = {**(headers or {}), **self._sign(method, url, content)}
         try:
             response = await self._sender.send(method, url, content, params, data, headers)
         except Exception as exc:
