@@ -130,7 +130,8 @@ def test_several_missed_windows_give_one_run(project):
 @pytest.mark.slow
 def test_no_more_jobs_run_at_once_than_the_parallel_limit(project):
     settings(project, schedule={"parallel": 2})
-    with running("braze", {"api_key": KEY, "latency_ms": 1500}) as url:  # each sync sends for 1.5 s at least
+    # each sync sends for 4 s at least: two started together overlap, however slowly a loaded machine starts them
+    with running("braze", {"api_key": KEY, "latency_ms": 4000}) as url:
         for name in ("a", "b", "c"):
             sync_file(project, name, url, schedule="* * * * *")
         tick = revetl(project, "run", now="2026-01-05T10:00:00Z")
@@ -144,7 +145,8 @@ def test_no_more_jobs_run_at_once_than_the_parallel_limit(project):
 @pytest.mark.slow
 def test_a_run_still_going_when_it_falls_due_again_is_skipped_not_stacked(any_project):
     project = any_project
-    with running("braze", {"api_key": KEY, "latency_ms": 6000}) as url:
+    # the 10:00 run sends for 15 s: long enough for the 11:00 tick to start and decide on a loaded machine
+    with running("braze", {"api_key": KEY, "latency_ms": 15000}) as url:
         sync_file(project, "people", url, schedule="0 * * * *")
         first = subprocess.Popen(
             [sys.executable, "-m", "revetl", "--project-dir", str(project.root), "schedule", "run",
