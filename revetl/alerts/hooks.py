@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Outcome", "warehouse_store", "watch_build", "watch_sync"]
 
-_SLACK_S = 2.0  # a run recorded this long before the hook started watching is still this command's
+_TOLERANCE_S = 2.0  # a run recorded this long before the hook started watching is still this command's
 
 
 @dataclass
@@ -138,10 +138,10 @@ def _send(project: Project, observations: list[Observation], console: Console, c
 
 def _after_sync(project: Project, sync: str, result: Any, error: BaseException | None, started: dt.datetime,
                 console: Console, clock: Clock) -> None:
-    if result is None and error is not None:
-        result = getattr(error, "result", None)
     from revetl.sync import state
 
+    if result is None and error is not None:
+        result = getattr(error, "result", None)
     try:
         with _state(project) as connection:
             records = state.runs(connection, sync, limit=50)
@@ -160,7 +160,7 @@ def _sync_facts(records: list[RunRecord], sync: str, result: Any, error: BaseExc
         mine = next((record for record in records if record.run_id == run_id), None)
     else:  # no result: a run refused or failed before sending, if it left a record since the command began
         mine = next((record for record in records
-                     if _utc(record.started_at) >= started - dt.timedelta(seconds=_SLACK_S)), None)
+                     if _utc(record.started_at) >= started - dt.timedelta(seconds=_TOLERANCE_S)), None)
     if error is None:
         status, stopped, message = getattr(result, "status", "succeeded"), False, getattr(result, "message", None)
     elif isinstance(error, SyncRefused) and (mine is None or mine.status != "refused"):
