@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -134,8 +133,8 @@ class Webhook(Destination[WebhookConfig]):
         headers.setdefault("User-Agent", "revetl-webhook")
         return HttpOptions(headers=headers, describe=describe, sign=self._sign)
 
-    def _sign(self, method: str, url: str, body: bytes | None) -> Mapping[str, str]:
-        timestamp = str(int(time.time()))
+    def _sign(self, method: str, url: str, body: bytes | None, now: float) -> Mapping[str, str]:
+        timestamp = str(int(now))
         secret = self.config.secret.get_secret_value().encode()
         return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(secret, timestamp, body or b"")}
 

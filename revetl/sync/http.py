@@ -267,7 +267,7 @@ class Http:
         await self.limiter.acquire()
         self.requests += 1
         if self._sign is not None:  # after the limiter's wait: the signature's timestamp is the send's
-            headers = {**(headers or {}), **self._sign(method, url, content)}
+            headers = {**(headers or {}), **self._sign(method, url, content, self.policy.clock.time())}
         try:
             response = await self._sender.send(method, url, content, params, data, headers)
         except Exception as exc:

