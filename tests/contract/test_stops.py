@@ -183,13 +183,14 @@ def test_ctrl_c_and_sigterm_cancel_a_run_cleanly(project, monkeypatch, signum, n
 def test_a_second_sync_process_is_refused_while_the_first_runs(project, monkeypatch):
     """Two `revetl sync` processes of one sync (two cron hosts): the second stops at once, naming the first,
     and the first finishes. On PostgreSQL the lock is an advisory lock in the warehouse."""
-    emulator = Emulator(latency_ms=200)  # 40 rounds of two batches: 8 s, while the second process starts
+    emulator = Emulator(latency_ms=1000)  # the first run lasts as long as the second process takes to start
     try:
         write_sync(project, BRAZE, emulator.url, monkeypatch, concurrency=2)
         first = subprocess.Popen(command(project, "sync", "contract"), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-        emulator.wait_for(5)
+        emulator.wait_for(3)
         second = revetl(project, "sync", "contract")
+        httpx.post(f"{emulator.url}/_emulator/faults", json={"latency_ms": 0}, timeout=5).raise_for_status()
         out, err = first.communicate(timeout=180)
     finally:
         emulator.kill()
