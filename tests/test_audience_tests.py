@@ -111,6 +111,13 @@ select p.user_id, p.plan from {{ ref('profiles') }} as p where p.plan = 'pro'
 """
 
 
+BROKEN = """-- description: an audience reading a column that does not exist
+-- key: user_id
+
+select p.user_id, p.no_such_column from {{ ref('profiles') }} as p
+"""
+
+
 @pytest.mark.slow
 def test_mismatches_are_tables_of_missing_and_unexpected_keys(tmp_path, monkeypatch):
     project = empty_project(tmp_path, monkeypatch)
@@ -129,9 +136,14 @@ events:
     write(tests, events + "members: [ann, bob, cat]\n", "pro_people.yml")
     write(tests, "audience: pro_people\n" + events + "members: [ann, dan, eve]\n", "pro_people_wrong.yml")
     write(tests, "audience: nobody\n" + events + "members: []\n", "unknown.yml")
+    (project.audiences_dir / "broken.sql").write_text(BROKEN)
+    write(tests, "audience: broken\n" + events + "members: []\n", "broken.yml")
     done = revetl(project.root)
     assert done.returncode == 1, done.stdout + done.stderr
     lines = [line.rstrip() for line in done.stdout.splitlines()]
+    assert lines.pop(0) == (f"FAIL broken (audiences/tests/broken.yml, as of 2026-03-01 00:00:00): "
+                            f"{project.audiences_dir / 'broken.sql'}: the warehouse rejects the audience query: Binder "
+                            'Error: Table "p" does not have a column named "no_such_column"')
     assert lines[0].startswith("PASS pro_people (audiences/tests/pro_people.yml, as of 2026-03-01 00:00:00): "
                                "3 members, 3 expected, ")
     assert lines[1].startswith("FAIL pro_people (audiences/tests/pro_people_wrong.yml, as of 2026-03-01 00:00:00): "
@@ -143,8 +155,8 @@ events:
         ["eve", "cat"],
     ]
     assert lines[5] == ("FAIL nobody (audiences/tests/unknown.yml, as of 2026-03-01 00:00:00): no audience named "
-                        f"'nobody' (no {project.audiences_dir / 'nobody.sql'}); known audiences: pro_people")
-    assert lines[6].startswith("2 audience tests failed, 1 passed in ")
+                        f"'nobody' (no {project.audiences_dir / 'nobody.sql'}); known audiences: broken, pro_people")
+    assert lines[6].startswith("3 audience tests failed, 1 passed in ")
 
     only = revetl(project.root, "pro_people_wrong")
     assert only.returncode == 1 and only.stdout.splitlines()[-1].startswith("1 audience test failed, 0 passed")

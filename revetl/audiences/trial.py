@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from revetl.audiences.compile import compile_audience, load_audience
+from revetl.audiences.compile import Audience, audience_columns, compile_audience, key_problem, load_audience
 from revetl.audiences.fixtures import Fixture
 from revetl.config import PROJECT_FILE, Project, read_yaml
-from revetl.errors import ConfigError, RevetlError
+from revetl.errors import ConfigError, RevetlError, WarehouseError
 
 __all__ = ["Outcome", "run_fixtures"]
 
@@ -69,8 +69,8 @@ def run_fixtures(project: Project, fixtures: list[Fixture], scratch_dir: Path,
         for fixture in fixtures:
             started = time.monotonic()
             try:
-                load_audience(project, fixture.audience)  # an unknown name fails at once, naming the project's file
-                members = _members(scratch, fixture)
+                # read from the project, so that every message names its file; an unknown name fails at once
+                members = _members(scratch, fixture, load_audience(project, fixture.audience))
             except RevetlError as exc:
                 outcome = Outcome(fixture, seconds=time.monotonic() - started, error=str(exc))
             else:
@@ -109,7 +109,7 @@ def _work_dir(path: Path) -> Iterator[None]:
             os.environ["REVETL_WORK_DIR"] = before
 
 
-def _members(scratch: Project, fixture: Fixture) -> frozenset[str]:
+def _members(scratch: Project, fixture: Fixture, audience: Audience) -> frozenset[str]:
     """Build the scratch warehouse from the test's events as of its as_of; the audience's keys there."""
     from sqlglot import exp
 
@@ -117,7 +117,6 @@ def _members(scratch: Project, fixture: Fixture) -> frozenset[str]:
     from revetl.warehouse.connection import connect, duckdb_path
     from revetl.warehouse.dbt import dbt_vars, run_dbt
 
-    audience = load_audience(scratch, fixture.audience)
     shutil.rmtree(scratch.landing_dir, ignore_errors=True)
     warehouse = duckdb_path(scratch)
     for leftover in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
@@ -131,11 +130,14 @@ def _members(scratch: Project, fixture: Fixture) -> frozenset[str]:
         raise ConfigError(f"the models did not build on its events ({detail})")
     sql = compile_audience(scratch, audience)
     with contextlib.closing(connect(scratch, read_only=True, sandbox=True)) as connection:
-        columns = connection.execute(f"select * from ({sql}\n) as audience limit 0").columns
-        key = next((c for c in columns if c.lower() == audience.key.lower()), None)
-        if key is None:
-            raise ConfigError(f"{audience.path}: the key column `{audience.key}` is not among its output columns")
-        column = connection.render(exp.to_identifier(key))
-        rows = connection.fetchall(
-            f"select distinct cast({column} as varchar) from ({sql}\n) as audience where {column} is not null")
+        try:
+            columns = audience_columns(connection, sql)
+            key = next((c for c in columns if c.lower() == audience.key.lower()), None)
+            if key is None:
+                raise ConfigError(key_problem(audience, columns).sentence())
+            column = connection.render(exp.to_identifier(key))
+            rows = connection.fetchall(
+                f"select distinct cast({column} as varchar) from ({sql}\n) as audience where {column} is not null")
+        except WarehouseError as exc:
+            raise WarehouseError(f"{audience.path}: {exc}") from exc
     return frozenset(row[0] for row in rows)
