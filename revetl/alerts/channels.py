@@ -13,8 +13,6 @@ timestamp in Unix seconds, so that a receiver can refuse a replayed body (README
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -24,13 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from revetl.alerts.rules import Observation
+from revetl.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from revetl.alerts.settings import Channel, EmailChannel, SlackChannel, WebhookChannel
 from revetl.errors import scrub
 
 __all__ = ["Alert", "ChannelError", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "environment_secrets", "send", "sign"]
 
-SIGNATURE_HEADER = "X-Revetl-Signature"
-TIMESTAMP_HEADER = "X-Revetl-Timestamp"
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|WEBHOOK", re.I)
 _REASON_LIMIT = 2_000  # characters of a reason in a message (Slack's section text holds 3,000)
 
@@ -125,9 +122,8 @@ def send(channel: Channel, payload: dict[str, Any], secrets: list[str]) -> None:
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The `X-Revetl-Signature` value: `sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` under `secret`."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+    """The `X-Revetl-Signature` value (revetl/signing.py: the webhook destination signs the same way)."""
+    return signature(secret.encode(), timestamp, body)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> None:

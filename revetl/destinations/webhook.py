@@ -10,7 +10,7 @@ One request per batch (`batch_size` rows, 100 by default), `POST base_url`:
 Entries are sorted by key, so the same rows make the same bytes. Headers: `Idempotency-Key` (the
 batch's key: a digest of the sync and of each row's op, key and row hash, so a resend of the same batch,
 after a crash too, carries the same key), `X-Revetl-Timestamp` (Unix seconds, fresh on every try) and
-`X-Revetl-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, plus the configured `headers`
+`X-Revetl-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (revetl/signing.py), plus the configured `headers`
 (their values are secrets: scrubbed from every message, never logged).
 
 The answer (README, "Webhook"): 2xx acknowledges every row but those listed in a JSON body
@@ -22,7 +22,6 @@ The answer (README, "Webhook"): 2xx acknowledges every row but those listed in a
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from revetl.destinations.base import ACKNOWLEDGED, Destination, DestinationConfig, HttpOptions, Row, RowResult
 from revetl.errors import ConfigError
+from revetl.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 
 if TYPE_CHECKING:
     import httpx
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "WebhookConfig", "batch_key", "describe", "refuse_membership",
            "signature"]
 
-SIGNATURE_HEADER = "X-Revetl-Signature"
-TIMESTAMP_HEADER = "X-Revetl-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RESERVED = {name.lower() for name in ("Content-Type", "Content-Length", "Host", IDEMPOTENCY_HEADER,
                                       SIGNATURE_HEADER, TIMESTAMP_HEADER)}
@@ -73,11 +71,6 @@ class WebhookConfig(DestinationConfig):
             if any(c in text.get_secret_value() for c in "\r\n\0"):
                 raise ValueError(f"the value of `{name}` holds a line break")  # the value itself is never echoed
         return value
-
-
-def signature(secret: bytes, timestamp: str, body: bytes) -> str:
-    """`X-Revetl-Signature`'s value for a body sent at `timestamp` (what a receiver recomputes)."""
-    return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 def batch_key(sync: str, rows: Sequence[Row]) -> str:

@@ -59,7 +59,7 @@ def test_a_batch_is_one_signed_request_a_receiver_can_verify():
     # What the README tells a receiver to do: HMAC-SHA256 of "<timestamp>.<raw body>" with the shared secret.
     timestamp = request.headers["x-revetl-timestamp"]
     mac = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + request.content, hashlib.sha256).hexdigest()
-    assert request.headers["x-revetl-signature"] == f"v1={mac}"
+    assert request.headers["x-revetl-signature"] == f"sha256={mac}"
     assert signature(b"other-secret-0123456", timestamp, request.content) != request.headers["x-revetl-signature"]
 
 

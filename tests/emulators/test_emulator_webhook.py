@@ -85,7 +85,7 @@ def test_limits_and_malformed_bodies(hook):
     too_many = {"adds": [{"key": f"u{i}", "fields": {}} for i in range(4)]}
     assert post(hook, too_many).status_code == 413
     assert post(hook, {"adds": "x"}, key="k2").status_code == 400
-    unsigned = hook.post("/webhook", content=b"{}", headers={"X-Revetl-Timestamp": "1", "X-Revetl-Signature": "v1=0"})
+    unsigned = hook.post("/webhook", content=b"{}", headers={"X-Revetl-Timestamp": "1", "X-Revetl-Signature": "sha256=0"})
     assert unsigned.status_code == 401  # the signature is checked first: a stranger learns nothing more
     no_key = post(hook, ADD, key="")
     assert no_key.status_code == 400 and no_key.json() == {"error": "Idempotency-Key is required"}

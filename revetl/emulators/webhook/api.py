@@ -25,6 +25,7 @@ from typing import Any
 
 from revetl.emulators.base import Emulator, Request, Response, Route
 from revetl.errors import ConfigError
+from revetl.signing import signature
 
 __all__ = ["DEFAULT_SECRET", "WebhookEmulator"]
 
@@ -63,7 +64,7 @@ class WebhookEmulator(Emulator):
     def authenticate(self, request: Request) -> Response | None:
         timestamp = request.headers.get("x-revetl-timestamp", "")
         given = request.headers.get("x-revetl-signature", "")
-        expected = "v1=" + hmac.new(self._secret, timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
+        expected = signature(self._secret, timestamp, request.body)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             return Response(401, {"error": "invalid signature"})
         try:
