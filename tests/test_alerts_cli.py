@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from alerts_receivers import WEBHOOK_SECRET, mailbox, receiver, self_signed
-from wh import audience_project, on_target, replace_table
+from test_sync import members
+from wh import audience_project, on_target
 
 from revetl.config import Project
 from revetl.emulators import running
@@ -33,13 +34,6 @@ select user_id, email, plan from {{ ref('members') }}
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     return audience_project(tmp_path, monkeypatch, {"people": AUDIENCE}, tables=("members",))
-
-
-def members(project: Project, n: int, bad: int = 0) -> None:
-    replace_table(project, "members", """
-        select 'u' || i as user_id, case when i < ? then 'broken' else 'p' || i || '@example.com' end as email,
-               'pro' as plan
-        from generate_series(0, ? - 1) as t(i)""", [bad, n])
 
 
 def sync_file(project: Project, url: str) -> None:

@@ -19,16 +19,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from revetl.alerts.notify import changes, deliver
 from revetl.alerts.rules import BuildFacts, Observation, SyncFacts, build_observations, sync_observations
 from revetl.alerts.settings import SYNC_RULES
-from revetl.alerts.store import STATE_FILE, FallbackStore, FileStore, WarehouseStore
 from revetl.config import Project
 from revetl.errors import RevetlError, SyncCancelled, SyncRefused, first_line
 from revetl.runtime import SYSTEM, Clock
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from revetl.alerts.store import WarehouseStore
 
     from revetl.sync.state import RunRecord
     from revetl.warehouse.base import Connection
@@ -123,11 +123,15 @@ def _state(project: Project) -> Iterator[Connection]:
 
 def warehouse_store(project: Project) -> WarehouseStore:
     """The project's alert states in its warehouse (the target's), each step on a connection of its own."""
+    from revetl.alerts.store import WarehouseStore
+
     return WarehouseStore(lambda: _state(project))
 
 
 def _send(project: Project, observations: list[Observation], console: Console, clock: Clock,
           secrets: list[str] | None = None) -> None:
+    from revetl.alerts.notify import changes, deliver  # the channels: loaded when there are rules to check
+    from revetl.alerts.store import STATE_FILE, FallbackStore, FileStore
     from revetl.warehouse.connection import work_dir
 
     warn = lambda sentence: _warn(console, sentence)  # noqa: E731
