@@ -66,6 +66,10 @@ def prepare(rows: int) -> tuple[Path, dict[str, str]]:
     env = {**os.environ, "REVETL_LANDING_DIR": str(WORK / "events"), "REVETL_TARGET_DIR": str(WORK / "target"),
            "REVETL_WAREHOUSE": str(WORK / "warehouse.duckdb"), "BRAZE_API_KEY": KEY, "COLUMNS": "200",
            "REVETL_CACHE_DIR": str(STORE)}
+    # A user's Python keeps compiled bytecode (pip compiles a wheel at install; an editable install writes
+    # __pycache__ on first run): a shell's PYTHONDONTWRITEBYTECODE would time compiling every module of
+    # every version on every run instead. The first (untimed) sync of each version writes its caches.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for args in (("generate", "--users", "200", "--days", "7"), ("build",)):
         subprocess.run([*REVETL, "--project-dir", str(root), *args], env=env, check=True, capture_output=True)
     return root, env

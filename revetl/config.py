@@ -16,15 +16,17 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field, SecretStr, field_validator
 
-from revetl.alerts.settings import AlertSettings
 from revetl.errors import ConfigError
 from revetl.schedule.settings import BuildSettings, ScheduleSettings, cron_expression
 from revetl.yaml_files import YamlFile, key_line, node_line, read_yaml, read_yaml_file
+
+if TYPE_CHECKING:
+    from revetl.alerts.settings import AlertSettings
 
 __all__ = [
     "CollectSettings",
@@ -83,7 +85,9 @@ class Settings(Strict):
     collect: CollectSettings = CollectSettings()
     schedule: ScheduleSettings = ScheduleSettings()  # `revetl schedule run`: time zone, parallel limit
     build: BuildSettings = BuildSettings()  # the build's own schedule (revetl/schedule/settings.py)
-    alerts: AlertSettings = AlertSettings()  # revetl/alerts/settings.py
+    # `alerts:` (revetl/alerts/settings.py): validated by `load_project` only when the file has the block, since
+    # building its models costs every command ~40 ms (a cron line's sync too). Read it as `Project.alerts`.
+    alerts: Any = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,15 @@ class Project:
 
     def with_landing_dir(self, landing_dir: Path) -> Project:
         return dataclasses.replace(self, landing_dir=Path(landing_dir))
+
+    @property
+    def alerts(self) -> AlertSettings:
+        """The `alerts:` block of revetl.yml; without one, no channels and no rules."""
+        if self.settings.alerts is not None:
+            return self.settings.alerts  # type: ignore[no-any-return]
+        from revetl.alerts.settings import AlertSettings
+
+        return AlertSettings()
 
     @property
     def audiences_dir(self) -> Path:
@@ -127,6 +140,11 @@ def load_project(root: Path | None = None, target: str | None = None) -> Project
     path = root / SETTINGS_FILE
     parsed = read_yaml_file(path) if path.exists() else None
     settings = validate(Settings, parsed.data if parsed else {}, path, source=parsed)
+    if settings.alerts is not None:
+        from revetl.alerts.settings import AlertSettings
+
+        alerts = validate(AlertSettings, settings.alerts, path, source=parsed, at=("alerts",))
+        settings = settings.model_copy(update={"alerts": alerts})
     # REVETL_LANDING_DIR overrides the file so that tests and one-off runs can point elsewhere.
     landing = Path(os.environ.get("REVETL_LANDING_DIR") or settings.landing_dir)
     target_dir = Path(os.environ.get("REVETL_TARGET_DIR") or "target")
@@ -188,12 +206,14 @@ def _known_keys(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return [info.alias or name for name, info in current.model_fields.items()]
 
 
-def validate(model: type[Strict], raw: Any, path: Path, where: str = "", source: YamlFile | None = None) -> Any:
+def validate(model: type[BaseModel], raw: Any, path: Path, where: str = "", source: YamlFile | None = None,
+             at: tuple[str, ...] = ()) -> Any:
     """Validate `raw` against a Strict model; the first problem becomes one sentence (with its line when
-    `source`, the file `raw` was read from, is given)."""
+    `source`, the file `raw` was read from, is given; `raw` is found at key path `at` in it)."""
     problems = validation_problems(model, raw)
     if problems:
         loc, message = problems[0]
+        loc = (*at, *loc)
         field_ = f" `{'.'.join(loc)}`" if loc else ""
         line = node_line(source.root, loc) if source is not None else None
         raise ConfigError(f"{path}, line {line}:{field_} {message}" if line else f"{path}{where}:{field_} {message}")

@@ -49,7 +49,7 @@ alerts:
 
 def test_a_full_alerts_block_loads_and_keeps_its_secrets_as_references(tmp_path):
     project_file(tmp_path, GOOD)
-    alerts = load_project(tmp_path).settings.alerts
+    alerts = load_project(tmp_path).alerts
     assert [rule.id for rule in alerts.rules] == [
         "sync_failed", "rejected_rows>0.05", "audience_size>0.2", "build_failed", "collector_degraded"]
     assert alerts.channels["mail"].from_ == "revetl@example.com"

@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from revetl.alerts.rules import BuildFacts, Observation, SyncFacts, build_observations, sync_observations
-from revetl.alerts.settings import SYNC_RULES
 from revetl.config import Project
 from revetl.errors import RevetlError, SyncCancelled, SyncRefused, first_line
 from revetl.runtime import SYSTEM, Clock
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from revetl.alerts.rules import BuildFacts, Observation, SyncFacts
 
     from revetl.alerts.store import WarehouseStore
 
@@ -49,7 +49,7 @@ class Outcome:
 def watch_sync(project: Project, sync: str, console: Console, clock: Clock = SYSTEM) -> Iterator[Outcome]:
     """Around one `run_sync`: afterwards, the sync rules' alerts (see the module docstring)."""
     outcome, started = Outcome(), clock.now()
-    wanted = any(rule.watches(sync) for rule in project.settings.alerts.rules_for(*SYNC_RULES))
+    wanted = project.settings.alerts is not None and _watched(project, sync)
     try:
         yield outcome
     except BaseException as exc:
@@ -66,23 +66,35 @@ def watch_sync(project: Project, sync: str, console: Console, clock: Clock = SYS
 def watch_build(project: Project, console: Console, clock: Clock = SYSTEM) -> Iterator[Outcome]:
     """Around one build: afterwards, the build_failed rules' alerts. A build that raised failed."""
     outcome = Outcome()
-    wanted = any(True for _ in project.settings.alerts.rules_for("build_failed"))
+    wanted = project.settings.alerts is not None and any(True for _ in project.alerts.rules_for("build_failed"))
     try:
         yield outcome
     except BaseException as exc:
         if wanted and not isinstance(exc, KeyboardInterrupt):
+            from revetl.alerts.rules import BuildFacts, build_observations
+
             facts = BuildFacts(ok=False, error=_sentence(exc), target=project.target)
-            _quietly(console, "the build", lambda: _send(project, build_observations(project.settings.alerts, facts),
+            _quietly(console, "the build", lambda: _send(project, build_observations(project.alerts, facts),
                                                          console, clock))
         raise
     if wanted and outcome.result is not None:
+        from revetl.alerts.rules import build_observations
+
         facts = _build_facts(project, outcome.result)
-        _quietly(console, "the build", lambda: _send(project, build_observations(project.settings.alerts, facts),
+        _quietly(console, "the build", lambda: _send(project, build_observations(project.alerts, facts),
                                                      console, clock))
+
+
+def _watched(project: Project, sync: str) -> bool:
+    from revetl.alerts.settings import SYNC_RULES
+
+    return any(rule.watches(sync) for rule in project.alerts.rules_for(*SYNC_RULES))
 
 
 def _build_facts(project: Project, result: Any) -> BuildFacts:
     """BuildFacts of a `warehouse.dbt.BuildResult`."""
+    from revetl.alerts.rules import BuildFacts
+
     failed = tuple((node.name, (node.message or node.status).strip().splitlines()[0]) for node in result.failures)
     passed = sum(1 for node in result.nodes if node.ok)
     return BuildFacts(ok=result.ok, error=result.error, failed=failed, passed=passed, skipped=len(result.skipped),
@@ -137,11 +149,12 @@ def _send(project: Project, observations: list[Observation], console: Console, c
     warn = lambda sentence: _warn(console, sentence)  # noqa: E731
     store = FallbackStore(warehouse_store(project), FileStore(work_dir(project) / STATE_FILE), warn)
     due = changes(observations, store, project.root.name, clock)
-    deliver(project.settings.alerts, due, store, warn, secrets or [], clock)
+    deliver(project.alerts, due, store, warn, secrets or [], clock)
 
 
 def _after_sync(project: Project, sync: str, result: Any, error: BaseException | None, started: dt.datetime,
                 console: Console, clock: Clock) -> None:
+    from revetl.alerts.rules import sync_observations
     from revetl.sync import state
 
     if result is None and error is not None:
@@ -152,13 +165,15 @@ def _after_sync(project: Project, sync: str, result: Any, error: BaseException |
     except RevetlError:  # the warehouse cannot be reached: the facts are what the command saw (store.py)
         records = []
     facts = _sync_facts(records, sync, result, error, started)
-    _send(project, sync_observations(project.settings.alerts, facts), console, clock, _destination_secrets(project, sync))
+    _send(project, sync_observations(project.alerts, facts), console, clock, _destination_secrets(project, sync))
 
 
 def _sync_facts(records: list[RunRecord], sync: str, result: Any, error: BaseException | None,
                 started: dt.datetime) -> SyncFacts:
     """How one `revetl sync NAME` ended, from its latest run records (newest first) and the error (see the
     module docstring)."""
+    from revetl.alerts.rules import SyncFacts
+
     run_id = getattr(result, "run_id", None)
     if run_id is not None:
         mine = next((record for record in records if record.run_id == run_id), None)

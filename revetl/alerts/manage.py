@@ -22,7 +22,7 @@ __all__ = ["State", "states", "test_channels"]
 
 def test_channels(project: Project, names: Sequence[str] = ()) -> list[tuple[str, str | None]]:
     """Send a test message to each named channel (default: all); (channel, None or why it failed)."""
-    settings = project.settings.alerts
+    settings = project.alerts
     unknown = [name for name in names if name not in settings.channels]
     if unknown or not settings.channels:
         known = ", ".join(sorted(settings.channels)) or "none: add `alerts.channels` to revetl.yml"

@@ -84,7 +84,7 @@ class CollectorConfig:
             access_log=access_log,
             read_timeout=settings.read_timeout_seconds,
             idle_timeout=settings.idle_timeout_seconds,
-            alerts=project.settings.alerts,
+            alerts=project.alerts,
             project=project.root.name,
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:

@@ -15,6 +15,8 @@ for the connection's engine.
 
 from __future__ import annotations
 
+import weakref
+
 from revetl.errors import WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
@@ -106,16 +108,29 @@ _CREATE = (
 _RECORD = Template("insert into revetl_state.migrations values ($version, $description, $at)")
 
 
+# The version each open connection was seen at, once above 0: migrations only add, so it can only grow, and
+# a sync asks several times (prepare, plan, apply) without going back to the catalog.
+_SEEN: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+
+
 def schema_version(connection: Connection) -> int:
     """The migration version the warehouse is at; 0 when revetl never wrote state there."""
-    if not connection.scalar(_EXISTS):
-        return 0
-    return connection.scalar(_VERSION)
+    if connection in _SEEN:
+        return _SEEN[connection]
+    return _read_version(connection)
+
+
+def _read_version(connection: Connection) -> int:
+    version = connection.scalar(_VERSION) if connection.scalar(_EXISTS) else 0
+    if version:
+        _SEEN[connection] = version
+    return version
 
 
 def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
-    """Create or upgrade the state tables; each version applies in one transaction. Returns the version."""
-    version = schema_version(connection)
+    """Create or upgrade the state tables; each version applies in one transaction. Returns the version.
+    Always reads the catalog: state upgraded by a newer revetl is refused, never written to."""
+    version = _read_version(connection)
     if version > LATEST:
         raise WarehouseError(
             f"the warehouse's sync state is at version {version}, newer than this revetl knows ({LATEST}); upgrade revetl"
@@ -130,4 +145,5 @@ def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
             for sql in statements:
                 connection.execute(Template(sql))
             connection.execute(_RECORD, {"version": number, "description": description, "at": clock.now()})
+    _SEEN[connection] = LATEST
     return LATEST

@@ -100,14 +100,13 @@ def transaction(connection: Connection, changes: str | None = None) -> Iterator[
             connection.execute(_BUMP, {"sync": changes})
 
 
-_VERSIONED = Template("""select count(*) from information_schema.tables
-    where table_schema = 'revetl_state' and table_name = 'versions'""")  # migration 3
+_VERSIONED = 3  # the migration that made revetl_state.versions
 _VERSION = Template("select version from revetl_state.versions where sync = $sync")
 
 
 def version(connection: Connection, sync: str) -> int:
     """The version of the sync's acknowledged rows (0 before their first change, or without state)."""
-    if not connection.scalar(_VERSIONED):
+    if schema_version(connection) < _VERSIONED:
         return 0
     found = connection.fetchall(_VERSION, {"sync": sync})
     return found[0][0] if found else 0
