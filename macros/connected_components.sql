@@ -33,8 +33,7 @@
   {%- set mask = 4294967295 -%}
   {%- set started = modules.datetime.datetime.now() -%}
   {%- set state = namespace(rounds=0, done=false, current='(select src, dst from (' ~ edges ~ ') as given where src <> dst)') -%}
-  {%- set leftovers = drop_connected_components_work() -%}
-  {%- if leftovers %}{% do run_query(leftovers) %}{% endif -%}
+  {%- do drop_connected_components_work() -%}
 
   {%- for round in range(1, max_rounds + 1) -%}
     {%- if not state.done -%}
@@ -45,7 +44,7 @@
       {%- set statements -%}
         {#- Every vertex that has a neighbour of smaller priority picks the smallest; the others
             (local minima) stay themselves and are left out of the map. -#}
-        create temporary table {{ picked }} as
+        {{ create_work_table(picked) }}
         select hi as v, min(lo) & {{ mask }} as r
         from (
             select greatest(src_priority, dst_priority) & {{ mask }} as hi, least(src_priority, dst_priority) as lo
@@ -56,13 +55,13 @@
         ) as oriented
         group by hi;
         {#- One pointer jump: a vertex goes where its pick went (same component, fewer vertices left). -#}
-        create temporary table {{ mapping }} as
+        {{ create_work_table(mapping) }}
         select p.v, coalesce(q.r, p.r) as r
         from {{ picked }} as p left join {{ picked }} as q on q.v = p.r;
-        drop table {{ picked }};
+        {{ drop_work_table(picked) }};
         {#- The contracted graph: edges between the images, no self-loops. Round 1 keeps parallel
             edges (few when the input has no duplicates; not worth a pass), later rounds drop them. -#}
-        create temporary table {{ edges_after }} as
+        {{ create_work_table(edges_after) }}
         select {{ 'distinct' if round > 1 }} least(a, b) as src, greatest(a, b) as dst
         from (
             select coalesce(ma.r, e.src) as a, coalesce(mb.r, e.dst) as b
@@ -72,7 +71,7 @@
         ) as relabelled
         where a <> b;
         {%- if round > 1 %}
-        drop table {{ state.current }};
+        {{ drop_work_table(state.current) }};
         {%- endif %}
         select
             (select count(*) from {{ edges_after }}) as remaining,
@@ -83,7 +82,7 @@
             0 as out_of_range
             {%- endif %}
       {%- endset -%}
-      {%- set result = run_query(statements) -%}
+      {%- set result = run_statements(statements) -%}
       {%- if result.columns[1].values()[0] > 0 -%}
         {{ exceptions.raise_compiler_error("connected components: node ids must be in [0, 2^32)") }}
       {%- endif -%}
@@ -100,21 +99,21 @@
   {#- Compose the round maps backwards into f_k: where a vertex of round k's graph ends. A vertex
       of round k+1's graph is an image of round k's map or a local minimum of round k (then it is
       in f_(k+1) only). A vertex in no map is the end of its own chain: it names its component. -#}
-  {%- set statements = ["drop table " ~ state.current] -%}
+  {%- set statements = [drop_work_table(state.current)] -%}
   {%- set later = namespace(name=work_table(base ~ '_m' ~ state.rounds)) -%}
   {%- for round in range(state.rounds - 1, 1, -1) -%}
     {%- set mapping = work_table(base ~ '_m' ~ round) -%}
     {%- set composed = work_table(base ~ '_f' ~ round) -%}
-    {%- do statements.append("create temporary table " ~ composed ~ " as " ~ _cc_compose(mapping, later.name)) -%}
-    {%- do statements.append("drop table " ~ mapping) -%}
-    {%- do statements.append("drop table " ~ later.name) -%}
+    {%- do statements.append(create_work_table(composed) ~ " " ~ _cc_compose(mapping, later.name)) -%}
+    {%- do statements.append(drop_work_table(mapping)) -%}
+    {%- do statements.append(drop_work_table(later.name)) -%}
     {%- set later.name = composed -%}
   {%- endfor -%}
-  {% do run_query(statements | join(";\n")) %}
+  {% do run_statements(statements | join(";\n")) %}
   {#- Kept after the run: how many rounds this build needed, and how long they and the composition
       took (the model then names the components and writes its table). -#}
   {%- set elapsed = modules.datetime.datetime.now() - started -%}
-  {% do run_query(create_or_replace_table(
+  {% do run_statements(create_or_replace_table(
     adapter.quote(this.schema) ~ "." ~ adapter.quote(base ~ '_stats'),
     "select " ~ state.rounds ~ " as rounds, cast(" ~ elapsed.total_seconds() ~ " as " ~ type_double() ~ ") as seconds")) %}
   {%- set first = work_table(base ~ '_m1') -%}
@@ -151,12 +150,13 @@
 
 {% macro drop_connected_components_work() %}
   {#- Drop this model's remaining work tables (post-hook; also before the first round). They are
-      temporary, so they would go with the connection anyway; this frees their memory now. -#}
+      temporary, so they would go with the connection anyway; this frees their memory now. Runs the
+      drops itself (Spark takes one statement at a time) and leaves the hook empty. -#}
   {%- if not execute -%}{{ return('') }}{%- endif -%}
-  {%- set found = run_query(work_tables_named(this.identifier ~ '__cc_')) -%}
   {%- set statements = [] -%}
-  {%- for name in found.columns[0].values() -%}
-    {%- do statements.append("drop table if exists " ~ work_table(name)) -%}
+  {%- for name in work_table_names(this.identifier ~ '__cc_') -%}
+    {%- do statements.append(drop_work_table(work_table(name), if_exists=true)) -%}
   {%- endfor -%}
-  {{- return(statements | join(";\n")) -}}
+  {%- if statements %}{% do run_statements(statements | join(";\n")) %}{% endif -%}
+  {{- return('') -}}
 {% endmacro %}

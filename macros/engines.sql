@@ -1,15 +1,24 @@
 {#-
   One SQL, many engines (DESIGN 8; STYLE 10). The models are written once; every construct whose
   SQL differs between engines is a small macro named by what it does, dispatched per adapter with
-  `adapter.dispatch(name, 'revetl')`: a `duckdb__` and a `postgres__` body, and a `default__` where
-  dbt's cross-database macros already say it (a later engine adds its own `<adapter>__` bodies).
-  The public models give the same rows on both engines (tests/test_dbt_postgres.py builds the same
-  events on each and compares every row).
+  `adapter.dispatch(name, 'revetl')`: a `duckdb__`, a `postgres__` and a `spark__` body (Spark's in
+  engines_spark.sql, with its reasons), and a `default__` where DuckDB and PostgreSQL agree or dbt's
+  cross-database macros already say it. The public models give the same rows on every engine
+  (tests/test_dbt_postgres.py and tests/test_spark.py build the same events on each and compare every
+  row).
 
   Constructs that needed a body per engine, and why:
-    - reading the landed events (models/staging/landing/_landing__sources.yml, not a macro): DuckDB
-      reads the Parquet files in place (read_parquet as dbt-duckdb's external_location); PostgreSQL
-      reads the table `landing.events` that `revetl load` fills.
+    - landed_events: DuckDB reads the Parquet files in place (read_parquet as dbt-duckdb's
+      external_location, models/staging/landing/_landing__sources.yml); PostgreSQL reads the table
+      `landing.events` that `revetl load` fills; Spark reads the directory as a Parquet source.
+    - utc_timestamp, utc_now: a time as UTC without a zone (timezone('UTC', ...)); Spark's TIMESTAMP
+      is already an instant shown in the session's UTC.
+    - row_id: row_number() over () where the engine numbers rows in no order; Spark wants an order.
+    - string_literal: quotes doubled; Spark reads backslash escapes and joins 'a''b' as 'a' 'b'.
+    - list_of: `T[]`; Spark's `array<T>`.
+    - create_work_table, drop_work_table, work_table_names, run_statements (connected components):
+      temporary tables, several statements in one round trip; on Spark, Parquet tables one statement
+      at a time.
     - codepoint_order: text compared code point by code point (the order DuckDB always uses).
       PostgreSQL orders text by the database's collation, where `a-b` may sort after `ab`, which
       would change which identifier names a profile, which copy of a message is kept and how ties
@@ -20,7 +29,7 @@
     - fast_unique_string_writes: DuckDB's `set disabled_compression_methods` around identity_graph;
       nothing on PostgreSQL.
     - create_or_replace_table: DuckDB's `create or replace table`; drop then create on PostgreSQL.
-    - work_table, work_tables_named (connected components' per-round tables): DuckDB's temporary
+    - work_table, work_table_names (connected components' per-round tables): DuckDB's temporary
       catalog `temp.main` and duckdb_tables(); PostgreSQL's `pg_temp` schema and pg_class.
     - cc_priority (connected_components.sql): DuckDB's hash() is unsigned, PostgreSQL's
       hashint8extended() signed; both keep 31 bits.
@@ -60,6 +69,70 @@
       double it read (`1E+2` vs `100.0`); numbers as Python and JavaScript write them agree.
     - U+0000 in a JSON string: U+FFFD on PostgreSQL (above).
 -#}
+
+{% macro landed_events() -%}
+  {#- The landed events as a FROM item: the source `landing.events` (DuckDB: the files in place, through
+      its external_location; PostgreSQL: the table `revetl load` fills). -#}
+  {{ return(adapter.dispatch('landed_events', 'revetl')()) }}
+{%- endmacro %}
+
+{% macro default__landed_events() -%}
+  {{ return(source('landing', 'events')) }}
+{%- endmacro %}
+
+{% macro spark__landed_events() -%}
+  {#- Spark reads the files in place: the landing directory as a Parquet source (Hive partitions found
+      by name; the `.tmp` files of a write in progress are hidden files, which Spark skips), with each
+      row's file and row number from the file's metadata. The source stays in the lineage. -#}
+  {%- do source('landing', 'events') -%}
+  (select *, _metadata.file_path as filename, _metadata.row_index as file_row_number
+   from parquet.`{{ var('landing_dir') | replace('`', '``') }}`)
+{%- endmacro %}
+
+{% macro utc_timestamp(expr) -%}
+  {#- A landed time (with a time zone) as the UTC time. -#}
+  {{ return(adapter.dispatch('utc_timestamp', 'revetl')(expr)) }}
+{%- endmacro %}
+
+{% macro default__utc_timestamp(expr) -%}
+  timezone('UTC', cast({{ expr }} as timestamptz))
+{%- endmacro %}
+
+{% macro spark__utc_timestamp(expr) -%}
+  {#- Spark's TIMESTAMP is an instant, shown in the session's time zone: UTC (warehouse/spark.py). -#}
+  cast({{ expr }} as timestamp)
+{%- endmacro %}
+
+{% macro row_id(columns) -%}
+  {#- A number 1..n for each row of the query, unique; `columns` (a list) tell the rows apart. -#}
+  {{- return(adapter.dispatch('row_id', 'revetl')(columns)) -}}
+{%- endmacro %}
+
+{% macro default__row_id(columns) -%}
+  {{- return('row_number() over ()') -}}
+{%- endmacro %}
+
+{% macro string_literal(text) -%}
+  {#- A SQL string literal of text. -#}
+  {{- return(adapter.dispatch('string_literal', 'revetl')(text)) -}}
+{%- endmacro %}
+
+{% macro default__string_literal(text) -%}
+  {{- return("'" ~ (text | replace("'", "''")) ~ "'") -}}
+{%- endmacro %}
+
+{% macro utc_now() -%}
+  {#- Now, as a UTC TIMESTAMP. -#}
+  {{ return(adapter.dispatch('utc_now', 'revetl')()) }}
+{%- endmacro %}
+
+{% macro default__utc_now() -%}
+  cast(timezone('UTC', current_timestamp) as timestamp)
+{%- endmacro %}
+
+{% macro spark__utc_now() -%}
+  current_timestamp()
+{%- endmacro %}
 
 {% macro codepoint_order(expr) -%}
   {{ return(adapter.dispatch('codepoint_order', 'revetl')(expr)) }}
@@ -146,17 +219,54 @@
   {{- return('pg_temp.' ~ adapter.quote(identifier)) -}}
 {%- endmacro %}
 
-{% macro work_tables_named(prefix) -%}
-  {#- A query of the names of this connection's temporary tables that start with prefix. -#}
-  {{- return(adapter.dispatch('work_tables_named', 'revetl')(prefix)) -}}
+{% macro create_work_table(name) -%}
+  {#- The start of a statement making the work table `name` from the query that follows it. -#}
+  {{- return(adapter.dispatch('create_work_table', 'revetl')(name)) -}}
 {%- endmacro %}
 
-{% macro duckdb__work_tables_named(prefix) -%}
-  select table_name from duckdb_tables()
-  where temporary and starts_with(table_name, '{{ prefix }}')
+{% macro default__create_work_table(name) -%}
+  {{- return('create temporary table ' ~ name ~ ' as') -}}
 {%- endmacro %}
 
-{% macro postgres__work_tables_named(prefix) -%}
-  select relname from pg_class
-  where relnamespace = pg_my_temp_schema() and relkind = 'r' and starts_with(relname, '{{ prefix }}')
+{% macro drop_work_table(name, if_exists=false) -%}
+  {{- return(adapter.dispatch('drop_work_table', 'revetl')(name, if_exists)) -}}
+{%- endmacro %}
+
+{% macro default__drop_work_table(name, if_exists) -%}
+  {{- return('drop table ' ~ ('if exists ' if if_exists else '') ~ name) -}}
+{%- endmacro %}
+
+{% macro work_table_names(prefix) -%}
+  {#- The names of this connection's work tables that start with prefix. -#}
+  {{- return(adapter.dispatch('work_table_names', 'revetl')(prefix)) -}}
+{%- endmacro %}
+
+{% macro duckdb__work_table_names(prefix) -%}
+  {%- set found = run_query("select table_name from duckdb_tables() where temporary and starts_with(table_name, '"
+                            ~ prefix ~ "')") -%}
+  {{- return(found.columns[0].values() | list) -}}
+{%- endmacro %}
+
+{% macro postgres__work_table_names(prefix) -%}
+  {%- set found = run_query("select relname from pg_class where relnamespace = pg_my_temp_schema() and relkind = 'r' "
+                            ~ "and starts_with(relname, '" ~ prefix ~ "')") -%}
+  {{- return(found.columns[0].values() | list) -}}
+{%- endmacro %}
+
+{% macro run_statements(statements) -%}
+  {#- Run `;`-separated statements (none holding a `;` of its own); the last one's result. -#}
+  {{- return(adapter.dispatch('run_statements', 'revetl')(statements)) -}}
+{%- endmacro %}
+
+{% macro default__run_statements(statements) -%}
+  {{- return(run_query(statements)) -}}
+{%- endmacro %}
+
+{% macro list_of(element_type) -%}
+  {#- The type of a list of element_type. -#}
+  {{- return(adapter.dispatch('list_of', 'revetl')(element_type)) -}}
+{%- endmacro %}
+
+{% macro default__list_of(element_type) -%}
+  {{- return(element_type ~ '[]') -}}
 {%- endmacro %}

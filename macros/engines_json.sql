@@ -72,17 +72,17 @@
 {%- endmacro %}
 
 {% macro json_members(expr, alias) -%}
-  {#- A FROM item (lateral to the row of expr): one row per key of the JSON object expr, the key as
-      alias.key; read its value with json_member_value(expr, alias). -#}
+  {#- A join after a FROM item (lateral to its row): one row per key of the JSON object expr, the key
+      as alias.key; read its value with json_member_value(expr, alias). -#}
   {{ return(adapter.dispatch('json_members', 'revetl')(expr, alias)) }}
 {%- endmacro %}
 
 {% macro duckdb__json_members(expr, alias) -%}
-  unnest(json_keys({{ expr }})) as {{ alias }}(key)
+  cross join unnest(json_keys({{ expr }})) as {{ alias }}(key)
 {%- endmacro %}
 
 {% macro postgres__json_members(expr, alias) -%}
-  json_each({{ _postgres_json(expr) }}) as {{ alias }}(key, value)
+  cross join json_each({{ _postgres_json(expr) }}) as {{ alias }}(key, value)
 {%- endmacro %}
 
 {% macro json_member_value(expr, alias) -%}

@@ -53,7 +53,7 @@
     {%- do values.append("'" ~ value ~ "'") -%}
   {%- endfor -%}
   {%- for value in var('blocked_identifier_values', []) -%}
-    {%- do values.append('lower(' ~ trim_blank("'" ~ (value | string | replace("'", "''")) ~ "'") ~ ')') -%}
+    {%- do values.append('lower(' ~ trim_blank(string_literal(value | string)) ~ ')') -%}
   {%- endfor -%}
   {{- return(values) -}}
 {%- endmacro %}
@@ -114,7 +114,7 @@
 {%- endmacro %}
 
 {% macro text_contains(expr, text) -%}
-  (strpos({{ expr }}, '{{ text | replace("'", "''") }}') > 0)
+  (position({{ string_literal(text) }} in {{ expr }}) > 0)
 {%- endmacro %}
 
 {% macro as_of() -%}
@@ -122,6 +122,6 @@
   {%- if var('as_of', none) -%}
     cast('{{ var("as_of") }}' as timestamp)
   {%- else -%}
-    cast(timezone('UTC', current_timestamp) as timestamp)
+    {{ utc_now() }}
   {%- endif -%}
 {%- endmacro %}

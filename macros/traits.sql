@@ -19,7 +19,7 @@
 {% macro trait_output(trait, expr) -%}
   {#- The value the aggregate expr computed, as the trait's column type (numbers: DOUBLE). -#}
   {%- if trait['as'] == 'number' -%}
-    cast({{ expr }} as {{ type_double() ~ ('[]' if trait.kind == 'unique_list' else '') }})
+    cast({{ expr }} as {{ list_of(type_double()) if trait.kind == 'unique_list' else type_double() }})
   {%- else -%}
     {{ expr }}
   {%- endif -%}
@@ -39,7 +39,7 @@
 
 {% macro _sql_list(values) -%}
   {%- set quoted = [] -%}
-  {%- for value in values -%}{%- do quoted.append("'" ~ (value | replace("'", "''")) ~ "'") -%}{%- endfor -%}
+  {%- for value in values -%}{%- do quoted.append(string_literal(value)) -%}{%- endfor -%}
   {{- return('(' ~ (quoted | join(', ')) ~ ')') -}}
 {%- endmacro %}
 

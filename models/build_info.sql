@@ -7,4 +7,4 @@
 -- depends_on: {{ ref('profile_traits') }}
 select
     {{ as_of() }} as as_of,
-    cast(timezone('UTC', current_timestamp) as timestamp) as built_at
+    {{ utc_now() }} as built_at

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator
+from typing import IO
 from pathlib import Path
 
-__all__ = ["held", "hold", "lock_path"]
+__all__ = ["held", "hold", "lock_path", "wait_for"]
 
 
 def lock_path(work_dir: Path, name: str) -> Path:
@@ -51,3 +54,33 @@ def held(path: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def wait_for(path: Path, wait: float, what: str) -> IO[str]:
+    """Take the lock at `path`, waiting up to `wait` seconds for its holder (told once on stderr); the
+    open file is returned: closing it releases the lock. Past `wait`, a WarehouseError names `what` and the holder."""
+    from revetl.errors import WarehouseError
+
+    handle = open(path, "a+")
+    deadline, delay, told = time.monotonic() + wait, 0.05, False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            handle.seek(0)
+            holder = f"pid {handle.read().strip() or '?'}"
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise WarehouseError(f"{what} is still in use by {holder} after {wait:g} s; try again later, "
+                                     "or wait longer with REVETL_LOCK_WAIT") from None
+            if not told and delay >= 0.4:
+                told = True
+                print(f"waiting for {what}: {holder} is using it", file=sys.stderr, flush=True)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -41,7 +41,7 @@ trait_values as (
         keys.key,
         {{ arg_max_by(json_member_value('identifies.traits', 'keys'),
                       ['identifies.' ~ timestamp, codepoint_order('identifies.message_id')]) }} as value
-    from identifies, {{ json_members('identifies.traits', 'keys') }}
+    from identifies {{ json_members('identifies.traits', 'keys') }}
     where identifies.traits is not null
     group by identifies.profile_id, keys.key
 ),

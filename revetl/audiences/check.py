@@ -75,7 +75,7 @@ def warehouse_if_built(project: Project) -> Iterator[Connection | None]:
         with contextlib.suppress(RevetlError):  # still held by another process: check without it
             connection = connect(project, read_only=True, sandbox=True)
     try:
-        yield connection
+        yield None if connection is None else connection.source  # Spark: the session, not the state file
     finally:
         if connection is not None:
             connection.close()

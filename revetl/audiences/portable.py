@@ -51,10 +51,17 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _spark_quoted(text: str) -> str:
+    """A Spark string literal: Spark reads backslash escapes, and 'a''b' as 'a' 'b' joined."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _matches(dialect: str, value: str, pattern: str) -> str:
     """`value` matches `pattern` in full."""
     if dialect == "postgres":
         return f"{value} ~ {_quoted('^' + pattern + '$')}"
+    if dialect == "spark":  # Java's regular expressions: rlike finds; \z is the very end (`$` allows a newline)
+        return f"{value} rlike " + _spark_quoted("^(?:" + pattern + r")\z")
     return f"regexp_full_match({value}, {_quoted(pattern)})"
 
 
@@ -71,7 +78,10 @@ def _timestamp(dialect: str, value: str) -> str:
         real = f"cast(substr({value}, 9, 2) as integer) <= {_days_in_month(value)}"
         cast = f"(cast({value} as timestamptz) at time zone 'UTC')"
         return f"case when {_matches(dialect, value, _TIMESTAMP)} then case when {real} then {cast} end end"
-    cast = f"cast(try_cast({value} as timestamptz) as timestamp)"
+    if dialect == "spark":  # a failed cast is NULL (ANSI off), a day the month has not too; ` UTC` is a zone id
+        cast = f"cast(regexp_replace({value}, ' UTC$', 'Z') as timestamp)"
+    else:
+        cast = f"cast(try_cast({value} as timestamptz) as timestamp)"
     return f"case when {_matches(dialect, value, _TIMESTAMP)} then {cast} end"
 
 
@@ -107,12 +117,15 @@ def _safe_cast(dialect: str, value: str, kind: str) -> str:
     body = CAST_TYPES.get(kind.strip().lower())
     if body is None:
         raise ValueError(f"safe_cast() casts to {', '.join(CAST_TYPES)}, not {kind!r}")
-    return f"({body(dialect, f'cast(({value}) as varchar)')})"
+    text = "string" if dialect == "spark" else "varchar"
+    return f"({body(dialect, f'cast(({value}) as {text})')})"
 
 
 def _days_between(dialect: str, start: str, end: str) -> str:
     if dialect == "postgres":
         return f"(cast(({end}) as date) - cast(({start}) as date))"
+    if dialect == "spark":
+        return f"datediff(cast(({end}) as date), cast(({start}) as date))"
     return f"date_diff('day', cast(({start}) as date), cast(({end}) as date))"
 
 

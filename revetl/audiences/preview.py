@@ -80,20 +80,21 @@ def preview_audience(
     sql = compile_audience(project, audience)
     own = connection is None
     connection = connection or connect(project, read_only=True, sandbox=True)
+    warehouse = connection.source  # where the models are (on Spark, not the state file)
     try:
         try:
-            columns = audience_columns(connection, sql)
+            columns = audience_columns(warehouse, sql)
         except WarehouseError as exc:
             raise WarehouseError(f"{audience.path}: {exc}") from exc
         if audience.key.lower() not in {c.lower() for c in columns}:
             raise ConfigError(key_problem(audience, columns).sentence())
-        key = connection.render(exp.to_identifier(audience.key))
+        key = warehouse.render(exp.to_identifier(audience.key))
         try:
-            size = connection.scalar(f"select count(*) from ({sql}\n) as audience")
-            rows = connection.fetchall(f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit])
+            size = warehouse.scalar(f"select count(*) from ({sql}\n) as audience")
+            rows = warehouse.fetchall(f"select * from ({sql}\n) as audience order by {key} nulls last limit ?", [limit])
         except QueryError as exc:
             raise WarehouseError(f"{audience.path}: the audience failed in the warehouse: {exc}") from exc
-        return Preview(name, audience.description, audience.key, _as_of(project, connection), size, columns, rows)
+        return Preview(name, audience.description, audience.key, _as_of(project, warehouse), size, columns, rows)
     finally:
         if own:
             connection.close()
@@ -102,7 +103,10 @@ def preview_audience(
 def _as_of(project: Project, connection: Connection) -> dt.datetime | None:
     relation = relations(project).get(BUILD_INFO)
     with contextlib.suppress(QueryError):  # a warehouse built before build_info existed
-        return connection.scalar(f"select max(as_of) from {relation}") if relation else None
+        if relation:  # written as DuckDB writes it; rendered in the warehouse's dialect
+            table = exp.to_table(relation, dialect="duckdb")
+            return connection.scalar(exp.select(exp.func("max", exp.column("as_of"))).from_(table))
+        return None
     return None
 
 

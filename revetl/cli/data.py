@@ -66,12 +66,15 @@ def build(
 
     project = current_project()
     with watch_build(project, err_console) as run:  # alerts once the build ended (revetl/alerts/)
-        if warehouse_type(project) != "duckdb":  # DuckDB reads the landed files in place
+        if warehouse_type(project) not in _READS_FILES:
             _load(project, then="build")
         result = run.result = build_project(project, as_of=as_of, select=select)
         print_results(result, console)
     if not result.ok:
         raise typer.Exit(1)
+
+
+_READS_FILES = {"duckdb": "DuckDB", "spark": "Spark"}  # engines that read the landed Parquet in place
 
 
 @app.command()
@@ -80,8 +83,8 @@ def load() -> None:
     from revetl.warehouse.connection import warehouse_type
 
     project = current_project()
-    if warehouse_type(project) == "duckdb":
-        console.print("nothing to load: DuckDB reads the landed files where they are")
+    if warehouse_type(project) in _READS_FILES:
+        console.print(f"nothing to load: {_READS_FILES[warehouse_type(project)]} reads the landed files where they are")
         return
     _load(project, then="load")
 

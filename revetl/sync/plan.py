@@ -220,8 +220,7 @@ def make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, sampl
 def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samples: int, has_pending: bool,
                version: int, clock: Clock) -> Plan:
     run = connection.fetchall
-    connection.execute(drop_table(AUDIENCE, kind="VIEW"))
-    connection.execute(f"create temp view {AUDIENCE} as {audience_sql}\n")
+    connection.relation(AUDIENCE, audience_sql)
     map_rows(connection, sync, audience_types(connection))
     _create(connection, "revetl_duplicates", _DUPLICATES)
     acked = state.current_state(connection, has_pending)
@@ -236,7 +235,7 @@ def _make_plan(connection: Connection, sync: SyncConfig, audience_sql: str, samp
     examples = tuple(row[0] for row in run(_EXAMPLES))
     for name in ("revetl_current", "revetl_duplicates", "revetl_changed"):
         connection.execute(drop_table(name))
-    connection.execute(drop_table(AUDIENCE, kind="VIEW"))
+    connection.drop_relation(AUDIENCE)
     previous = connection.scalar(_PREVIOUS.fill(acked_state=acked), parameters)
     sample_rows: dict[str, tuple[dict[str, Any], ...]] = {}
     for op in state.OPS:

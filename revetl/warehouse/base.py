@@ -11,6 +11,8 @@ quoted; values go in as parameters, never into the text.
     stream(sql, parameters, rows)  the rows out as Arrow record batches, one batch in memory at a time
     ingest(table, data)            an Arrow table or reader into a new (temporary) table
     scratch(name, data)            Arrow data readable by name for the length of a block
+    relation(name, sql)            a query of the warehouse's models readable by name (drop_relation)
+    source                         the connection the models are read from (itself, but on Spark)
     transaction()                  all of a block's statements, or none
     close()
 
@@ -113,6 +115,26 @@ class Connection(ABC):
             yield name
         finally:
             self.execute(drop_table(name))
+
+    @property
+    def source(self) -> Connection:
+        """Where the warehouse's models are read: this connection, except where the sync state lives apart
+        from them (on Spark: a DuckDB file whose `source` is the Spark session, warehouse/spark.py)."""
+        return self
+
+    def relation(self, name: str, sql: str) -> None:
+        """The query `sql` of the models (in `source`'s dialect) readable here as the temporary relation
+        `name`, replacing any before; by default a view."""
+        from revetl.warehouse.dialect import drop_table
+
+        self.execute(drop_table(name, kind="VIEW"))
+        self.execute(f"create temp view {name} as {sql}\n")
+
+    def drop_relation(self, name: str) -> None:
+        """Drop what `relation` made."""
+        from revetl.warehouse.dialect import drop_table
+
+        self.execute(drop_table(name, kind="VIEW"))
 
     @abstractmethod
     def _begin(self) -> None: ...

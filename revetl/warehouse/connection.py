@@ -5,8 +5,9 @@ the warehouse is. Target types: `duckdb` (a relative path is taken relative to t
 where revetl runs dbt too) and `postgres` (host, port, user, password, dbname; `schema` is the session's
 search_path).
 
-`connect` opens the target's engine (embedded.py: DuckDB; postgres.py: PostgreSQL over ADBC) and returns
-the one seam the rest of revetl talks to, a `Connection` (base.py). On DuckDB it waits while another
+`connect` opens the target's engine (embedded.py: DuckDB; postgres.py: PostgreSQL over ADBC; spark.py: the
+sync state's DuckDB file, its `source` a Spark session) and returns the one seam the rest of revetl talks
+to, a `Connection` (base.py). On DuckDB it waits while another
 process holds the embedded file (up to REVETL_LOCK_WAIT seconds, default 600). `sandbox=True` locks a
 connection that runs analyst SQL away from files, network, extensions and settings (each engine's module
 says how and why). `lock` and `locked` reach a named lock (one sync run, one build) without opening the
@@ -34,12 +35,14 @@ if TYPE_CHECKING:  # the driver is loaded by the commands that reach a PostgreSQ
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from pyspark.sql import SparkSession
+
     from revetl.warehouse.libpq import Server
 
-_SUPPORTED = "use duckdb or postgres"
+_SUPPORTED = "use duckdb, postgres or spark"
 
 __all__ = ["Connection", "connect", "dbt_target_path", "dialect", "duckdb_path", "lock", "lock_wait_seconds", "locked",
-           "postgres_server", "sync_memory_limit", "target_config", "target_name", "warehouse_type", "work_dir"]
+           "postgres_server", "spark_session", "sync_memory_limit", "target_config", "target_name", "warehouse_type", "work_dir"]
 
 
 def _env_var(name: str, default: str | None = None) -> str:
@@ -263,6 +266,8 @@ def connect(
         from revetl.warehouse.postgres import open_server
 
         return open_server(postgres_server(project), read_only=read_only, sandbox=sandbox)
+    if kind == "spark":
+        return _spark_state(project, read_only, memory_limit, wait, clock)
     if kind != "duckdb":
         raise ConfigError(f"warehouse type {kind!r} is not supported yet; {_SUPPORTED}")
     from revetl.warehouse.embedded import open_file
@@ -277,3 +282,30 @@ def connect(
         settings=config.get("settings") or {}, threads=config.get("threads"), memory_limit=memory_limit,
         sandbox=sandbox, clock=clock,
     )
+
+
+def spark_session(project: Project, wait: float | None = None) -> SparkSession:
+    """This process's Spark session for the project's `spark` target (warehouse/spark.py), started on first use."""
+    from revetl.warehouse.spark import session
+
+    return session(project.root, target_config(project), lock_wait_seconds() if wait is None else wait)
+
+
+def _spark_state(project: Project, read_only: bool, memory_limit: str | None, wait: float | None,
+                 clock: Clock) -> Connection:
+    """On Spark, the connection is the sync state's DuckDB file in the work directory, its `source` the Spark
+    session (warehouse/spark.py says why), started when first read. Analyst SQL runs on Spark, so the file
+    needs no sandbox."""
+    from revetl.warehouse.embedded import open_file
+    from revetl.warehouse.spark import SparkConnection, SparkState
+
+    wait = lock_wait_seconds() if wait is None else wait
+    schema = str(target_config(project).get("schema") or "default")
+
+    def source() -> SparkConnection:
+        return SparkConnection(spark_session(project, wait), schema)
+
+    path = work_dir(project) / "state.duckdb"
+    return open_file(path, read_only=read_only and path.exists(), wait=wait, settings={"TimeZone": "UTC"},
+                     threads=None, memory_limit=memory_limit, sandbox=False, clock=clock,
+                     wrap=functools.partial(SparkState, source=source))

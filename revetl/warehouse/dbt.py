@@ -13,6 +13,9 @@ Where dbt builds depends on the warehouse:
   reader sees every table whole, old or new; a model that fails, or is skipped after a failure
   upstream, keeps its previous table, and so does `build_info` (built after every other model), so
   the "as of" time stays the one the traits were computed at.
+- Spark: in place too, in the `spark` output's schema, through the session revetl starts first
+  (warehouse/spark.py). Each table is written beside the old one and swapped in once complete
+  (macros/materialization_spark_table.sql), so a failure leaves what PostgreSQL's does.
 """
 
 from __future__ import annotations
@@ -173,8 +176,9 @@ def build_project(
     warehouse, in place (the module's docstring says what a failure leaves)."""
     from revetl.warehouse.connection import warehouse_type
 
-    embedded = warehouse_type(project) == "duckdb"
-    _check_landed(project, embedded)
+    kind = warehouse_type(project)
+    embedded = kind == "duckdb"
+    _check_landed(project, reads_files=kind in ("duckdb", "spark"))
     vars_ = dbt_vars(project, as_of, **(extra_vars or {}))
     args = ["--select", select] if select else []
     started = time.monotonic()
@@ -189,6 +193,10 @@ def build_project(
             if result.ok:
                 result.published = publish(project, staging)
         else:
+            if kind == "spark":  # revetl's session first, with the project's paths: dbt then finds it
+                from revetl.warehouse.connection import spark_session
+
+                spark_session(project)
             result = _run_build(project, args, vars_, console)
             result.published = sum(node.kind == "model" and node.ok for node in result.nodes)
     result.seconds = time.monotonic() - started
@@ -216,15 +224,15 @@ def _run_build(project: Project, args: list[str], vars_: dict[str, Any], console
     return result
 
 
-def _check_landed(project: Project, embedded: bool) -> None:
-    """Stop before dbt when there is nothing to build from: no landed file (DuckDB reads them in place),
-    or no loaded row (a server warehouse reads `landing.events`)."""
-    if embedded and not _landed_files(project.landing_dir):
+def _check_landed(project: Project, reads_files: bool) -> None:
+    """Stop before dbt when there is nothing to build from: no landed file (DuckDB and Spark read them in
+    place), or no loaded row (PostgreSQL reads `landing.events`)."""
+    if reads_files and not _landed_files(project.landing_dir):
         raise ConfigError(
             f"no events have landed in {project.landing_dir}; run `revetl ingest`, `revetl generate` "
             "or `revetl collect` first"
         )
-    if not embedded and not _events_loaded(project):
+    if not reads_files and not _events_loaded(project):
         raise ConfigError("no events have been loaded into the warehouse yet (its table landing.events is "
                           "missing or empty); run `revetl load` first")
 

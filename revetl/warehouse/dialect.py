@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # sqlglot loads when a statement is rendered that no earlier 
 __all__ = ["DIALECTS", "READ_ONLY", "TEMPLATES", "Template", "built", "computed_once", "drop_table",
            "json_object", "table", "temp_table"]
 
-DIALECTS = {"duckdb": "duckdb", "postgres": "postgres"}  # dbt target type -> sqlglot dialect
+DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "spark": "spark"}  # dbt target type -> sqlglot dialect
 
 
 def table(name: str, schema: str | None = None) -> exp.Table:

@@ -20,7 +20,7 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,10 +151,12 @@ class DuckDBConnection(Connection):
 
 
 def open_file(path: Path, *, read_only: bool, wait: float, settings: Mapping[str, Any], threads: int | None,
-              memory_limit: str | None, sandbox: bool, clock: Clock = SYSTEM) -> DuckDBConnection:
+              memory_limit: str | None, sandbox: bool, clock: Clock = SYSTEM,
+              wrap: Callable[[duckdb.DuckDBPyConnection], DuckDBConnection] | None = None) -> DuckDBConnection:
     """Open the DuckDB file at `path` with the profile's `settings` and `threads`, and `memory_limit`
     when given. Time zone is pinned to UTC. While another process holds the file, waits up to `wait`
-    seconds. `sandbox=True` for connections that run analyst SQL (see the module docstring)."""
+    seconds. `sandbox=True` for connections that run analyst SQL (see the module docstring). `wrap` makes the
+    revetl connection of the DuckDB one (default DuckDBConnection)."""
     connection = _open(path, read_only, wait, clock)
     try:
         connection.execute("SET TimeZone = 'UTC'")
@@ -174,7 +176,7 @@ def open_file(path: Path, *, read_only: bool, wait: float, settings: Mapping[str
     except BaseException:
         connection.close()
         raise
-    return DuckDBConnection(connection)
+    return (wrap or DuckDBConnection)(connection)
 
 
 def _open(path: Path, read_only: bool, wait: float, clock: Clock) -> duckdb.DuckDBPyConnection:

@@ -15,7 +15,7 @@ from typing import Any
 
 from revetl.errors import QueryError
 
-__all__ = ["inline", "numbered"]
+__all__ = ["inline", "marked", "numbered"]
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
 _NAMED = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)|%\(([A-Za-z0-9_]+)\)s")
@@ -80,6 +80,15 @@ def inline(sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None, liter
     text, values = numbered(sql, parameters)
     return "".join(literal(values[int(piece[1:]) - 1]) if kind == "placeholder" else piece
                    for kind, piece in _tokens(text))
+
+
+def marked(sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """(`sql` with named markers `:p1`, `:p2`, ..., their values by name): Spark's parameters."""
+    text, values = numbered(sql, parameters)
+    if not values:
+        return text, {}
+    marked_text = "".join(f":p{piece[1:]}" if kind == "placeholder" else piece for kind, piece in _tokens(text))
+    return marked_text, {f"p{number}": value for number, value in enumerate(values, 1)}
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:

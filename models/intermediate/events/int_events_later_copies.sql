@@ -15,10 +15,10 @@
   point by code point on every engine (DuckDB's absolute paths and PostgreSQL's paths relative to
   the landing directory sort alike).
 -#}
-{%- set landed = source('landing', 'events') -%}
+{%- set landed = landed_events() -%}
 with repeated as (
     select {{ hash64('message_id', 0) }} as message_hash
-    from {{ landed }}
+    from {{ landed }} as landed
     where message_id is not null
     group by 1
     having count(*) > 1
@@ -31,7 +31,7 @@ from (
         row_number() over (
             partition by message_id order by received_at, {{ codepoint_order('filename') }}, file_row_number
         ) as copy
-    from {{ landed }}
+    from {{ landed }} as landed
     where message_id is not null
       and {{ hash64('message_id', 0) }} in (select message_hash from repeated)
 ) as copies

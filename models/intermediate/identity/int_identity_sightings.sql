@@ -15,6 +15,6 @@ sightings as (
     from identified
     group by {{ names | join(', ') }}
 )
-select row_number() over () as sighting_id, *
+select {{ row_id(names) }} as sighting_id, *
 from sightings
 where coalesce({{ names | join(', ') }}) is not null

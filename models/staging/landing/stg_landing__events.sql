@@ -16,11 +16,11 @@ select
     user_id,
     group_id,
     previous_id,
-    timezone('UTC', cast({{ adapter.quote('timestamp') }} as timestamptz)) as {{ adapter.quote('timestamp') }},
-    timezone('UTC', cast(received_at as timestamptz)) as received_at,
+    {{ utc_timestamp(adapter.quote('timestamp')) }} as {{ adapter.quote('timestamp') }},
+    {{ utc_timestamp('received_at') }} as received_at,
     cast(properties as {{ dbt.type_string() }}) as properties,
     cast(traits as {{ dbt.type_string() }}) as traits,
     cast(context as {{ dbt.type_string() }}) as context,
     filename as landed_file,
     file_row_number as landed_row
-from {{ source('landing', 'events') }}
+from {{ landed_events() }} as landed
