@@ -1,0 +1,28 @@
+"""A project with routes: the repository's dbt_project.yml and revetl.yml, and route files written by the test."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def route_project(tmp_path: Path) -> Callable[..., Path]:
+    """`make(**routes)` -> a project directory whose routes/NAME.yml hold the given YAML texts."""
+
+    def make(**routes: str) -> Path:
+        root = tmp_path / "project"
+        (root / "routes").mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "dbt_project.yml", root / "dbt_project.yml")
+        shutil.copy(REPO / "revetl.yml", root / "revetl.yml")
+        for name, text in routes.items():
+            (root / "routes" / f"{name}.yml").write_text(textwrap.dedent(text))
+        return root
+
+    return make
