@@ -55,6 +55,12 @@ def _webhook(options: Mapping[str, Any]) -> Emulator:
     return WebhookEmulator(dict(options))
 
 
+def _amplitude(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.amplitude import AmplitudeEmulator
+
+    return AmplitudeEmulator(dict(options))
+
+
 def _slack(options: Mapping[str, Any]) -> Emulator:
     from revetl.emulators.slack import SlackEmulator
 
@@ -63,7 +69,7 @@ def _slack(options: Mapping[str, Any]) -> Emulator:
 
 # name -> factory(options); built-ins import lazily so `revetl emulate` loads only the one it runs.
 EMULATORS: dict[str, Factory] = {"braze": _braze, "intercom": _intercom, "salesforce": _salesforce,
-                                 "webhook": _webhook, "slack": _slack}
+                                 "webhook": _webhook, "slack": _slack, "amplitude": _amplitude}
 
 
 def register(name: str, factory: Factory) -> None:

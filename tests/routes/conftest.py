@@ -26,3 +26,18 @@ def route_project(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+def _collector_helpers():  # tests/collect/conftest.py's helpers (conftest modules cannot import each other by name)
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("collect_helpers", REPO / "tests" / "collect" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["collect_helpers"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+collect_helpers = _collector_helpers()
