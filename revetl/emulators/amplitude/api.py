@@ -7,14 +7,14 @@
   default) are invalid, so is a `time` that is not an integer of milliseconds. If any event is wrong,
   nothing is ingested: `400` with `events_with_invalid_fields` / `events_with_missing_fields`
   (field -> indexes), as Amplitude answers.
-- More than `eps_threshold` (30) events a second for one device or user: `429` with
+- A device or user that already sent `eps_threshold` (30) events this second: `429` with
   `throttled_devices` / `throttled_users` / `throttled_events`, nothing ingested.
 - Success: `200 {"code": 200, "events_ingested": N, "payload_size_bytes": B, "server_upload_time": ms}`.
   An event whose `insert_id` was ingested before is acknowledged and not stored again (Amplitude's
   7-day deduplication).
 
 Options beyond the common ones: `api_key` (default $AMPLITUDE_API_KEY, else "dev-amplitude-key"),
-`eps_threshold` (30). Control: `GET /_emulator/events` (what was ingested, in order),
+`eps_threshold` (30), `max_events` (2,000: a lower one makes a sender's batches meet 413). Control: `GET /_emulator/events` (what was ingested, in order),
 `GET /_emulator/received` (insert_id -> times it arrived in an accepted request).
 """
 
@@ -39,7 +39,7 @@ class AmplitudeEmulator(Emulator):
     name = "amplitude"
     default_port = 8096
     max_body_bytes = 4 * 1024 * 1024
-    extra_options = {"api_key": None, "eps_threshold": 30}
+    extra_options = {"api_key": None, "eps_threshold": 30, "max_events": MAX_EVENTS}
 
     def __init__(self, options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
@@ -75,7 +75,7 @@ class AmplitudeEmulator(Emulator):
         events = body.get("events")
         if not isinstance(events, list) or not events:
             return Response(400, {"code": 400, "error": "Request missing required field", "missing_field": "events"})
-        if len(events) > MAX_EVENTS or len(request.body) > MAX_BYTES:
+        if len(events) > self.config["max_events"] or len(request.body) > MAX_BYTES:
             return self.too_large()
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         problems = _problems(events, int(options.get("min_id_length") or 5))
@@ -107,7 +107,9 @@ class AmplitudeEmulator(Emulator):
                 if event.get(field):
                     counts[(field, event[field])] += 1
         limit = self.config["eps_threshold"]
-        over = {key: count for key, count in counts.items() if self._per_id[f"{key[0]}:{key[1]}"] + count > limit}
+        # Amplitude measures a device's rate over its recent requests: one already over the threshold
+        # in this second is throttled (a single request is never refused for its own size alone).
+        over = {key: count for key, count in counts.items() if self._per_id[f"{key[0]}:{key[1]}"] >= limit}
         if not over:
             for (field, value), count in counts.items():
                 self._per_id[f"{field}:{value}"] += count
