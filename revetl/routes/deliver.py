@@ -61,22 +61,21 @@ class Batch:
         return min(times) if times else None
 
 
+@dataclass(eq=False)
 class RouteWorker:
     """Delivers one route until `stop` is set; owns its feed, store and counters."""
 
-    def __init__(self, route: Route, destination: StreamDestination[Any], feed: LogFeed, store: RouteStore,
-                 lines: LogLines, clock: Clock = SYSTEM, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.route = route
-        self.destination = destination
-        self.feed = feed
-        self.store = store
-        self.lines = lines
-        self.clock = clock
-        self.transport = transport
-        self.counters = Counters()
-        self._held_since: float | None = None
-        self.http: Http | None = None
-        self.check_source = True  # a replay from the warehouse knows no write-key source
+    route: Route
+    destination: StreamDestination[Any]
+    feed: LogFeed
+    store: RouteStore
+    lines: LogLines
+    clock: Clock = SYSTEM
+    transport: httpx.AsyncBaseTransport | None = None  # None: the network (aiohttp)
+    check_source: bool = True  # a replay from the warehouse knows no write-key source
+    counters: Counters = field(default_factory=Counters)
+    http: Http | None = None  # while running
+    _held_since: float | None = None  # monotonic time the route began failing
 
     def status(self) -> dict[str, Any]:
         """The counters now, the shared client's retries included, written as the route's status."""

@@ -96,7 +96,7 @@ def replay_route(project: Project, name: str, since: dt.datetime | None = None, 
                  dry_run: bool = False, dead_letters: bool = False, lines: LogLines | None = None) -> ReplayResult:
     """Send a route's history (events since `since`, before `until`), or its dead letters, through it."""
     route = Route.of(load_route(project, name))
-    destination = load_stream_destination(route.config)
+    destination = load_stream_destination(route.name, route.config.path, route.config.destination)
     state = routes_state_dir(collector_dir(project))
     store = _NoCursor(state, name)
     files = store.dead_letter_files() if dead_letters else []
@@ -107,8 +107,8 @@ def replay_route(project: Project, name: str, since: dt.datetime | None = None, 
             assert since is not None
             rows = _warehouse_rows(project, since, until, Path(scratch) / "events.parquet")
         feed = RowsFeed(rows)
-        worker = RouteWorker(route, destination, feed, store, lines or LogLines())  # type: ignore[arg-type]
-        worker.check_source = False
+        worker = RouteWorker(route, destination, feed, store, lines or LogLines(),  # type: ignore[arg-type]
+                             check_source=False)
         if dry_run:
             sent = 0
             while (batch := worker.next_batch()) is not None:

@@ -56,7 +56,7 @@ class Router:
         for route in routes:
             store = RouteStore(self.state_dir, route.name)
             feed = LogFeed(self.log_dir, self.kept_dir, store.cursor())
-            destination = load_stream_destination(route.config)
+            destination = load_stream_destination(route.name, route.config.path, route.config.destination)
             self.workers.append(RouteWorker(route, destination, feed, store, lines, transport=transport))
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -6,16 +6,18 @@ settings from the environment and validates them with the class's strict schema.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from revetl.config import expand_env, validate, validation_problems
+from revetl.config import validate, validation_problems
+from revetl.destinations import UnsetSetting, expand_settings
+from revetl.destinations import unknown_type as unknown
 from revetl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from revetl.routes.config import RouteConfig
+    from pathlib import Path
+
     from revetl.routes.destinations.base import StreamDestination
 
 __all__ = ["load_stream_destination", "settings_problems", "stream_types", "unknown_type"]
@@ -31,24 +33,7 @@ def stream_types() -> dict[str, Any]:
 
 def unknown_type(kind: str) -> str | None:
     """None when stream destination type `kind` is installed, else a sentence naming the nearest and the installed."""
-    types = sorted(stream_types())
-    if kind in types:
-        return None
-    nearest = difflib.get_close_matches(kind, types, n=1, cutoff=0.6)
-    hint = f"; did you mean `{nearest[0]}`?" if nearest else ""
-    return f"unknown stream destination type `{kind}`{hint} (installed: {', '.join(types) or 'none'})"
-
-
-def _expanded(value: Any, key: str, environ: dict[str, str] | None) -> Any:
-    """`${VAR}`s expanded; an unset one is a ConfigError whose message starts with the key path."""
-    if isinstance(value, str):
-        try:
-            return expand_env(value, environ)
-        except ConfigError as exc:
-            raise ConfigError(f"{key}\t{exc}") from None
-    if isinstance(value, dict):
-        return {k: _expanded(v, f"{key}.{k}", environ) for k, v in value.items()}
-    return value
+    return unknown(kind, stream_types(), "stream destination")
 
 
 def settings_problems(destination: dict[str, Any], environ: dict[str, str] | None = None
@@ -56,23 +41,23 @@ def settings_problems(destination: dict[str, Any], environ: dict[str, str] | Non
     """Every problem of a route's `destination:` block against its type's schema, as (key path, sentence)."""
     cls = stream_types()[str(destination.get("type"))].load()
     try:
-        raw = {k: _expanded(v, k, environ) for k, v in destination.items()}
-    except ConfigError as exc:
-        key, _, message = str(exc).partition("\t")
-        return [(tuple(key.split(".")), message)]
+        raw = {k: expand_settings(v, k, environ) for k, v in destination.items()}
+    except UnsetSetting as exc:
+        return [(tuple(exc.key.split(".")), exc.reason)]
     return validation_problems(cls.config_model, raw)
 
 
-def load_stream_destination(route: RouteConfig, environ: dict[str, str] | None = None) -> StreamDestination[Any]:
-    """The configured destination of `route`; a ConfigError names the route file and key."""
-    problem = unknown_type(route.destination_type)
+def load_stream_destination(name: str, path: Path, destination: dict[str, Any], environ: dict[str, str] | None = None
+                            ) -> StreamDestination[Any]:
+    """The configured destination of route `name` (file `path`); a ConfigError names the file and key."""
+    kind = str(destination.get("type", ""))
+    problem = unknown_type(kind)
     if problem:
-        raise ConfigError(f"{route.path}: {problem}")
-    cls = stream_types()[route.destination_type].load()
+        raise ConfigError(f"{path}: {problem}")
+    cls = stream_types()[kind].load()
     try:
-        raw = {k: _expanded(v, k, environ) for k, v in route.destination.items()}
-    except ConfigError as exc:
-        key, _, message = str(exc).partition("\t")
-        raise ConfigError(f"{route.path}: `destination.{key}`: {message}") from None
-    config = validate(cls.config_model, raw, route.path, where=" destination")
-    return cls(route.name, config)
+        raw = {k: expand_settings(v, k, environ) for k, v in destination.items()}
+    except UnsetSetting as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    config = validate(cls.config_model, raw, path, where=" destination")
+    return cls(name, config)

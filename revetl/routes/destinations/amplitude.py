@@ -22,6 +22,7 @@ retried by the shared policy.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -117,10 +118,9 @@ def _refused(answer: Any) -> dict[int, str]:
 
 
 def _json(response: httpx.Response) -> Any:
-    try:
+    with contextlib.suppress(ValueError):
         return response.json()
-    except ValueError:
-        return None
+    return None
 
 
 def _describe(response: httpx.Response) -> str:
@@ -135,10 +135,6 @@ class Amplitude(StreamDestination[AmplitudeConfig]):
     max_batch_events = 2_000
     max_batch_bytes = 1_000_000 - 4_096  # the envelope's room
     default_concurrency = 4
-
-    @property
-    def batch_events(self) -> int:
-        return self.config.batch_size
 
     def http_options(self) -> HttpOptions:
         return HttpOptions(headers={"Content-Type": "application/json", "Accept": "*/*"}, describe=_describe)

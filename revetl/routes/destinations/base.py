@@ -22,12 +22,11 @@ crash is harmless.
 
 from __future__ import annotations
 
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from revetl.destinations.base import DestinationConfig, HttpOptions, secret_values
+from revetl.destinations.base import DestinationConfig, HttpOptions, configured_limit, generic_config, secret_values
 from revetl.errors import FatalDestinationError
 from revetl.runtime import SYSTEM, Clock
 
@@ -55,33 +54,21 @@ class StreamDestination(ABC, Generic[StreamConfigT]):
     def __init__(self, route: str, config: StreamConfigT) -> None:
         self.route = route
         self.config = config
+        self.concurrency = config.concurrency or self.default_concurrency  # requests in flight
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in cls.__dict__.get("__orig_bases__", ()):
-            args = typing.get_args(base)
-            if typing.get_origin(base) is StreamDestination and args and isinstance(args[0], type):
-                cls.config_model = args[0]
+        cls.config_model = generic_config(cls, StreamDestination) or cls.config_model
 
     @property
     def secrets(self) -> list[str]:
+        """Scrubbed from every error this destination builds."""
         return secret_values(self.config)
 
     @property
-    def concurrency(self) -> int:
-        return self.config.concurrency or self.default_concurrency
-
-    @property
     def batch_events(self) -> int:
-        return self.max_batch_events
-
-    def limit(self) -> tuple[int, float] | None:
-        """(requests, seconds) the client holds itself to; None: unlimited."""
-        if self.config.unlimited:
-            return None
-        if self.config.rate_limit:
-            return self.config.rate_limit.requests, self.config.rate_limit.per_seconds
-        return self.published_rate_limit
+        """Events a request: the config's `batch_size` where it has one, else the most the vendor takes."""
+        return int(getattr(self.config, "batch_size", self.max_batch_events))
 
     def http_options(self) -> HttpOptions:
         return HttpOptions(headers={"Content-Type": "application/json"})
@@ -94,7 +81,7 @@ class StreamDestination(ABC, Generic[StreamConfigT]):
         """The shared HTTP client (sync/http.py) for this destination: its limiter, retry policy, secrets."""
         from revetl.sync.http import Http, RateLimiter, RetryPolicy
 
-        requests_per = self.limit()
+        requests_per = configured_limit(self.config, self.published_rate_limit)
         return Http(self.config.base_url, self.http_options(),
                     limiter=RateLimiter(*requests_per, clock=clock) if requests_per else None,
                     policy=RetryPolicy(attempts=self.config.attempts, clock=clock), timeout=self.config.timeout,

@@ -17,16 +17,15 @@ secret, URL or batch size); any other 4xx refuses every event of the batch with 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field
 
 from revetl.destinations.base import HttpOptions
-from revetl.destinations.webhook import IDEMPOTENCY_HEADER, WebhookConfig, describe
+from revetl.destinations.webhook import IDEMPOTENCY_HEADER, WebhookConfig, describe, header_secrets, receiver_options
 from revetl.routes.destinations.base import StreamDestination, Verdict
-from revetl.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 
 if TYPE_CHECKING:
     from revetl.sync.http import Http
@@ -52,24 +51,11 @@ class StreamWebhook(StreamDestination[StreamWebhookConfig]):
     max_batch_bytes = 4_000_000
 
     @property
-    def batch_events(self) -> int:
-        return self.config.batch_size
-
-    @property
     def secrets(self) -> list[str]:
-        values = [value.get_secret_value() for value in self.config.headers.values()]
-        return [*super().secrets, *values, *(word for value in values for word in value.split() if len(word) >= 8)]
+        return [*super().secrets, *header_secrets(self.config)]
 
     def http_options(self) -> HttpOptions:
-        headers = {name: value.get_secret_value() for name, value in self.config.headers.items()}
-        headers["Content-Type"] = "application/json"
-        headers.setdefault("User-Agent", "revetl-routes")
-        return HttpOptions(headers=headers, describe=describe, sign=self._sign)
-
-    def _sign(self, method: str, url: str, body: bytes | None, now: float) -> Mapping[str, str]:
-        timestamp = str(int(now))
-        return {TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: signature(self.config.secret.get_secret_value().encode(), timestamp, body or b"")}
+        return receiver_options(self.config, "revetl-routes")
 
     def prepare(self, message: dict[str, Any]) -> dict[str, Any]:
         return message
