@@ -212,6 +212,10 @@ class CollectorApp:
         }
         if problem is not None:
             body["error"] = problem
+        if self.config.routes_log is not None:  # each route's counters, as `revetl routes run` last wrote them
+            from revetl.routes.store import all_statuses
+
+            body["routes"] = all_statuses(self.config.routes_log.parent)
         return _Outcome(200 if problem is None else 503, body)
 
 

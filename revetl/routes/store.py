@@ -30,7 +30,7 @@ import orjson
 from revetl.landing.parquet import fsync_dir
 from revetl.routes.feed import Position
 
-__all__ = ["Counters", "RouteStore", "now_text", "read_statuses", "routes_state_dir"]
+__all__ = ["Counters", "RouteStore", "all_statuses", "now_text", "read_statuses", "routes_state_dir"]
 
 
 def routes_state_dir(log_dir: Path) -> Path:
@@ -139,6 +139,12 @@ class RouteStore:
 
     def write_status(self, status: dict[str, Any]) -> None:
         _write_atomic(self.directory / "status.json", orjson.dumps(status), durable=False)
+
+
+def all_statuses(root: Path) -> dict[str, dict[str, Any]]:
+    """Every route's last status under `root` (for the collector's `/health`)."""
+    names = sorted(path.parent.name for path in Path(root).glob("*/status.json"))
+    return {name: status for name, status in read_statuses(root, names).items() if status is not None}
 
 
 def read_statuses(root: Path, names: Sequence[str]) -> dict[str, dict[str, Any] | None]:

@@ -21,6 +21,9 @@ def route_project(tmp_path: Path) -> Callable[..., Path]:
         (root / "routes").mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dbt_project.yml", root / "dbt_project.yml")
         shutil.copy(REPO / "revetl.yml", root / "revetl.yml")
+        for name in ("profiles.yml", "traits.yml", "models", "macros"):  # what `revetl build` reads
+            if not (root / name).exists():
+                (root / name).symlink_to(REPO / name)
         for name, text in routes.items():
             (root / "routes" / f"{name}.yml").write_text(textwrap.dedent(text))
         return root

@@ -5,6 +5,7 @@ router once, along the way."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -119,9 +120,13 @@ def test_sdk_events_reach_exactly_their_routes_through_collector_kills(tmp_path:
                         {e["insert_id"] for e in analytics} >= want["analytics"]:
                     break
                 time.sleep(0.2)
-            time.sleep(1.0)  # anything extra would arrive now
+            time.sleep(1.5)  # anything extra would arrive now (and the statuses are written every second)
             crm = httpx.get(f"{hook}/_emulator/events").json()["events"]
             analytics = httpx.get(f"{amp}/_emulator/events").json()["events"]
+            health = httpx.get(f"{collectors[-1].url}/health").json()
+            status = subprocess.run(
+                collect_helpers.revetl_command("routes", "status", "--json", project_dir=root), env=env, cwd=base,
+                capture_output=True, text=True, timeout=120)
         finally:
             router.send_signal(signal.SIGTERM)
             assert router.wait(timeout=30) == 0
@@ -130,6 +135,13 @@ def test_sdk_events_reach_exactly_their_routes_through_collector_kills(tmp_path:
                     collector.stop()
 
     assert sorted(e["messageId"] for e in crm) == sorted(want["crm"])
+    # The counters of the router running since the kill: in /health, and in `revetl routes status`.
+    assert set(health["routes"]) == {"analytics", "crm"}
+    assert health["routes"]["crm"]["state"] == "running" and health["routes"]["crm"]["delivered"] > 0
+    assert health["routes"]["analytics"]["unsupported"] > 0  # groups: Amplitude has no HTTP V2 form
+    assert health["routes"]["analytics"]["lag_p99_ms"] is not None
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["crm"]["delivered"] == health["routes"]["crm"]["delivered"]
     assert sorted(e["insert_id"] for e in analytics) == sorted(want["analytics"])
     # Mapped as the routes say.
     payment = next(e for e in crm if e["messageId"].startswith("seg-2-pay"))
