@@ -155,10 +155,8 @@ class Amplitude(StreamDestination[AmplitudeConfig]):
             response = await http.request("POST", PATH, content=self._body([items[i] for i in pending]))
             status = response.status_code
             if status == 413 and len(pending) > 1:
-                half = len(pending) // 2
-                for part in (pending[:half], pending[half:]):
-                    for index, verdict in zip(part, await self.send(http, [items[i] for i in part])):
-                        verdicts[index] = verdict
+                for index, verdict in zip(pending, await self.in_halves(http, [items[i] for i in pending])):
+                    verdicts[index] = verdict
                 return verdicts
             if status < 300:
                 return verdicts

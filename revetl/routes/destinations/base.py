@@ -95,3 +95,8 @@ class StreamDestination(ABC, Generic[StreamConfigT]):
     @abstractmethod
     async def send(self, http: Http, items: Sequence[dict[str, Any]]) -> list[Verdict]:
         """Deliver one batch; one verdict per item, in order."""
+
+    async def in_halves(self, http: Http, items: Sequence[dict[str, Any]]) -> list[Verdict]:
+        """`send` each half of a batch the vendor found too large (a 413): the verdicts of both, in order."""
+        half = len(items) // 2
+        return [*await self.send(http, items[:half]), *await self.send(http, items[half:])]
