@@ -24,11 +24,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from revetl.collect.lines import LogLines
 from revetl.routes.feed import LogFeed, Position
-from revetl.routes.mapping import Route, event_of, received_at
+from revetl.routes.mapping import Route
 from revetl.routes.store import Counters, RouteStore, now_text
 from revetl.runtime import SYSTEM, Clock
 
@@ -122,6 +120,7 @@ class RouteWorker:
                 self._commit(window)
                 self.counters.state = "stopped"
                 self.feed.close()
+                self.store.close()
 
     def _commit(self, window: deque[tuple[Batch, asyncio.Task[None]]]) -> None:
         """Move the cursor past every finished batch at the head of the window, in order."""
@@ -139,10 +138,9 @@ class RouteWorker:
             found = self.feed.next()
             if found is None:
                 break
-            row, after = found
+            event, after = found
             batch = batch or Batch(after)
             batch.end = after
-            event = event_of(row)
             if not self.route.admits(event, self.check_source):
                 self.counters.filtered += 1
                 continue
@@ -150,11 +148,11 @@ class RouteWorker:
             if item is None:
                 self.counters.unsupported += 1
                 continue
-            batch.rows.append(row)
+            batch.rows.append(event)
             batch.items.append(item)
-            batch.received.append(received_at(event))
-            batch.size += len(orjson.dumps(item)) + 1
-            if len(batch.items) >= limit_events or batch.size >= limit_bytes - 8_192:
+            batch.received.append(event["_received"])
+            batch.size += event["_size"]  # an estimate, kept well under the vendor's limit
+            if len(batch.items) >= limit_events or batch.size >= limit_bytes * 0.8:
                 break
         return batch
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,10 +27,28 @@ import orjson
 
 from revetl.collect.log import SUFFIX
 from revetl.records import HEADER_SIZE
+from revetl.routes.mapping import event_of
 
-__all__ = ["LogFeed", "Position", "segments_in"]
+__all__ = ["LogFeed", "Position", "RecordCache", "segments_in"]
 
 _HEADER = struct.Struct("<II")
+
+
+class RecordCache:
+    """The last records parsed (as events), by (segment, offset): routes near the head of the log share them
+    instead of each parsing every record. Events are shared: nothing downstream changes them in place."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._records: OrderedDict[tuple[str, int], tuple[list[dict[str, Any]], int]] = OrderedDict()
+
+    def get(self, segment: str, offset: int) -> tuple[list[dict[str, Any]], int] | None:
+        return self._records.get((segment, offset))
+
+    def put(self, segment: str, offset: int, events: list[dict[str, Any]], next_offset: int) -> None:
+        self._records[(segment, offset)] = (events, next_offset)
+        if len(self._records) > self.capacity:
+            self._records.popitem(last=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -56,7 +75,9 @@ def segments_in(*directories: Path) -> list[str]:
 class LogFeed:
     """Rows of the collector's log, one at a time, from a position on."""
 
-    def __init__(self, log_dir: Path, kept_dir: Path, start: Position | None) -> None:
+    def __init__(self, log_dir: Path, kept_dir: Path, start: Position | None,
+                 cache: RecordCache | None = None) -> None:
+        self.cache = cache or RecordCache()  # shared by the routes of one router: each record parsed once
         self.log_dir = Path(log_dir)
         self.kept_dir = Path(kept_dir)
         self.position = start  # the next row to hand out; None: the oldest segment there is
@@ -103,6 +124,17 @@ class LogFeed:
                 if not self._advance():
                     return False
                 continue
+            cached = self.cache.get(self.position.segment, self.position.offset)
+            if cached is not None:
+                rows, self._next_offset = cached
+                if not rows:
+                    self.position = Position(self.position.segment, self._next_offset, 0)
+                    continue
+                self._rows = rows
+                if self.position.index >= len(rows):
+                    self._rows, self.position = [], Position(self.position.segment, self._next_offset, 0)
+                    continue
+                return True
             payload = self._frame()
             if payload is None:
                 # Nothing whole at the end of this segment: wait, unless a newer segment exists (then
@@ -114,7 +146,8 @@ class LogFeed:
                     if not self._advance():
                         return False
                     continue
-            rows = orjson.loads(payload)
+            rows = [event_of(row) for row in orjson.loads(payload)]
+            self.cache.put(self.position.segment, self.position.offset, rows, self._next_offset)
             if not rows:
                 self.position = Position(self.position.segment, self._next_offset, 0)
                 continue

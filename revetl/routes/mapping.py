@@ -28,16 +28,21 @@ _NAMED = ("track", "page", "screen")
 
 
 def event_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A landing row as a condition reads it: JSON columns parsed, `source` named."""
+    """A landing row as a condition reads it: JSON columns parsed, `source` named; `_received` (epoch seconds)
+    and `_size` (about the bytes of its JSON) for delivery. Parsing an event again changes nothing."""
     event = {key: value for key, value in row.items() if key != SOURCE_FIELD}
+    size = 160
     for key in _JSON:
         value = event.get(key)
         if isinstance(value, (str, bytes)):
+            size += len(value)
             try:
                 event[key] = orjson.loads(value)
             except orjson.JSONDecodeError:
                 event[key] = None
-    event["source"] = row.get(SOURCE_FIELD)
+    event["source"] = row.get(SOURCE_FIELD, row.get("source"))
+    event.setdefault("_received", received_at(event))
+    event.setdefault("_size", size)
     return event
 
 

@@ -25,7 +25,7 @@ from revetl.routes.config import load_route
 from revetl.routes.deliver import RouteWorker
 from revetl.routes.destinations import load_stream_destination
 from revetl.routes.feed import Position
-from revetl.routes.mapping import Route
+from revetl.routes.mapping import Route, event_of
 from revetl.routes.store import RouteStore, routes_state_dir
 
 __all__ = ["ReplayResult", "replay_route"]
@@ -57,7 +57,7 @@ class RowsFeed:
         if row is None:
             return None
         self.read += 1
-        return row, _END
+        return event_of(row), _END
 
     def backlog_bytes(self) -> int:
         return 0

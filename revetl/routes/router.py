@@ -32,9 +32,10 @@ from revetl.errors import CollectError, ConfigError
 from revetl.routes.config import load_route, route_names
 from revetl.routes.deliver import RouteWorker
 from revetl.routes.destinations import load_stream_destination
-from revetl.routes.feed import LogFeed, segments_in
+from revetl.routes.feed import LogFeed, RecordCache, segments_in
 from revetl.routes.mapping import Route
 from revetl.routes.store import RouteStore, routes_state_dir
+from revetl.runtime import fewer_collections
 
 if TYPE_CHECKING:
     import httpx
@@ -53,9 +54,10 @@ class Router:
         self.lines = lines
         self.log_every = log_every
         self.workers = []
+        cache = RecordCache()
         for route in routes:
             store = RouteStore(self.state_dir, route.name)
-            feed = LogFeed(self.log_dir, self.kept_dir, store.cursor())
+            feed = LogFeed(self.log_dir, self.kept_dir, store.cursor(), cache)
             destination = load_stream_destination(route.name, route.config.path, route.config.destination)
             self.workers.append(RouteWorker(route, destination, feed, store, lines, transport=transport))
 
@@ -118,7 +120,8 @@ def run_router(project: Project, names: Sequence[str] | None = None, log_every: 
         router = Router(log_dir, routes, lines, log_every=log_every)
         lines.info(f"revetl routes delivering {len(routes)} routes from {log_dir}",
                    routes=[route.name for route in routes], pid=os.getpid())
-        asyncio.run(_main(router))
+        with fewer_collections():  # events are acyclic: the cyclic collector only rescans what lives on
+            asyncio.run(_main(router))
         lines.info("revetl routes stopped", **{w.route.name: w.counters.delivered for w in router.workers})
 
 

@@ -1,0 +1,59 @@
+"""The routes' feed and cursor on disk: a record being written is read only once whole, a finished segment
+is left for the next, a torn cursor write leaves the previous cursor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from revetl.collect.log import encode_rows, tag_source
+from revetl.records import frame
+from revetl.routes.feed import LogFeed, Position
+from revetl.routes.store import SLOT, RouteStore
+
+
+def record(*ids: str) -> bytes:
+    rows = [{"message_id": i, "type": "track", "event": "E", "user_id": "u", "received_at": "2026-03-01T00:00:00Z"}
+            for i in ids]
+    return frame(tag_source(encode_rows(rows), "web"))
+
+
+def drain(feed: LogFeed) -> list[str]:
+    found = []
+    while (item := feed.next()) is not None:
+        found.append(item[0]["message_id"])
+    return found
+
+
+def test_the_feed_reads_whole_records_and_moves_on_only_when_a_newer_segment_exists(tmp_path: Path) -> None:
+    log, kept = tmp_path / "log", tmp_path / "log" / "routes" / "log"
+    log.mkdir()
+    first = log / "00000000000000000001-aaaa.log"
+    whole, torn = record("a", "b"), record("c")
+    first.write_bytes(whole + torn[:7])  # the collector is writing `c`
+    feed = LogFeed(log, kept, None)
+    event, after = feed.next()
+    assert (event["message_id"], event["source"], after) == ("a", "web", Position("00000000000000000001-aaaa", 0, 1))
+    assert drain(feed) == ["b"]
+    assert feed.position == Position("00000000000000000001-aaaa", len(whole), 0)
+    first.write_bytes(whole + torn)
+    assert drain(feed) == ["c"] and feed.next() is None
+    first.write_bytes(whole + torn + record("d")[:5])  # then the collector died mid-write: a torn tail
+    kept.mkdir(parents=True)
+    (kept / "00000000000000000002-bbbb.log").write_bytes(record("e"))  # the next run's segment, landed since
+    assert drain(feed) == ["e"]
+    resumed = LogFeed(log, kept, Position("00000000000000000001-aaaa", 0, 1))  # a cursor inside a record
+    assert drain(resumed) == ["b", "c", "e"]
+
+
+def test_a_torn_cursor_write_leaves_the_previous_cursor(tmp_path: Path) -> None:
+    store = RouteStore(tmp_path, "r")
+    store.save_cursor(Position("s1", 10, 0))
+    store.save_cursor(Position("s1", 20, 3))
+    store.close()
+    assert RouteStore(tmp_path, "r").cursor() == Position("s1", 20, 3)
+    path = tmp_path / "r" / "cursor"
+    data = bytearray(path.read_bytes())
+    assert len(data) == 2 * SLOT
+    data[40] ^= 0xFF  # the slot written last (sequence 2 goes to slot 0) is torn
+    path.write_bytes(bytes(data))
+    assert RouteStore(tmp_path, "r").cursor() == Position("s1", 10, 0)
