@@ -62,8 +62,21 @@ def delivered(urls: dict[str, str]) -> dict[str, int]:
 
 
 def start_router(project: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`revetl routes run`, returned once every route has written a status (it is delivering)."""
     command = [PYTHON, "-m", "revetl", "--project-dir", str(project), "routes", "run", "--log-every", "5"]
-    return subprocess.Popen(command, env=env, stderr=open(log, "ab"), stdout=subprocess.DEVNULL)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    process = subprocess.Popen(command, env=env, stderr=open(log, "ab"), stdout=subprocess.DEVNULL)
+    state = Path(env["REVETL_COLLECTOR_DIR"]) / "routes"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ready = [json.loads((state / name / "status.json").read_text()) for name in ROUTES]
+        except (OSError, ValueError):
+            ready = []
+        if ready and all(status["since"] >= started for status in ready):
+            return process
+        time.sleep(0.1)
+    raise SystemExit(f"the router did not start:\n{log.read_text()[-2000:]}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
