@@ -47,12 +47,17 @@ class Router:
     """Workers for routes over one collector log, with their status and the log's clean-up."""
 
     def __init__(self, log_dir: Path, routes: Sequence[Route], lines: LogLines,
-                 transport: httpx.AsyncBaseTransport | None = None, log_every: float = 10.0) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, log_every: float = 10.0,
+                 idle: Sequence[str] = ()) -> None:
         self.log_dir = Path(log_dir)
         self.state_dir = routes_state_dir(self.log_dir)
         self.kept_dir = routes_log_dir(self.log_dir)
         self.lines = lines
         self.log_every = log_every
+        # Routes of the project this router does not run (`routes run NAME...`): their cursors still hold
+        # the log's clean-up back, so that another router running them loses nothing.
+        self.idle = [RouteStore(self.state_dir, name) for name in idle
+                     if (self.state_dir / name / "cursor").exists()]
         self.workers = []
         cache = RecordCache()
         for route in routes:
@@ -93,7 +98,7 @@ class Router:
 
     def collect_garbage(self) -> list[str]:
         """Delete the landed segments older than every route's durable cursor; returns their names."""
-        cursors = [worker.store.durable for worker in self.workers]
+        cursors = [worker.store.durable for worker in self.workers] + [store.cursor() for store in self.idle]
         if not cursors or any(cursor is None for cursor in cursors):
             return []
         oldest = min(cursor.segment for cursor in cursors if cursor is not None)
@@ -115,9 +120,10 @@ def run_router(project: Project, names: Sequence[str] | None = None, log_every: 
     """Run the project's routes until SIGTERM or Ctrl-C."""
     log_dir = collector_dir(project)
     routes = load_routes(project, names)
+    idle = sorted(set(route_names(project)) - {route.name for route in routes})
     lines = LogLines()
     with _locked(routes_state_dir(log_dir)):
-        router = Router(log_dir, routes, lines, log_every=log_every)
+        router = Router(log_dir, routes, lines, log_every=log_every, idle=idle)
         lines.info(f"revetl routes delivering {len(routes)} routes from {log_dir}",
                    routes=[route.name for route in routes], pid=os.getpid())
         with fewer_collections():  # events are acyclic: the cyclic collector only rescans what lives on

@@ -57,3 +57,30 @@ def test_a_torn_cursor_write_leaves_the_previous_cursor(tmp_path: Path) -> None:
     data[40] ^= 0xFF  # the slot written last (sequence 2 goes to slot 0) is torn
     path.write_bytes(bytes(data))
     assert RouteStore(tmp_path, "r").cursor() == Position("s1", 10, 0)
+
+
+def test_the_log_is_cleaned_up_behind_every_routes_cursor_including_routes_not_running(tmp_path: Path) -> None:
+    from revetl.collect.lines import LogLines
+    from revetl.routes.config import RouteConfig
+    from revetl.routes.mapping import Route
+    from revetl.routes.router import Router
+
+    log = tmp_path / "log"
+    kept = log / "routes" / "log"
+    kept.mkdir(parents=True)
+    names = [f"0000000000000000000{n}-aaaa" for n in range(1, 5)]
+    for name in names:
+        (kept / f"{name}.log").write_bytes(record(name))
+    running = RouteStore(log / "routes", "running")
+    running.save_cursor(Position(names[3], 0, 0))  # far ahead
+    idle = RouteStore(log / "routes", "idle")
+    idle.save_cursor(Position(names[1], 0, 0))  # a route of the project this router does not run
+    running.close()
+    idle.close()
+    hook = {"type": "webhook", "base_url": "http://127.0.0.1:9/hook", "secret": "s" * 20}
+    route = Route.of(RouteConfig(name="running", path=tmp_path / "running.yml", destination=hook))
+    router = Router(log, [route], LogLines(), idle=["idle"])
+    assert router.collect_garbage() == [names[0]]
+    assert sorted(p.stem for p in kept.glob("*.log")) == names[1:]
+    alone = Router(log, [route], LogLines())  # without the idle route, only the running cursor counts
+    assert alone.collect_garbage() == names[1:3]
