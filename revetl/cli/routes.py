@@ -79,6 +79,16 @@ def routes_replay(
         raise typer.Exit(1)
 
 
+@routes_app.command("load")
+def routes_load() -> None:
+    """Copy the routes' dead letters and counters not loaded yet into the warehouse (revetl_state.route_*)."""
+    from revetl.routes.loading import load_route_files
+
+    report = load_route_files(current_project())
+    console.print(f"loaded {report.dead_letters} dead letters and {report.snapshots} counter snapshots "
+                  f"from {report.files} files", highlight=False)
+
+
 @routes_app.command("dead-letters")
 def routes_dead_letters(
     name: Annotated[str, typer.Argument(help="Route name.")],

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from revetl.collect.lines import LogLines
 from revetl.collect.log import SUFFIX
 from revetl.collect.settings import collector_dir, routes_log_dir
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Router", "run_router"]
+
+SNAPSHOT_EVERY_S = 60.0
 
 
 class Router:
@@ -69,7 +73,7 @@ class Router:
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.get_running_loop().create_task(worker.run(stop), name=f"route-{worker.route.name}")
                  for worker in self.workers]
-        since_log = 0.0
+        since_log = since_snapshot = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -77,11 +81,14 @@ class Router:
                 except TimeoutError:
                     pass
                 self.tick()
-                since_log += 1.0
+                since_log, since_snapshot = since_log + 1.0, since_snapshot + 1.0
                 if since_log >= self.log_every:
                     since_log = 0.0
                     for worker in self.workers:
                         self.lines.info("route", route=worker.route.name, **worker.status())
+                if since_snapshot >= SNAPSHOT_EVERY_S:
+                    since_snapshot = 0.0
+                    self.snapshot()
             for task in tasks:
                 await task
         finally:
@@ -89,6 +96,13 @@ class Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.tick()
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        """Append each route's counters to its `stats.jsonl` (`revetl routes load` copies them to the warehouse)."""
+        for worker in self.workers:
+            with open(worker.store.directory / "stats.jsonl", "ab") as handle:
+                handle.write(orjson.dumps(worker.status()) + b"\n")
 
     def tick(self) -> None:
         """Write each route's status; delete landed segments every route is durably past."""

@@ -111,11 +111,34 @@ def test_events_past_the_backlog_age_are_dead_lettered_then_replayed(
         assert {letter["row"]["message_id"] for letter in letters} == {f"old-{i:04d}" for i in range(30)}
         assert letters[0]["reason"].startswith("not delivered within 0.0002 h of its receipt (last error: ")
         assert "still failing after 2 attempts" in letters[0]["reason"]
+        assert_loaded_into_the_warehouse(root, tmp_path, log_dir)
         httpx.post(f"{hook}/_emulator/faults", json={"error_share": 0.0})
         result = replay_route(project, "hook", dead_letters=True)
         assert (result.read, result.delivered, result.dead_lettered) == (30, 30, 0)
         assert len(events(hook)) == 30
         assert list(router.workers[0].store.dead_letters()) == []  # replayed: gone
+
+
+def assert_loaded_into_the_warehouse(root: Path, tmp_path: Path, log_dir: Path) -> None:
+    """`revetl routes load` copies the dead letters and the counters into the warehouse, once."""
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    env = {**os.environ, "REVETL_COLLECTOR_DIR": str(log_dir), "REVETL_WAREHOUSE": str(tmp_path / "w.duckdb")}
+    command = [sys.executable, "-m", "revetl", "--project-dir", str(root), "routes", "load"]
+    for expected in ("loaded 30 dead letters and 1 counter snapshots from 2 files",
+                     "loaded 0 dead letters and 0 counter snapshots from 0 files"):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and expected in done.stdout, done.stdout + done.stderr
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as warehouse:
+        letters = warehouse.sql("select route, count(*), min(reason) from revetl_state.route_dead_letters "
+                                "group by route").fetchall()
+        stats = warehouse.sql("select route, dead_lettered, delivered, state from revetl_state.route_stats").fetchall()
+    assert letters[0][:2] == ("hook", 30) and letters[0][2].startswith("not delivered within 0.0002 h")
+    assert stats == [("hook", 30, 0, "stopped")]
 
 
 def test_amplitude_400_413_and_429_as_its_api_documents(
