@@ -157,35 +157,48 @@ class RouteWorker:
         return batch
 
     async def _deliver(self, http: Http, batch: Batch) -> None:
-        """Send one batch until acknowledged or dead-lettered (never raises but for cancellation)."""
+        """Send one batch until acknowledged or dead-lettered (never raises but for cancellation). Dead letters
+        that cannot be written (a full disk) keep the batch, which is tried again: the cursor never passes
+        an event that is neither acknowledged nor kept."""
         if not batch.items:
             return
         attempt = 0
         while True:
-            if self._held_since is not None and (reason := self._over_bounds(batch)):
-                self._dead_letter(batch.rows, [reason] * len(batch.rows))
-                return
             try:
-                verdicts = await self.destination.send(http, batch.items)
+                if await self._attempt(http, batch):
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever failed, the batch waits and is tried again
                 self._hold(exc)
-                if reason := self._over_bounds(batch):
-                    self._dead_letter(batch.rows, [reason] * len(batch.rows))
-                    return
-                await self.clock.sleep(min(MAX_PAUSE_SECONDS, 0.5 * 2 ** min(attempt, 6)) * (0.5 + self.clock.random()))
-                attempt += 1
-                self.counters.retried += 1
-                continue
-            self._released()
-            refused = [(row, reason) for row, reason in zip(batch.rows, verdicts) if reason is not None]
-            self._dead_letter([row for row, _ in refused], [reason for _, reason in refused])
-            now = self.clock.time()
-            self.counters.delivered += len(verdicts) - len(refused)
-            self.counters.batches += 1
-            self.counters.observe([(now - t) * 1000 for t, v in zip(batch.received, verdicts) if t and v is None])
-            return
+            pause = min(MAX_PAUSE_SECONDS, 0.5 * 2 ** min(attempt, 6)) * (0.5 + self.clock.random())
+            await self.clock.sleep(pause)
+            attempt += 1
+            self.counters.retried += 1
+
+    async def _attempt(self, http: Http, batch: Batch) -> bool:
+        """One try: True when the batch is done with (acknowledged, refused or dead-lettered)."""
+        if self._held_since is not None and (reason := self._over_bounds(batch)):
+            self._dead_letter(batch.rows, [reason] * len(batch.rows))
+            return True
+        try:
+            verdicts = await self.destination.send(http, batch.items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retries run out, a held route, a bug: the same for the batch
+            self._hold(exc)
+            if reason := self._over_bounds(batch):
+                self._dead_letter(batch.rows, [reason] * len(batch.rows))
+                return True
+            return False
+        refused = [(row, reason) for row, reason in zip(batch.rows, verdicts) if reason is not None]
+        self._dead_letter([row for row, _ in refused], [reason for _, reason in refused])
+        self._released()
+        now = self.clock.time()
+        self.counters.delivered += len(verdicts) - len(refused)
+        self.counters.batches += 1
+        self.counters.observe([(now - t) * 1000 for t, v in zip(batch.received, verdicts) if t and v is None])
+        return True
 
     def _over_bounds(self, batch: Batch) -> str | None:
         backlog = self.route.config.backlog

@@ -43,4 +43,10 @@ def _collector_helpers():  # tests/collect/conftest.py's helpers (conftest modul
     return module
 
 
-collect_helpers = _collector_helpers()
+_HELPERS = _collector_helpers()
+
+
+@pytest.fixture
+def collect_helpers():  # type: ignore[no-untyped-def]
+    """tests/collect/conftest.py as a module: start_collector, collector_env, revetl_command, the write keys."""
+    return _HELPERS

@@ -97,7 +97,7 @@ def test_every_problem_is_named_with_its_line(route_project: Any) -> None:
         (3, "`evnts` unknown key; did you mean `events`?"),
         (4, "`where` is not a condition: expected a value or a field, found the end (at column 28)"),
         (5, "`properties.rename` renames two keys to `x`"),
-        (7, "unknown stream destination type `amplitud`; did you mean `amplitude`? (installed: amplitude, braze, mixpanel, webhook)"),
+        (7, "unknown stream destination type `amplitud`; did you mean `amplitude`? (installed: amplitude, braze, intercom, mixpanel, webhook)"),
     ]
     assert check_route(project, "unset").problems == [(3, "`destination.api_key` environment variable "
                                                           "UNSET_AMPLITUDE_KEY_FOR_TEST is not set")]

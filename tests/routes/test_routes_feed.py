@@ -3,6 +3,7 @@ is left for the next, a torn cursor write leaves the previous cursor."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from revetl.collect.log import encode_rows, tag_source
@@ -11,9 +12,11 @@ from revetl.routes.feed import LogFeed, Position
 from revetl.routes.store import SLOT, RouteStore
 
 
+NOW = dt.datetime.now(dt.timezone.utc).isoformat()
+
+
 def record(*ids: str) -> bytes:
-    rows = [{"message_id": i, "type": "track", "event": "E", "user_id": "u", "received_at": "2026-03-01T00:00:00Z"}
-            for i in ids]
+    rows = [{"message_id": i, "type": "track", "event": "E", "user_id": "u", "received_at": NOW} for i in ids]
     return frame(tag_source(encode_rows(rows), "web"))
 
 
@@ -84,3 +87,59 @@ def test_the_log_is_cleaned_up_behind_every_routes_cursor_including_routes_not_r
     assert sorted(p.stem for p in kept.glob("*.log")) == names[1:]
     alone = Router(log, [route], LogLines())  # without the idle route, only the running cursor counts
     assert alone.collect_garbage() == names[1:3]
+
+
+def test_dead_letters_that_cannot_be_written_keep_the_batch_until_they_can(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from revetl.collect.lines import LogLines
+    from revetl.routes.config import RouteConfig
+    from revetl.routes.deliver import RouteWorker
+    from revetl.routes.destinations import load_stream_destination
+    from revetl.routes.mapping import Route
+    from revetl.runtime import Clock
+
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "00000000000000000001-aaaa.log").write_bytes(record("good-1", "bad-1"))
+    destination = {"type": "webhook", "base_url": "http://hook.test/in", "secret": "s" * 20, "attempts": 1}
+    route = Route.of(RouteConfig(name="r", path=tmp_path / "r.yml", destination=destination))
+    sent: list[list[str]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        ids = [event["messageId"] for event in httpx.Response(200, content=request.content).json()["events"]]
+        sent.append(ids)
+        return httpx.Response(200, json={"rejected": [{"messageId": "bad-1", "reason": "no"}]})
+
+    class FullDisk(RouteStore):
+        failures = 1
+
+        def dead_letter(self, rows, reasons):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise OSError(28, "No space left on device")
+            super().dead_letter(rows, reasons)
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    store = FullDisk(log / "routes", "r")
+    worker = RouteWorker(route, load_stream_destination("r", route.config.path, destination),
+                         LogFeed(log, log / "routes" / "log", None), store, LogLines(),
+                         clock=Clock(sleep=no_wait), transport=httpx.MockTransport(receiver))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(worker.run(stop))
+        while worker.counters.dead_lettered < 1:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert sent == [["good-1", "bad-1"], ["good-1", "bad-1"]]  # the letter failed: the batch was sent again
+    assert [letter["row"]["message_id"] for letter in store.dead_letters()] == ["bad-1"]
+    assert (worker.counters.delivered, worker.counters.dead_lettered) == (1, 1)
+    assert RouteStore(log / "routes", "r").cursor() == Position("00000000000000000001-aaaa", len(record("good-1", "bad-1")), 0)

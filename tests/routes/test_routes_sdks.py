@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import collect_helpers
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
@@ -42,7 +41,7 @@ ANALYTICS = """\
 """
 
 
-def start_router(base: Path, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_router(collect_helpers: Any, base: Path, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = collect_helpers.revetl_command("routes", "run", "--log-every", "1", project_dir=root)
     return subprocess.Popen(command, env=env, cwd=base, stdout=subprocess.DEVNULL,
                             stderr=open(base / f"router-{time.monotonic_ns()}.log", "wb"))
@@ -75,7 +74,8 @@ def send_some(client: Any, tag: str, round_: int) -> dict[str, list[str]]:
     return want
 
 
-def test_sdk_events_reach_exactly_their_routes_through_collector_kills(tmp_path: Path, route_project: Any) -> None:
+def test_sdk_events_reach_exactly_their_routes_through_collector_kills(
+        tmp_path: Path, route_project: Any, collect_helpers: Any) -> None:
     root = route_project(crm=CRM, analytics=ANALYTICS)
     base = tmp_path / "run"
     base.mkdir()
@@ -92,7 +92,7 @@ def test_sdk_events_reach_exactly_their_routes_through_collector_kills(tmp_path:
             return collector
 
         want: dict[str, set[str]] = {"crm": set(), "analytics": set()}
-        router = start_router(base, root, env)
+        router = start_router(collect_helpers, base, root, env)
         try:
             for round_ in range(6):
                 collector = start_collector()
@@ -108,7 +108,7 @@ def test_sdk_events_reach_exactly_their_routes_through_collector_kills(tmp_path:
                 if round_ == 3:  # the router is killed too, and comes back
                     router.send_signal(signal.SIGKILL)
                     router.wait(timeout=30)
-                    router = start_router(base, root, env)
+                    router = start_router(collect_helpers, base, root, env)
                 # Acknowledged (sync mode answered 200): a SIGKILL now must lose nothing.
                 collector.stop(signal.SIGKILL)
             start_collector()
