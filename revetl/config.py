@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from revetl.errors import ConfigError
 from revetl.schedule.settings import BuildSettings, ScheduleSettings, cron_expression
-from revetl.yaml_files import YamlFile, key_line, node_line, read_yaml, read_yaml_file
+from revetl.yaml_files import YamlFile, key_line, node_line, read_problems, read_yaml, read_yaml_file
 
 if TYPE_CHECKING:
     from revetl.alerts.settings import AlertSettings
@@ -302,14 +302,9 @@ def check_sync(project: Project, name: str) -> SyncFile:
     Unknown keys name the nearest known one; the destination's own settings are its plugin's to
     check (destinations.load_destination)."""
     path = named_file(project.syncs_dir, name, ".yml", "sync")
-    try:
-        parsed = read_yaml_file(path)
-    except ConfigError as exc:
-        message = str(exc)
-        found = re.match(rf"{re.escape(str(path))}, line (\d+): (.*)", message, re.S)
-        if found:
-            return SyncFile(None, None, [(int(found.group(1)), found.group(2))])
-        return SyncFile(None, None, [(None, message.removeprefix(f"{path}: "))])
+    parsed, unreadable = read_problems(path)
+    if parsed is None:
+        return SyncFile(None, None, unreadable)
     raw = parsed.data
     if not isinstance(raw, dict):
         return SyncFile(parsed, None, [(1, "a sync file is a mapping (audience, destination, identity, ...)")])

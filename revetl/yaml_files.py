@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 
 from revetl.errors import ConfigError
 
-__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "node_line", "read_yaml", "read_yaml_file"]
+__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "node_line", "read_problems", "read_yaml", "read_yaml_file"]
 
 # How many values a YAML document may hold once its aliases are expanded. Project files hold
 # hundreds; a "billion laughs" (aliases of aliases) holds billions and would take minutes to walk.
@@ -57,6 +58,18 @@ def read_yaml_file(path: Path) -> YamlFile:
                           "save it as UTF-8") from None
     parsed = _parse(path, text)
     return dataclasses.replace(parsed, data=copy.deepcopy(parsed.data))
+
+
+def read_problems(path: Path) -> tuple[YamlFile | None, list[tuple[int | None, str]]]:
+    """`read_yaml_file` for a checker: the file, or None and its one problem as (line or None, sentence)."""
+    try:
+        return read_yaml_file(path), []
+    except ConfigError as exc:
+        message = str(exc)
+        found = re.match(rf"{re.escape(str(path))}, line (\d+): (.*)", message, re.S)
+        if found:
+            return None, [(int(found.group(1)), found.group(2))]
+        return None, [(None, message.removeprefix(f"{path}: "))]
 
 
 @functools.lru_cache(maxsize=32)

@@ -23,7 +23,7 @@ import orjson
 
 from revetl.collect.dedupe import RecentIds
 from revetl.collect.lines import LogLines
-from revetl.collect.log import select_rows
+from revetl.collect.log import select_rows, tag_source
 from revetl.collect.pipeline import Pipeline
 from revetl.collect.protocol import ENDPOINTS, authenticate, basic_user, body_limit, too_large
 from revetl.collect.settings import CollectorConfig
@@ -161,6 +161,8 @@ class CollectorApp:
             originals = {self._in_flight[m] for m in ids if m in self._in_flight}
         if fresh:
             payload = parsed.payload if len(fresh) == accepted else select_rows(parsed.payload, fresh)
+            if self.config.routes_log is not None:  # routes filter by source (revetl/routes/)
+                payload = tag_source(payload, source)
             await self._land(payload, [parsed.message_ids[i] for i in fresh])
         for original in originals:
             await asyncio.shield(original)
@@ -210,6 +212,10 @@ class CollectorApp:
         }
         if problem is not None:
             body["error"] = problem
+        if self.config.routes_log is not None:  # each route's counters, as `revetl routes run` last wrote them
+            from revetl.routes.store import all_statuses
+
+            body["routes"] = all_statuses(self.config.routes_log.parent)
         return _Outcome(200 if problem is None else 503, body)
 
 

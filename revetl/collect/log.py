@@ -43,6 +43,7 @@ __all__ = [
     "EventLog",
     "encode_rows",
     "select_rows",
+    "tag_source",
     "list_segments",
     "read_records",
     "remove_segment",
@@ -75,6 +76,17 @@ def select_rows(payload: bytes, keep: Sequence[int]) -> bytes:
     return orjson.dumps([rows[index] for index in keep])
 
 
+def tag_source(payload: bytes, source: str) -> bytes:
+    """A record payload whose every row also names its `_source` (read by routes, ignored by the roller).
+
+    Byte surgery like `roller.payloads_to_table`: a row ends where the next row's `{"message_id":` starts."""
+    if len(payload) <= 2:
+        return payload
+    tag = b',"_source":' + orjson.dumps(source)
+    row_break = b'},{"' + _FIRST.encode() + b'":'
+    return payload[:-2].replace(row_break, tag + row_break) + tag + b"}]"
+
+
 def list_segments(directory: Path) -> list[str]:
     """Names of the segments in `directory`, oldest first."""
     if not directory.is_dir():
@@ -88,9 +100,16 @@ def read_records(path: Path) -> tuple[list[bytes], int]:
     return records, path.stat().st_size - sum(HEADER_SIZE + len(record) for record in records)
 
 
-def remove_segment(directory: Path, name: str) -> None:
-    """Delete a segment that has been rolled into Parquet, durably."""
-    (directory / f"{name}{SUFFIX}").unlink(missing_ok=True)
+def remove_segment(directory: Path, name: str, keep: Path | None = None) -> None:
+    """Delete a segment that has been rolled into Parquet, durably; or, when routes read the log
+    (`keep`, revetl/routes/feed.py), move it there for them instead."""
+    path = directory / f"{name}{SUFFIX}"
+    if keep is not None and path.exists():
+        keep.mkdir(parents=True, exist_ok=True)
+        os.replace(path, keep / path.name)
+        fsync_dir(keep)
+    else:
+        path.unlink(missing_ok=True)
     fsync_dir(directory)
 
 

@@ -39,8 +39,8 @@ class _Buffer:
     events: int = 0
 
 
-def _land(landing_dir: Path, log_dir: Path, segment: str, payloads: list[bytes]) -> list[Path]:
-    return land_segment(landing_dir, log_dir, segment, payloads_to_table(payloads))
+def _land(landing_dir: Path, log_dir: Path, segment: str, payloads: list[bytes], keep: Path | None) -> list[Path]:
+    return land_segment(landing_dir, log_dir, segment, payloads_to_table(payloads), keep)
 
 
 class Pipeline:
@@ -55,8 +55,10 @@ class Pipeline:
         max_buffered: int,
         lines: LogLines,
         sync: bool = True,
+        keep: Path | None = None,
     ) -> None:
         self.landing_dir = Path(landing_dir)
+        self.keep = keep  # where landed segments go for the routes to read (None: deleted)
         self.log_dir = Path(log_dir)
         self.flush_seconds = flush_seconds
         self.flush_events = flush_events
@@ -244,7 +246,8 @@ class Pipeline:
     async def _land_segment(self, segment: str, buffer: _Buffer) -> None:
         started = time.perf_counter()
         try:
-            files = await asyncio.to_thread(_land, self.landing_dir, self.log_dir, segment, buffer.payloads)
+            files = await asyncio.to_thread(_land, self.landing_dir, self.log_dir, segment, buffer.payloads,
+                                          self.keep)
         except (LandingError, OSError, pa.ArrowException) as exc:
             self._unlanded.append((segment, buffer))
             self._retry_at = time.monotonic() + self._retry_delay

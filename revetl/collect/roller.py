@@ -57,13 +57,15 @@ def landed_dates(landing_dir: Path, segment: str) -> set[str]:
     return {path.parent.name.partition("=")[2] for path in Path(landing_dir).glob(pattern)}
 
 
-def land_segment(landing_dir: Path, log_dir: Path, segment: str, table: pa.Table) -> list[Path]:
-    """Write a closed segment's rows as Parquet (dates not landed yet), then delete the segment."""
+def land_segment(landing_dir: Path, log_dir: Path, segment: str, table: pa.Table, keep: Path | None = None
+                 ) -> list[Path]:
+    """Write a closed segment's rows as Parquet (dates not landed yet), then delete the segment (or
+    hand it to the routes: `keep`)."""
     done = landed_dates(landing_dir, segment)
     if done and table.num_rows:
         table = table.filter(pc.invert(pc.is_in(_dates(table), pa.array(sorted(done)))))
     written = write_table(landing_dir, table, prefix=f"{PREFIX}-{segment}") if table.num_rows else []
-    remove_segment(log_dir, segment)
+    remove_segment(log_dir, segment, keep)
     return written
 
 
@@ -78,8 +80,9 @@ class Recovery:
     files: list[Path] = field(default_factory=list)
 
 
-def recover(landing_dir: Path, log_dir: Path, recent: RecentIds) -> Recovery:
-    """Land every acknowledged event still in the log (oldest segment first), once."""
+def recover(landing_dir: Path, log_dir: Path, recent: RecentIds, routes_log: Path | None = None) -> Recovery:
+    """Land every acknowledged event still in the log (oldest segment first), once; segments then go
+    to `routes_log` when routes read them."""
     seed_recent(landing_dir, recent)
     report = Recovery()
     for segment in list_segments(log_dir):
@@ -97,7 +100,7 @@ def recover(landing_dir: Path, log_dir: Path, recent: RecentIds) -> Recovery:
                 keep.append(fresh)
                 report.duplicates += not fresh
         table = table.filter(pa.array(keep, type=pa.bool_())) if table.num_rows else table
-        report.files += land_segment(landing_dir, log_dir, segment, table)
+        report.files += land_segment(landing_dir, log_dir, segment, table, routes_log)
         report.segments += 1
         report.events += table.num_rows
         report.torn_bytes += torn

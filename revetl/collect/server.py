@@ -65,7 +65,7 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
     with _locked(config.log_dir):
         recent = RecentIds(config.dedupe_window)
         try:
-            report = recover(config.landing_dir, config.log_dir, recent)
+            report = recover(config.landing_dir, config.log_dir, recent, config.routes_log)
         except LandingError as exc:
             raise CollectError(
                 f"cannot start: the events a previous run left in the write-ahead log cannot be landed ({exc}); "
@@ -96,7 +96,7 @@ async def _serve(
 ) -> None:
     pipeline = Pipeline(
         config.landing_dir, config.log_dir, config.flush_seconds, config.flush_events,
-        config.max_buffered_events, lines,
+        config.max_buffered_events, lines, keep=config.routes_log,
     )
     pipeline.start()
     alerts = asyncio.get_running_loop().create_task(  # collector_degraded alerts (revetl/alerts/collector.py)

@@ -15,7 +15,7 @@ from revetl.collect.workers import default_workers
 from revetl.config import Project, expand_env
 from revetl.errors import CollectError, ConfigError
 
-__all__ = ["CollectorConfig", "collector_dir"]
+__all__ = ["CollectorConfig", "collector_dir", "routes_log_dir"]
 
 # Requests are refused with 503 (retry later) while this many events wait to be rolled into
 # Parquet, as a multiple of `flush_events`: memory stays bounded when the landing disk is stuck.
@@ -27,6 +27,11 @@ def collector_dir(project: Project) -> Path:
     """The write-ahead log directory: REVETL_COLLECTOR_DIR, else `collect.log_dir`, absolute."""
     path = Path(os.environ.get("REVETL_COLLECTOR_DIR") or project.settings.collect.log_dir)
     return path if path.is_absolute() else project.root / path
+
+
+def routes_log_dir(log_dir: Path) -> Path:
+    """Where the collector keeps landed log segments for the routes, under its log directory."""
+    return log_dir / "routes" / "log"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class CollectorConfig:
     idle_timeout: float = 5.0
     alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)  # collector_degraded rules
     project: str = ""  # the project directory's name, in alerts
+    # When the project has routes (routes/*.yml): landed log segments move here for `revetl routes run`
+    # to read (revetl/routes/feed.py) and each logged row names its source; None: they are deleted.
+    routes_log: Path | None = None
 
     @property
     def sources(self) -> list[str]:
@@ -86,6 +94,7 @@ class CollectorConfig:
             idle_timeout=settings.idle_timeout_seconds,
             alerts=project.alerts,
             project=project.root.name,
+            routes_log=routes_log_dir(collector_dir(project)) if any((project.root / "routes").glob("*.yml")) else None,
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:
             raise CollectError("flush seconds and flush events must both be positive")

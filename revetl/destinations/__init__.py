@@ -17,7 +17,7 @@ from revetl.errors import ConfigError
 
 __all__ = [
     "Destination", "DestinationConfig", "HttpOptions", "Row", "RowResult", "destination_types", "load_destination",
-    "settings_problems", "unknown_type",
+    "expand_settings", "settings_problems", "unknown_type", "UnsetSetting",
 ]
 
 GROUP = "revetl.destinations"
@@ -30,25 +30,43 @@ def destination_types() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def unknown_type(kind: str) -> str | None:
-    """None when destination type `kind` is installed, else a sentence naming the nearest and the installed ones."""
-    types = sorted(destination_types())
+def unknown_type(kind: str, installed: dict[str, Any] | None = None, what: str = "destination") -> str | None:
+    """None when destination type `kind` is installed (in `installed`, default the sync destinations), else a
+    sentence naming the nearest and the installed ones."""
+    types = sorted(destination_types() if installed is None else installed)
     if kind in types:
         return None
     nearest = difflib.get_close_matches(kind, types, n=1, cutoff=0.6)
     hint = f"; did you mean `{nearest[0]}`?" if nearest else ""
-    return f"unknown destination type `{kind}`{hint} (installed: {', '.join(types) or 'none'})"
+    return f"unknown {what} type `{kind}`{hint} (installed: {', '.join(types) or 'none'})"
 
 
-def _expand(value: Any, sync: SyncConfig, key: str, environ: dict[str, str] | None) -> Any:
+class UnsetSetting(ConfigError):
+    """A `${VAR}` in a destination setting (`key`, dotted) is not set in the environment."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"`destination.{key}`: {message}")
+        self.key = key
+        self.reason = message
+
+
+def expand_settings(value: Any, key: str, environ: dict[str, str] | None) -> Any:
+    """A destination setting with its `${VAR}`s expanded (nested mappings too); UnsetSetting names the key."""
     if isinstance(value, str):
         try:
             return expand_env(value, environ)
         except ConfigError as exc:
-            raise ConfigError(f"{sync.path}: `destination.{key}`: {exc}") from None
+            raise UnsetSetting(key, str(exc)) from None
     if isinstance(value, dict):
-        return {k: _expand(v, sync, f"{key}.{k}", environ) for k, v in value.items()}
+        return {k: expand_settings(v, f"{key}.{k}", environ) for k, v in value.items()}
     return value
+
+
+def _expand(value: Any, sync: SyncConfig, key: str, environ: dict[str, str] | None) -> Any:
+    try:
+        return expand_settings(value, key, environ)
+    except UnsetSetting as exc:
+        raise ConfigError(f"{sync.path}: {exc}") from None
 
 
 def load_destination(sync: SyncConfig, environ: dict[str, str] | None = None) -> Destination[Any]:

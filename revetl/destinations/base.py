@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the HTTP client loads when a destination connects: a sync w
 
 __all__ = [
     "ACKNOWLEDGED", "ConfigT", "Destination", "DestinationConfig", "HttpOptions", "RateLimitConfig", "Row",
-    "RowResult", "secret_values",
+    "RowResult", "configured_limit", "generic_config", "secret_values",
 ]
 
 
@@ -138,6 +138,24 @@ class DestinationConfig(Strict):
         return value
 
 
+def generic_config(cls: type, generic: type) -> Any:
+    """The config model a subclass names as `generic[Model]` (its `config_model`), or None."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        args = typing.get_args(base)
+        if typing.get_origin(base) is generic and args and isinstance(args[0], type):
+            return args[0]
+    return None
+
+
+def configured_limit(config: DestinationConfig, published: tuple[int, float] | None) -> tuple[int, float] | None:
+    """The rate limit a client holds itself to: none when `unlimited`, the configured one, else `published`."""
+    if config.unlimited:
+        return None
+    if config.rate_limit:
+        return config.rate_limit.requests, config.rate_limit.per_seconds
+    return published
+
+
 def secret_values(config: Strict) -> list[str]:
     """Every secret in a config, to scrub from any text that could leave the process: SecretStr values
     and the credentials of URLs (`https://user:PASS@host`)."""
@@ -174,10 +192,7 @@ class Destination(ABC, Generic[ConfigT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in cls.__dict__.get("__orig_bases__", ()):
-            args = typing.get_args(base)
-            if typing.get_origin(base) is Destination and args and isinstance(args[0], type):
-                cls.config_model = args[0]
+        cls.config_model = generic_config(cls, Destination) or cls.config_model
 
     def __post_init__(self) -> None:
         """Check `identity.to` against what the destination declares, then `configure`."""
@@ -213,11 +228,7 @@ class Destination(ABC, Generic[ConfigT]):
 
     def rate_limit(self) -> tuple[int, float] | None:
         """(requests, seconds) the client holds itself to; None: unlimited."""
-        if self.config.unlimited:
-            return None
-        if self.config.rate_limit:
-            return self.config.rate_limit.requests, self.config.rate_limit.per_seconds
-        return self.published_rate_limit
+        return configured_limit(self.config, self.published_rate_limit)
 
     def http_options(self) -> HttpOptions:
         """Headers (auth), and optionally how to read an error body and renew a token. Default: none."""

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from revetl.sync.http import Http
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "WebhookConfig", "batch_key", "describe", "refuse_membership",
-           "signature"]
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Webhook", "WebhookConfig", "batch_key", "describe", "header_secrets",
+           "receiver_options", "refuse_membership", "signature"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RESERVED = {name.lower() for name in ("Content-Type", "Content-Length", "Host", IDEMPOTENCY_HEADER,
@@ -81,6 +81,26 @@ def batch_key(sync: str, rows: Sequence[Row]) -> str:
     return digest.hexdigest()[:40]
 
 
+def header_secrets(config: WebhookConfig) -> list[str]:
+    """Each configured header value, and its words ("Bearer <token>": a receiver may quote the token)."""
+    values = [value.get_secret_value() for value in config.headers.values()]
+    return [*values, *(word for value in values for word in value.split() if len(word) >= 8)]
+
+
+def receiver_options(config: WebhookConfig, agent: str) -> HttpOptions:
+    """What `Http` sends a signed receiver: the configured headers, JSON, and a fresh signature on each try."""
+    headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+    headers["Content-Type"] = "application/json"
+    headers.setdefault("User-Agent", agent)
+    secret = config.secret.get_secret_value().encode()
+
+    def sign(method: str, url: str, body: bytes | None, now: float) -> Mapping[str, str]:
+        timestamp = str(int(now))
+        return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(secret, timestamp, body or b"")}
+
+    return HttpOptions(headers=headers, describe=describe, sign=sign)
+
+
 def refuse_membership(destination: Destination[Any]) -> None:
     """A sync's `membership:` means nothing to a webhook or a digest (membership is the batch's own
     adds and removes): say so rather than ignore it."""
@@ -116,20 +136,10 @@ class Webhook(Destination[WebhookConfig]):
 
     @property
     def secrets(self) -> list[str]:
-        """The secret, and each header value with its words ("Bearer <token>": a receiver may quote the token)."""
-        values = [value.get_secret_value() for value in self.config.headers.values()]
-        return [*super().secrets, *values, *(word for value in values for word in value.split() if len(word) >= 8)]
+        return [*super().secrets, *header_secrets(self.config)]
 
     def http_options(self) -> HttpOptions:
-        headers = {name: value.get_secret_value() for name, value in self.config.headers.items()}
-        headers["Content-Type"] = "application/json"
-        headers.setdefault("User-Agent", "revetl-webhook")
-        return HttpOptions(headers=headers, describe=describe, sign=self._sign)
-
-    def _sign(self, method: str, url: str, body: bytes | None, now: float) -> Mapping[str, str]:
-        timestamp = str(int(now))
-        secret = self.config.secret.get_secret_value().encode()
-        return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(secret, timestamp, body or b"")}
+        return receiver_options(self.config, "revetl-webhook")
 
     def body(self, rows: Sequence[Row], key: str) -> bytes:
         """The batch as the receiver gets it (entries sorted by key: the same rows, the same bytes)."""

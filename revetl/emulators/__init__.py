@@ -55,6 +55,18 @@ def _webhook(options: Mapping[str, Any]) -> Emulator:
     return WebhookEmulator(dict(options))
 
 
+def _amplitude(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.amplitude import AmplitudeEmulator
+
+    return AmplitudeEmulator(dict(options))
+
+
+def _mixpanel(options: Mapping[str, Any]) -> Emulator:
+    from revetl.emulators.mixpanel import MixpanelEmulator
+
+    return MixpanelEmulator(dict(options))
+
+
 def _slack(options: Mapping[str, Any]) -> Emulator:
     from revetl.emulators.slack import SlackEmulator
 
@@ -63,7 +75,8 @@ def _slack(options: Mapping[str, Any]) -> Emulator:
 
 # name -> factory(options); built-ins import lazily so `revetl emulate` loads only the one it runs.
 EMULATORS: dict[str, Factory] = {"braze": _braze, "intercom": _intercom, "salesforce": _salesforce,
-                                 "webhook": _webhook, "slack": _slack}
+                                 "webhook": _webhook, "slack": _slack, "amplitude": _amplitude,
+                                 "mixpanel": _mixpanel}
 
 
 def register(name: str, factory: Factory) -> None:

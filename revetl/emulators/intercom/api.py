@@ -16,6 +16,8 @@ reference page and the search description; texts marked "ours" are not documente
 - Search lags creation: a contact is found by `POST /contacts/search` only `search_lag` seconds
   (default 120; Intercom: "can take a few minutes") after it was created. Reads by id and
   `GET /contacts/find_by_external_id/{external_id}` (users only) see it at once.
+- `POST /events {event_name, created_at, user_id | id, metadata}` answers 202 with an empty body, 404 when
+  the user cannot be found; a repeat (same contact, name and created_at) is accepted and not kept twice.
 - `POST /tags {name}` creates the tag or returns the one with that name; `POST /contacts/{id}/tags
   {id}` attaches, `DELETE /contacts/{id}/tags/{tag_id}` detaches. Contacts' and tags' rules, and
   the data attributes a contact may hold: see `workspace.py`; the query language: `search.py`.
@@ -83,15 +85,20 @@ class IntercomEmulator(Emulator):
             "/contacts/{contact_id}/tags/{tag_id}": {"DELETE": self.detach_tag},
             "/tags": {"GET": self.list_tags, "POST": self.create_tag},
             "/data_attributes": {"GET": self.list_attributes, "POST": self.create_attribute},
+            "/events": {"POST": self.create_event},
         }
         return [Route(method, path, self._answering(handler))
                 for path, methods in paths.items() for method, handler in methods.items()]
 
     def control_routes(self) -> Iterable[Route]:
-        return [Route("GET", "/_emulator/contacts", self.dump_contacts)]
+        return [Route("GET", "/_emulator/contacts", self.dump_contacts),
+                Route("GET", "/_emulator/events", lambda _: Response(200, {"count": len(self.events),
+                                                                           "events": self.events}))]
 
     def reset_state(self) -> None:
         self.workspace = Workspace(self.config["admin_id"], self.clock)
+        self.events: list[dict[str, Any]] = []  # data events, once each (Intercom's de-duplication)
+        self._event_keys: set[tuple[str, str, int]] = set()
         self._request_ids = itertools.count(1)
         attributes = self.config["custom_attributes"]  # validated in __init__, after this first reset
         for name, data_type in (attributes.items() if isinstance(attributes, dict) else ()):
@@ -195,6 +202,27 @@ class IntercomEmulator(Emulator):
             return Response(200, search(body, visible, Contact.get, self.workspace.render))
         except SearchError as exc:
             return self.error(400, exc.code, str(exc))
+
+    def create_event(self, request: Request) -> Response:
+        """`POST /events`: 202 with no body; a user that cannot be found is 404. An event with the same
+        contact, name and `created_at` as one received before is accepted and not kept twice."""
+        body = self._body(request)
+        if not isinstance(body.get("event_name"), str) or not body["event_name"]:
+            raise Refused(400, "parameter_invalid", "event_name is required")
+        if isinstance(body.get("created_at"), bool) or not isinstance(body.get("created_at"), int):
+            raise Refused(400, "parameter_invalid", "created_at must be a UNIX timestamp")
+        if body.get("user_id"):
+            contact = self.workspace.user(str(body["user_id"]))
+        elif body.get("id"):
+            contact = self.workspace.contact(str(body["id"]))
+        else:
+            raise Refused(400, "parameter_invalid", "one of user_id, id or email is required")
+        key = (contact.id, body["event_name"], body["created_at"])
+        if key not in self._event_keys:
+            self._event_keys.add(key)
+            self.events.append({**body, "contact_id": contact.id})
+            self.count_applied("events")
+        return Response(202, b"", content_type="text/plain")
 
     # -- tags ------------------------------------------------------------------------------------
 

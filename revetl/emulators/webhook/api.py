@@ -8,6 +8,8 @@
 - Adds and changes set a member's fields, removes delete the member. A receiver may refuse single
   rows: this one refuses a row whose `email` field is set and not an email address, listing it in
   `{"rejected": [{"key", "reason"}]}` of its 200 while the other rows are applied.
+- A route's batch, `{"route", "batch", "events": [...]}`: each event is kept once by its `messageId`
+  (`GET /_emulator/events`); one without a `messageId` is listed under `rejected`.
 - More than `max_rows` rows in one batch: `413`. Bodies over 4 MB: `413`. Not JSON: `400`.
 
 Options beyond the common ones: `secret` (default $WEBHOOK_SECRET, else "dev-webhook-secret-0123"),
@@ -54,12 +56,16 @@ class WebhookEmulator(Emulator):
 
     def control_routes(self) -> Iterable[Route]:
         return [Route("GET", "/_emulator/members", self.list_members),
-                Route("GET", "/_emulator/batches", lambda _: Response(200, {"batches": self.batches}))]
+                Route("GET", "/_emulator/batches", lambda _: Response(200, {"batches": self.batches})),
+                Route("GET", "/_emulator/events", lambda _: Response(200, {"count": len(self.events),
+                                                                           "events": self.events}))]
 
     def reset_state(self) -> None:
         self.members: dict[str, dict[str, Any]] = {}
         self.answers: dict[str, tuple[str, Response]] = {}  # idempotency key -> (body digest, first answer)
         self.batches: dict[str, dict[str, int]] = {}  # idempotency key -> {"received", "applied"}
+        self.events: list[dict[str, Any]] = []  # routes' events (`{"events": [...]}` bodies), once each
+        self.event_ids: set[str] = set()
 
     def authenticate(self, request: Request) -> Response | None:
         timestamp = request.headers.get("x-revetl-timestamp", "")
@@ -91,6 +97,11 @@ class WebhookEmulator(Emulator):
             body = request.json()
         except ValueError:
             body = None
+        if isinstance(body, dict) and isinstance(body.get("events"), list):
+            answer = self._stream(body["events"])
+            self.answers[key] = (digest, answer)
+            seen["applied"] += answer.status == 200
+            return answer
         if not isinstance(body, dict) or not all(isinstance(body.get(g, []), list) for g in GROUPS):
             return Response(400, {"error": "the body must be a JSON object with lists adds, changes, removes"})
         if sum(len(body.get(g, [])) for g in GROUPS) > self.config["max_rows"]:
@@ -101,6 +112,21 @@ class WebhookEmulator(Emulator):
         self.answers[key] = (digest, answer)
         seen["applied"] += 1
         return answer
+
+    def _stream(self, events: list[Any]) -> Response:
+        """A route's batch of events: each kept once by `messageId` (a receiver deduplicating per event)."""
+        if len(events) > self.config["max_rows"]:
+            return Response(413, {"error": f"at most {self.config['max_rows']} events a batch"})
+        rejected = []
+        for event in events:
+            message_id = event.get("messageId") if isinstance(event, dict) else None
+            if not isinstance(message_id, str):
+                rejected.append({"messageId": message_id, "reason": "an event needs a messageId"})
+            elif message_id not in self.event_ids:
+                self.event_ids.add(message_id)
+                self.events.append(event)
+        self.count_applied("events", len(events) - len(rejected))
+        return Response(200, {"accepted": len(events) - len(rejected), "rejected": rejected})
 
     def _apply(self, body: dict[str, Any]) -> list[dict[str, str]]:
         rejected = []
