@@ -83,7 +83,7 @@ def _warehouse_rows(project: Project, since: dt.datetime, until: dt.datetime | N
            + (" and timestamp < ?" if until is not None else "") + " order by timestamp, message_id")
     parameters = [since, until] if until is not None else [since]
     with connect(project, read_only=True) as connection:
-        reader = connection.stream(sql, parameters)
+        reader = connection.source.stream(sql, parameters)  # on Spark, the models are not in the state file
         with pq.ParquetWriter(spool, reader.schema) as writer:
             for batch in reader:
                 writer.write_batch(batch)
