@@ -19,11 +19,14 @@ def ingest(
     files: Annotated[
         list[Path], typer.Argument(help="JSON-lines files (optionally gzipped) of Segment/RudderStack payloads.")
     ],
+    source: Annotated[
+        Optional[str], typer.Option(help="The source they come from: the tracking plan governing it judges them.")
+    ] = None,
 ) -> None:
     """Land JSON lines of Segment or RudderStack payloads as Parquet."""
     from revetl.landing.ingest import ingest_files, print_report
 
-    report = ingest_files(current_project(), files)
+    report = ingest_files(current_project(), files, source=source)
     print_report(report, console)
     # Non-zero when anything was rejected (the good records still landed), so cron and CI notice.
     if report.rejected:
