@@ -14,6 +14,7 @@ from revetl.alerts.settings import AlertSettings
 from revetl.collect.workers import default_workers
 from revetl.config import Project, expand_env
 from revetl.errors import CollectError, ConfigError
+from revetl.governance import Gate, project_gate
 
 __all__ = ["CollectorConfig", "collector_dir"]
 
@@ -47,6 +48,7 @@ class CollectorConfig:
     idle_timeout: float = 5.0
     alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)  # collector_degraded rules
     project: str = ""  # the project directory's name, in alerts
+    gate: Gate | None = field(default=None, repr=False)  # the tracking plans (revetl/governance/)
 
     @property
     def sources(self) -> list[str]:
@@ -86,6 +88,7 @@ class CollectorConfig:
             idle_timeout=settings.idle_timeout_seconds,
             alerts=project.settings.alerts,
             project=project.root.name,
+            gate=project_gate(project),
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:
             raise CollectError("flush seconds and flush events must both be positive")

@@ -17,11 +17,14 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from revetl.governance.gate import LANDED, Gate, clean_context
 
-__all__ = ["ReplayReport", "quarantine_dir", "quarantine_files", "quarantine_rows", "replay"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["ReplayReport", "divert", "quarantine_dir", "quarantine_files", "quarantine_rows", "replay"]
 
 
 def quarantine_dir(landing_dir: Path) -> Path:
@@ -35,6 +38,25 @@ def quarantine_rows(landing_dir: Path, rows: Iterable[Mapping[str, Any]], prefix
     from revetl.landing import parquet
 
     return parquet.write_rows(quarantine_dir(landing_dir), rows, prefix=prefix)
+
+
+def divert(landing_dir: Path, table: pa.Table, prefix: str) -> pa.Table:
+    """The rows of a collector roll to land: those marked blocked (`door.BLOCKED_KEY`) are written to the
+    quarantine first, unless a file of this `prefix` is there already (a roll replayed after a crash)."""
+    import pyarrow.compute as pc
+
+    from revetl.governance.door import BLOCKED_KEY
+    from revetl.landing import parquet
+
+    if BLOCKED_KEY not in table.column_names:
+        return table
+    marked = pc.fill_null(table[BLOCKED_KEY], False)
+    if not pc.any(marked).as_py():
+        return table.drop_columns([BLOCKED_KEY])
+    directory = quarantine_dir(landing_dir)
+    if not any(directory.glob(f"received_date=*/{prefix}-*.parquet")):
+        parquet.write_table(directory, table.filter(marked).drop_columns([BLOCKED_KEY]), prefix=prefix)
+    return table.filter(pc.invert(marked)).drop_columns([BLOCKED_KEY])
 
 
 def quarantine_files(landing_dir: Path) -> list[Path]:
