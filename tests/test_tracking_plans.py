@@ -278,3 +278,35 @@ def test_replay_keeps_what_is_still_blocked_and_lands_the_rest(proj: Project, tm
     assert landed["message_id"] == "a"
     assert [e["type"] for e in violations_of(landed["context"])] == ["unplanned_property"]
     assert json.loads(landed["properties"]) == {}
+
+
+# -- infer ----------------------------------------------------------------------------------------
+
+
+def test_infer_writes_a_plan_from_the_warehouse_that_the_same_events_pass(proj: Project, tmp_path: Path) -> None:
+    for name in ("models", "macros"):
+        shutil.copytree(REPO / name, proj.root / name)
+    payloads = [track(f"r{i}", {"report_type": ["funnel", "cohort"][i % 2], "rows": i, **({"note": "x"} if i % 3 else {})})
+                for i in range(40)]
+    payloads += [{"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"plan": "pro", "seats": 2.5}},
+                 {"type": "identify", "userId": "u2", "messageId": "i2", "traits": {"plan": "free", "seats": 3}}]
+    source = write_lines(tmp_path / "events.jsonl", payloads)
+    assert ingest_files(proj, [source]).accepted == 42  # no --source: not governed
+    build = revetl(proj, "build", "--select", "events")
+    assert build.returncode == 0, build.stdout + build.stderr
+
+    out = proj.root / "tracking_plans" / "inferred.yml"
+    run = revetl(proj, "tracking-plan", "infer", "--since", "3650d", "--source", "batch", "--out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    import yaml
+
+    plan = yaml.safe_load(out.read_text())
+    assert plan["sources"] == ["batch"] and set(plan["actions"].values()) == {"allow"}
+    assert plan["events"]["Report Generated"]["properties"] == {
+        "required": ["report_type", "rows"],  # `note` is on two events in three: not required
+        "properties": {"note": {"type": "string"}, "report_type": {"type": "string", "enum": ["cohort", "funnel"]},
+                       "rows": {"type": "integer"}}}
+    assert plan["identify"]["traits"]["properties"] == {"plan": {"type": "string"}, "seats": {"type": "number"}}
+    assert revetl(proj, "tracking-plan", "check").returncode == 0
+    again = ingest_files(proj, [source], source="batch")
+    assert (again.accepted, again.flagged, again.quarantined) == (42, 0, 0)
