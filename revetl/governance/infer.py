@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from revetl.config import Project
+from revetl.governance.schema import json_type
 
 __all__ = ["Observed", "infer_plan", "plan_yaml"]
 
@@ -65,15 +66,8 @@ class Observed:
 
 
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
-    return "string" if isinstance(value, str) else "array" if isinstance(value, list) else "object"
+    kind = json_type(value)
+    return "integer" if kind == "number" and value.is_integer() else kind  # 3.0 is written for 3 by some SDKs
 
 
 _QUERY = """

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["KINDS", "Check", "Found", "compile_schema", "schema_problems"]
+__all__ = ["KINDS", "Check", "Found", "compile_schema", "json_type", "schema_problems"]
 
 # The kinds of violation, as Segment classifies them (README "Tracking plans").
 KINDS = ("unplanned_event", "missing_required", "wrong_type", "value_not_allowed", "unplanned_property")
@@ -129,7 +129,8 @@ def _name(value: Any) -> str:
     return {list: "a list", str: "a string", bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a parsed value (`integer` for a Python int, `number` for a float)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -183,7 +184,7 @@ def compile_schema(schema: dict[str, Any]) -> Check:
 
     def check(value: Any, path: str, found: Found) -> None:
         if type_list and not is_type(value):
-            found.append(("wrong_type", path, f"`{path}` is {_json_type(value)}, the plan says {wanted}"))
+            found.append(("wrong_type", path, f"`{path}` is {json_type(value)}, the plan says {wanted}"))
             return
         for test in tests:
             test(value, path, found)
