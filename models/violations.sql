@@ -1,9 +1,13 @@
 {#-
-  One row per tracking-plan violation of a landed event (README "Tracking plans"): the list in
-  `events.violations` (context.violationErrors, written by revetl/governance/gate.py) unnested, with
-  the plan and source from context.trackingPlan. Blocked events never landed: they are in the
-  quarantine, counted by `revetl violations`.
+  One row per tracking-plan violation (README "Tracking plans"): of the landed events (their
+  `violations`, context.violationErrors written by revetl/governance/gate.py), and of the events a plan
+  blocked that are still in the quarantine (`blocked` true), each list unnested, with the plan and source
+  from context.trackingPlan.
 -#}
+{%- for relation, blocked in [('events', 'false'), ('quarantined_events', 'true')] %}
+{%- if not loop.first %}
+union all
+{%- endif %}
 select
     e.message_id,
     e.type,
@@ -14,7 +18,9 @@ select
     {{ json_scalar_text('v.item', ['type']) }} as kind,
     {{ json_scalar_text('v.item', ['property']) }} as property,
     {{ json_scalar_text('v.item', ['message']) }} as message,
-    coalesce({{ json_scalar_text('v.item', ['omitted']) }} = 'true', false) as omitted
-from {{ ref('events') }} as e
+    coalesce({{ json_scalar_text('v.item', ['omitted']) }} = 'true', false) as omitted,
+    {{ blocked }} as blocked
+from {{ ref(relation) }} as e
 cross join {{ json_array_items('e.violations', 'v') }}
 where e.violations is not null
+{%- endfor %}

@@ -44,7 +44,8 @@ PUBLIC = {
     "violations": ("BASE TABLE", [
         ("message_id", "VARCHAR"), ("type", "VARCHAR"), ("event", "VARCHAR"), ("received_at", "TIMESTAMP"),
         ("tracking_plan", "VARCHAR"), ("source", "VARCHAR"), ("kind", "VARCHAR"), ("property", "VARCHAR"),
-        ("message", "VARCHAR"), ("omitted", "BOOLEAN")]),
+        ("message", "VARCHAR"), ("omitted", "BOOLEAN"), ("blocked", "BOOLEAN")]),
+    "quarantined_events": ("BASE TABLE", EVENT_COLUMNS),
     "trait_active_days": ("BASE TABLE", [("profile_id", "VARCHAR"), ("active_days_30d", "BIGINT")]),
 }
 

@@ -84,15 +84,22 @@ def test_the_collector_judges_governed_sources_and_quarantines_blocked_events(tm
     report = subprocess.run(revetl_command("violations", project_dir=project), env={**env, "COLUMNS": "200"},
                             capture_output=True, text=True, timeout=120)
     assert "5 violations in 4 events: 1 landed flagged, 3 blocked in the quarantine" in report.stdout, report.stdout
-    build = subprocess.run(revetl_command("build", "--select", "events violations", project_dir=project), env=env,
+    build = subprocess.run(revetl_command("build", "--select", "events quarantined_events violations", project_dir=project), env=env,
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout + build.stderr
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as warehouse:
         assert warehouse.sql("select message_id from events where violations is null order by 1").fetchall() == [
             ("clean",), ("server",)]
-        assert warehouse.sql("select message_id, source, kind, property, omitted from violations order by kind").fetchall() == [
-            ("flagged", "web", "unplanned_property", "properties.debug", True),
-            ("flagged", "web", "value_not_allowed", "properties.report_type", False)]
+        assert warehouse.sql("select message_id, source, kind, property, omitted, blocked from violations "
+                             "order by blocked, message_id, kind").fetchall() == [
+            ("flagged", "web", "unplanned_property", "properties.debug", True, False),
+            ("flagged", "web", "value_not_allowed", "properties.report_type", False, False),
+            ("unplanned", "web", "unplanned_event", "", False, True),
+            ("unplanned-basic", "web", "unplanned_event", "", False, True),
+            ("wrong-type", "web", "wrong_type", "properties.rows", False, True)]
+        # The quarantine is a table in the warehouse too, typed as `events`.
+        assert warehouse.sql("select message_id, event from quarantined_events order by 1").fetchall() == [
+            ("unplanned", "Report Exported"), ("unplanned-basic", "Report Deleted"), ("wrong-type", "Report Generated")]
 
 
 def test_a_roll_replayed_after_a_crash_quarantines_its_blocked_rows_once(tmp_path: Path) -> None:
