@@ -87,7 +87,7 @@ def test_demo_generates_ingests_and_builds_everything_it_generated(demo_run) -> 
     blocked = _number(r"([\d,]+) blocked into the quarantine", out)
     assert landed + blocked == generated and 0 < blocked < 0.01 * generated
     assert re.search(r"[\d,]+ violations in [\d,]+ events: [\d,]+ landed flagged, [\d,]+ blocked in the quarantine", out)
-    assert _number(r"built (\d+) models and passed \d+ tests", out) >= 14
+    assert _number(r"built (\d+) models and passed \d+ tests", out) >= 16
     assert not re.search(r"│ (error|fail|skipped) ", out)
     assert _number(r"│ events landed \(with duplicates\) │ ([\d,]+)", out) == landed
     unique = _number(r"│ unique events +│ ([\d,]+)", out)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from revetl.alerts.rules import BuildFacts, Observation, SyncFacts, build_observations, sync_observations
+from revetl.alerts.rules import (BuildFacts, IngestFacts, Observation, SyncFacts, build_observations,
+                                 sync_observations, violation_observations)
 from revetl.alerts.settings import SYNC_RULES
 from revetl.config import Project
 from revetl.errors import RevetlError, SyncCancelled, SyncRefused, first_line
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from revetl.sync.state import RunRecord
     from revetl.warehouse.base import Connection
 
-__all__ = ["Outcome", "warehouse_store", "watch_build", "watch_sync"]
+__all__ = ["Outcome", "after_ingest", "warehouse_store", "watch_build", "watch_sync"]
 
 _TOLERANCE_S = 2.0  # a run recorded this long before the hook started watching is still this command's
 
@@ -79,6 +80,13 @@ def watch_build(project: Project, console: Console, clock: Clock = SYSTEM) -> It
         facts = _build_facts(project, outcome.result)
         _quietly(console, "the build", lambda: _send(project, build_observations(project.settings.alerts, facts),
                                                      console, clock))
+
+
+def after_ingest(project: Project, facts: IngestFacts, console: Console, clock: Clock = SYSTEM) -> None:
+    """After an ingest judged by a tracking plan: the violations rules' alerts (none without such rules)."""
+    if any(True for _ in project.settings.alerts.rules_for("violations")):
+        _quietly(console, "the ingest", lambda: _send(project, violation_observations(project.settings.alerts, facts),
+                                                      console, clock))
 
 
 def _build_facts(project: Project, result: Any) -> BuildFacts:

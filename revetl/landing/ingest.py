@@ -16,7 +16,8 @@ import gzip
 import json
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +28,7 @@ from rich.text import Text
 from revetl.landing import parquet as landing
 from revetl.config import Project
 from revetl.errors import InvalidEvent, LandingError
-from revetl.governance.gate import BLOCKED
+from revetl.governance.gate import BLOCKED, violations_of
 from revetl.landing.events import MAX_EVENT_BYTES, normalize
 
 __all__ = ["IngestReport", "Reject", "ingest_files", "print_report"]
@@ -67,6 +68,7 @@ class IngestReport:
     flagged: int = 0  # landed with tracking-plan violations listed (revetl/governance/)
     quarantined: int = 0  # blocked by a tracking plan: in the quarantine, not landed
     quarantine_files: tuple[Path, ...] = ()
+    violations: dict[str, int] = field(default_factory=dict)  # by kind, in the flagged and blocked events
 
 
 def _utc_now() -> dt.datetime:
@@ -96,6 +98,7 @@ def ingest_files(
     written: list[Path] = []
     rows: list[dict[str, Any]] = []
     held = Held(project.landing_dir)
+    kinds: Counter[str] = Counter()
 
     for path in map(Path, files):
         for line_no, row_or_reason in _records(path, clock, judge, source):
@@ -104,10 +107,12 @@ def ingest_files(
                 if len(rejects) < MAX_REJECT_DETAILS:
                     rejects.append(Reject(path, line_no, row_or_reason))
                 continue
-            if row_or_reason.pop(_BLOCKED, False):
-                held.add(row_or_reason)
-                continue
-            flagged += _FLAG in (row_or_reason["context"] or "")
+            if judge is not None and _FLAG in (row_or_reason["context"] or ""):
+                kinds.update(error.get("type") for error in violations_of(row_or_reason["context"]))
+                if row_or_reason.pop(_BLOCKED, False):
+                    held.add(row_or_reason)
+                    continue
+                flagged += 1
             rows.append(row_or_reason)
             if len(rows) >= chunk_rows:
                 written += _land(project, rows, accepted)
@@ -116,7 +121,8 @@ def ingest_files(
     written += _land(project, rows, accepted)
     accepted += len(rows)
     held.flush()
-    return IngestReport(accepted, rejected, tuple(written), tuple(rejects), flagged, held.count, tuple(held.files))
+    return IngestReport(accepted, rejected, tuple(written), tuple(rejects), flagged, held.count, tuple(held.files),
+                        dict(kinds))
 
 
 class Held:
