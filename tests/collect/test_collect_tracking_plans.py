@@ -100,6 +100,14 @@ def test_the_collector_judges_governed_sources_and_quarantines_blocked_events(tm
         # The quarantine is a table in the warehouse too, typed as `events`.
         assert warehouse.sql("select message_id, event from quarantined_events order by 1").fetchall() == [
             ("unplanned", "Report Exported"), ("unplanned-basic", "Report Deleted"), ("wrong-type", "Report Generated")]
+    # `revetl report` plots them over time, from the model.
+    page = tmp_path / "report.html"
+    report = subprocess.run(revetl_command("report", "--out", str(page), project_dir=project), env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = page.read_text()
+    assert "tracking plans: violations per day" in html
+    assert "5 violations, 3 of them on blocked (quarantined) events" in html
 
 
 def test_a_roll_replayed_after_a_crash_quarantines_its_blocked_rows_once(tmp_path: Path) -> None:
