@@ -310,3 +310,23 @@ def test_infer_writes_a_plan_from_the_warehouse_that_the_same_events_pass(proj: 
     assert revetl(proj, "tracking-plan", "check").returncode == 0
     again = ingest_files(proj, [source], source="batch")
     assert (again.accepted, again.flagged, again.quarantined) == (42, 0, 0)
+
+
+def test_the_report_since_a_time_counts_only_events_received_from_then(proj: Project, tmp_path: Path) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    old = (now - dt.timedelta(days=40)).isoformat()
+    source = write_lines(tmp_path / "events.jsonl", [
+        {**track("old", {"report_type": "weekly"}), "receivedAt": old, "timestamp": old},
+        track("new", {"report_type": "daily"}),
+    ])
+    assert ingest_files(proj, [source], source="web").flagged == 2
+    assert sum(violation_report(proj.landing_dir).by_kind.values()) == 2
+    recent = violation_report(proj.landing_dir, now - dt.timedelta(days=30))
+    assert (recent.flagged_events, dict(recent.by_kind)) == (1, {"value_not_allowed": 1})
+    run = revetl(proj, "violations", "--since", "30d")
+    assert "1 violations" in run.stdout and "new:" in run.stdout and "old:" not in run.stdout
+    bad = revetl(proj, "violations", "--since", "last week")
+    assert bad.returncode == 1
+    assert "--since 'last week' is neither a duration (30d, 12h, 90m) nor an ISO date or time" in bad.stderr

@@ -45,15 +45,15 @@ class _Compiled:
 
 
 def _compile(plan: TrackingPlan) -> _Compiled:
-    def whole(schema: dict[str, Any]) -> Check:
-        return compile_schema({"type": "object", **schema})
+    def whole(schema: dict[str, Any], column: str) -> Check:
+        return compile_schema({"type": "object", **schema}, column)
 
     return _Compiled(
         name=plan.name,
         actions=plan.actions.model_dump(),
-        events={name: whole(event.properties) for name, event in plan.events.items()},
-        identify=whole(plan.identify.traits) if plan.identify is not None else None,
-        group=whole(plan.group.traits) if plan.group is not None else None,
+        events={name: whole(event.properties, "properties") for name, event in plan.events.items()},
+        identify=whole(plan.identify.traits, "traits") if plan.identify is not None else None,
+        group=whole(plan.group.traits, "traits") if plan.group is not None else None,
     )
 
 
@@ -91,12 +91,15 @@ class Gate:
             check = plan.events.get(row["event"])
             if check is None:
                 found.append(("unplanned_event", "", f"`{row['event']}` is not a planned event"))
+            elif payload is not None:  # the hot path: the wire event's properties, already parsed
+                properties = payload.get("properties")
+                check({} if properties is None else properties, found)
             else:
-                check(_object(row, payload, "properties"), "properties", found)
+                check(_object(row, payload, "properties"), found)
         elif kind == "identify" and plan.identify is not None:
-            plan.identify(_traits(row, payload), "traits", found)
+            plan.identify(_traits(row, payload), found)
         elif kind == "group" and plan.group is not None:
-            plan.group(_object(row, payload, "traits"), "traits", found)
+            plan.group(_object(row, payload, "traits"), found)
         if not found:
             return LANDED
         return _apply(row, plan, source, found, payload)
