@@ -138,7 +138,7 @@ async def drive(
 
 
 def start_collector(
-    tmp: Path, flush_seconds: float, flush_events: int, workers: int | None
+    tmp: Path, flush_seconds: float, flush_events: int, workers: int | None, project_dir: Path = REPO
 ) -> tuple[subprocess.Popen[bytes], str, int, Path]:
     env = {
         **os.environ,
@@ -149,7 +149,7 @@ def start_collector(
     }
     log_path = tmp / "collector.log"
     command = [
-        str(REPO / ".venv" / "bin" / "revetl"), "--project-dir", str(REPO), "collect", "--port", "0",
+        str(REPO / ".venv" / "bin" / "revetl"), "--project-dir", str(project_dir), "collect", "--port", "0",
         "--flush-seconds", str(flush_seconds), "--flush-events", str(flush_events),
         *(["--workers", str(workers)] if workers is not None else []),
     ]
@@ -217,11 +217,12 @@ def machine() -> str:
     )
 
 
-def run_once(args: argparse.Namespace) -> dict[str, float]:
+def run_once(args: argparse.Namespace, project_dir: Path = REPO) -> dict[str, float]:
     """One collector process, driven for warm-up + measured seconds, then SIGTERM and checked."""
     with tempfile.TemporaryDirectory(prefix="revetl-collect-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        process, host, port, log_path = start_collector(tmp, args.flush_seconds, args.flush_events, args.workers)
+        process, host, port, log_path = start_collector(
+            tmp, args.flush_seconds, args.flush_events, args.workers, project_dir)
         try:
             stats, measured, cpu, peak_tree = asyncio.run(
                 drive(host, port, args.clients, args.batch, args.warmup, args.seconds, process.pid)

@@ -41,6 +41,8 @@
       json_each, json_object_agg. PostgreSQL's json functions also fail on a \u0000 escape anywhere
       in the object (its text cannot hold U+0000): there each one is read as U+FFFD, so one such
       event does not fail the build (DuckDB keeps the character).
+    - json_array_items (engines_json.sql): one row per element of a JSON array (the `violations`
+      model): DuckDB's unnest(json_extract(x, '$[*]')); PostgreSQL's json_array_elements.
     - json_decimal (engines_json.sql): a property as DECIMAL(27, 9) or NULL. DuckDB's try_cast has
       no PostgreSQL counterpart (a plain cast fails the build on the first "abc"); there the same
       grammar is a regular expression, and a JSON number goes through a double first, as DuckDB

@@ -167,3 +167,17 @@
   {#- number: the text of a numeric literal PostgreSQL can read; NULL from 10^18 on, once rounded. -#}
   case when abs(round(cast({{ number }} as numeric), 9)) < 1e18 then cast({{ number }} as numeric) end
 {%- endmacro %}
+
+{% macro json_array_items(expr, alias) -%}
+  {#- A FROM item (lateral to the row of expr): one row per element of the JSON array expr, as
+      alias.item (JSON); read its fields with json_scalar_text(alias ~ '.item', [key]). -#}
+  {{ return(adapter.dispatch('json_array_items', 'revetl')(expr, alias)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_array_items(expr, alias) -%}
+  unnest(json_extract({{ expr }}, '$[*]')) as {{ alias }}(item)
+{%- endmacro %}
+
+{% macro postgres__json_array_items(expr, alias) -%}
+  json_array_elements({{ _postgres_json(expr) }}) as {{ alias }}(item)
+{%- endmacro %}

@@ -16,7 +16,11 @@ select
     received_at,
     properties,
     traits,
-    context
+    context,
+    -- The tracking plan's verdict (revetl/governance/gate.py): the JSON list of violations of an event
+    -- landed flagged, else NULL. Read only where the text holds it: most events have none.
+    case when context like '%"violationErrors"%'
+         then cast({{ json_at('context', ['violationErrors']) }} as {{ dbt.type_string() }}) end as violations
 from {{ ref('stg_landing__events') }} as landed
 where message_id is not null
   and not exists (

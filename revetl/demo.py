@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from revetl.config import Project, load_project, load_sync, sync_names
+from revetl.governance.report import print_violations, violation_report
 from revetl.warehouse.dbt import build_project, print_results
 from revetl.landing.generate import GenerateOptions, generate_events
 from revetl.landing.ingest import ingest_files, print_report
@@ -29,6 +30,7 @@ from revetl.warehouse.connection import connect
 
 __all__ = ["run_demo"]
 
+DEMO_SOURCE = "app"
 _TRAIT_SAMPLE = """
 select p.email, p.plan, t.reports_30d, t.events_30d, t.revenue_total, t.active_days_30d, t.top_dashboard
 from profile_traits as t join profiles as p using (profile_id)
@@ -45,6 +47,7 @@ def _demo_project(project: Project) -> Project:
     base.mkdir(parents=True)
     os.environ["REVETL_LANDING_DIR"] = str(base / "events")
     os.environ["REVETL_WAREHOUSE"] = str(base / "warehouse.duckdb")
+    os.environ["REVETL_QUARANTINE_DIR"] = str(base / "quarantine")
     os.environ.setdefault("REVETL_TARGET_DIR", str(project.root / "target"))
     return load_project(project.root)
 
@@ -60,7 +63,9 @@ def run_demo(project: Project, users: int, console: Console) -> None:
                                   console=console))
 
     console.rule("[bold]2. ingest it into the landing directory (Parquet)")
-    print_report(ingest_files(demo, [jsonl]), console)
+    # As the app's events: the shipped tracking plan (tracking_plans/stackwise.yml) governs source `app`.
+    print_report(ingest_files(demo, [jsonl], source=DEMO_SOURCE), console)
+    print_violations(violation_report(demo.landing_dir), console, since=None)
 
     console.rule("[bold]3. build the warehouse models with dbt")
     result = build_project(demo, as_of=end, console=console)

@@ -68,7 +68,7 @@ def test_a_full_alerts_block_loads_and_keeps_its_secrets_as_references(tmp_path)
                                              "`syncs`?"),
     (("{when: build_failed,", "{when: build_broke,"), "revetl.yml, line 15: `alerts.rules.3.when` input should be "),
     (("for_seconds: 60, ", "share: 0.1, "), "revetl.yml, line 16: `alerts.rules.4` `share` applies to "
-                                            "rejected_rows and audience_size"),
+                                            "rejected_rows, audience_size and violations"),
     (("username: \"${SMTP_USER}\", ", ""), "revetl.yml, line 9: `alerts.channels.mail.email` give both "
                                            "`username` and `password`"),
     (("url: https://hooks.example.com/revetl", "url: hooks.example.com"), "revetl.yml, line 7: "

@@ -87,7 +87,7 @@ def test_generated_events_give_every_public_model_the_same_rows_on_both_engines(
 
     ran = {(node.kind, node.name) for node in pg_result.nodes}
     assert ran == {(node.kind, node.name) for node in duck_result.nodes}
-    assert sum(kind == "test" for kind, _ in ran) >= 17 and sum(kind == "model" for kind, _ in ran) == 14
+    assert sum(kind == "test" for kind, _ in ran) >= 17 and sum(kind == "model" for kind, _ in ran) == 16
     expected = _assert_same_rows(duck, pg, postgres_database)
     assert len(expected["events"][1]) > 10_000 and len(expected["profiles"][1]) > 300
     assert expected["build_info"][1] == [(AS_OF,)]
@@ -230,7 +230,7 @@ def test_the_command_line_builds_on_postgres_and_a_rebuild_replaces_the_tables(t
 
     first = subprocess.run(command, cwd=pg.root, env=os.environ, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "built 14 models and passed" in first.stdout
+    assert "built 16 models and passed" in first.stdout
     [(events, profiles)] = pg_query(postgres_database, "select (select count(*) from events), "
                                                        "(select count(*) from profiles)")
 

@@ -58,7 +58,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     root.mkdir()
     for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("models", "macros", "audiences", "syncs"):
+    for name in ("models", "macros", "audiences", "syncs", "tracking_plans"):
         shutil.copytree(REPO / name, root / name)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("REVETL_", "BRAZE_", "SALESFORCE_", "INTERCOM_"))}
     env.update(COLUMNS="200", NO_COLOR="1")
@@ -82,12 +82,16 @@ def test_demo_generates_ingests_and_builds_everything_it_generated(demo_run) -> 
     out = finished.stdout
     generated = _number(r"Generated ([\d,]+) events for 2,000 users", out)
     assert generated > 150_000
-    assert _number(r"([\d,]+) events landed in \d+ files; 0 rejected", out) == generated
-    assert _number(r"built (\d+) models and passed \d+ tests", out) >= 14
+    landed = _number(r"([\d,]+) events landed in \d+ files; 0 rejected", out)
+    # The shipped tracking plan governs the demo's source: a few events are blocked into the quarantine.
+    blocked = _number(r"([\d,]+) blocked into the quarantine", out)
+    assert landed + blocked == generated and 0 < blocked < 0.01 * generated
+    assert re.search(r"[\d,]+ violations in [\d,]+ events: [\d,]+ landed flagged, [\d,]+ blocked in the quarantine", out)
+    assert _number(r"built (\d+) models and passed \d+ tests", out) >= 16
     assert not re.search(r"│ (error|fail|skipped) ", out)
-    assert _number(r"│ events landed \(with duplicates\) │ ([\d,]+)", out) == generated
+    assert _number(r"│ events landed \(with duplicates\) │ ([\d,]+)", out) == landed
     unique = _number(r"│ unique events +│ ([\d,]+)", out)
-    assert 0.99 * generated < unique < generated  # the generator resends a few events
+    assert 0.99 * landed < unique < landed  # the generator resends a few events
     assert 2_000 <= _number(r"│ profiles +│ ([\d,]+)", out) < 4_000
     assert _number(r"│ conflicting identifiers +│ ([\d,]+)", out) > 0
     assert "email: test@test.com" in out  # the junk email strangers typed is shown as a conflict

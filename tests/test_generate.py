@@ -190,12 +190,16 @@ def test_about_one_percent_of_events_arrive_days_late(demo: duckdb.DuckDBPyConne
 
 def test_product_events_carry_their_properties(demo: duckdb.DuckDBPyConnection) -> None:
     events = {name for (name,) in demo.execute("select distinct event from e where type = 'track'").fetchall()}
+    # `dashboard_viewed`: a buggy build's misnamed event, one of the flaws the tracking plan catches
     assert events == {"Signed Up", "Logged In", "Report Generated", "Dashboard Viewed", "Invite Sent",
-                      "Payment Processed", "Subscription Upgraded"}
+                      "Payment Processed", "Subscription Upgraded", "dashboard_viewed"}
     payments = demo.execute("""
         select json_type(properties, '$.revenue'), properties->>'$.currency', anonymous_id is null, count(*)
         from e where event = 'Payment Processed' group by all""").fetchall()
-    assert {(kind, anon_missing) for kind, _, anon_missing, _ in payments} == {("DOUBLE", True)}
+    # revenue is a number, except on the few payments a billing bug sent with the amount as text
+    assert {(kind, anon_missing) for kind, _, anon_missing, _ in payments} == {("DOUBLE", True), ("VARCHAR", True)}
+    as_text = sum(count for kind, _, _, count in payments if kind == "VARCHAR")
+    assert 0 < as_text < 0.05 * sum(count for *_, count in payments)
     assert {currency for _, currency, _, _ in payments} == {"USD", "EUR", "GBP"}
     assert one(demo, "select count(*) from e where event = 'Dashboard Viewed' and properties->>'$.dashboard' is null") == 0
     assert one(demo, "select count(*) from e where type = 'page' and properties->>'$.path' is null") == 0

@@ -138,7 +138,7 @@ def test_a_new_project_runs_its_whole_cycle(tmp_path):
     output = run_workflow(root, env)
     assert "1 audiences and 1 syncs: no problems" in output
     assert "PASS engaged_users" in output and "1 audience test passed" in output
-    assert "built 14 models" in output
+    assert "built 16 models" in output
     assert (root / "dbt_packages" / "revetl").resolve() == PACKAGE_DIR.resolve()
     # dbt compiled revetl's models inside the new project (never beside their source)
     assert (root / "target" / "duckdb" / "compiled" / "revetl" / "models" / "events.sql").is_file()
@@ -166,7 +166,7 @@ def test_a_postgres_project_builds_on_postgres(tmp_path, postgres_cluster):
     workflow = yaml.safe_load((root / ".github" / "workflows" / "revetl.yml").read_text())
     assert workflow["jobs"]["revetl"]["services"]["postgres"]["image"] == "postgres:15"
     output = run_workflow(root, env)
-    assert "PASS engaged_users" in output and "built 14 models" in output
+    assert "PASS engaged_users" in output and "built 16 models" in output
     preview = revetl("audiences", "preview", "engaged_users", cwd=root, env=env)
     assert preview.returncode == 0 and "engaged_users" in preview.stdout, preview.stderr
     assert not (root / "data" / "warehouse.duckdb").exists()  # built on PostgreSQL, not DuckDB

@@ -18,6 +18,7 @@ EVENT_COLUMNS = [
     ("message_id", "VARCHAR"), ("type", "VARCHAR"), ("event", "VARCHAR"), ("anonymous_id", "VARCHAR"),
     ("user_id", "VARCHAR"), ("group_id", "VARCHAR"), ("previous_id", "VARCHAR"), ("timestamp", "TIMESTAMP"),
     ("received_at", "TIMESTAMP"), ("properties", "VARCHAR"), ("traits", "VARCHAR"), ("context", "VARCHAR"),
+    ("violations", "VARCHAR"),
 ]
 
 # Relation -> (kind, [(column, DuckDB type)]) in the shipped project (its traits.yml and dbt vars).
@@ -40,6 +41,11 @@ PUBLIC = {
     "profile_events": ("VIEW", [("message_id", "VARCHAR"), ("profile_id", "VARCHAR")]),
     "profiled_events": ("VIEW", [*EVENT_COLUMNS, ("profile_id", "VARCHAR")]),
     "build_info": ("BASE TABLE", [("as_of", "TIMESTAMP"), ("built_at", "TIMESTAMP")]),
+    "violations": ("BASE TABLE", [
+        ("message_id", "VARCHAR"), ("type", "VARCHAR"), ("event", "VARCHAR"), ("received_at", "TIMESTAMP"),
+        ("tracking_plan", "VARCHAR"), ("source", "VARCHAR"), ("kind", "VARCHAR"), ("property", "VARCHAR"),
+        ("message", "VARCHAR"), ("omitted", "BOOLEAN"), ("blocked", "BOOLEAN")]),
+    "quarantined_events": ("BASE TABLE", EVENT_COLUMNS),
     "trait_active_days": ("BASE TABLE", [("profile_id", "VARCHAR"), ("active_days_30d", "BIGINT")]),
 }
 

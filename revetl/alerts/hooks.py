@@ -26,14 +26,14 @@ from revetl.runtime import SYSTEM, Clock
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from revetl.alerts.rules import BuildFacts, Observation, SyncFacts
+    from revetl.alerts.rules import BuildFacts, IngestFacts, Observation, SyncFacts
 
     from revetl.alerts.store import WarehouseStore
 
     from revetl.sync.state import RunRecord
     from revetl.warehouse.base import Connection
 
-__all__ = ["Outcome", "warehouse_store", "watch_build", "watch_sync"]
+__all__ = ["Outcome", "after_ingest", "warehouse_store", "watch_build", "watch_sync"]
 
 _TOLERANCE_S = 2.0  # a run recorded this long before the hook started watching is still this command's
 
@@ -89,6 +89,16 @@ def _watched(project: Project, sync: str) -> bool:
     from revetl.alerts.settings import SYNC_RULES
 
     return any(rule.watches(sync) for rule in project.alerts.rules_for(*SYNC_RULES))
+
+
+def after_ingest(project: Project, facts: IngestFacts, console: Console, clock: Clock = SYSTEM) -> None:
+    """After an ingest judged by a tracking plan: the violations rules' alerts (none without such rules)."""
+    if project.settings.alerts is None or not any(True for _ in project.alerts.rules_for("violations")):
+        return
+    from revetl.alerts.rules import violation_observations
+
+    _quietly(console, "the ingest", lambda: _send(project, violation_observations(project.alerts, facts),
+                                                  console, clock))
 
 
 def _build_facts(project: Project, result: Any) -> BuildFacts:

@@ -12,6 +12,10 @@ and its state stays as it was.
     audience_size       the audience's member count moved more than `share` of the sync's previous run's
     build_failed        `revetl build` failed: a model or test, or what it loads
     collector_degraded  /health said `degraded` for at least `for_seconds`
+    violations          `revetl ingest --source S` under a tracking plan: with `share`, more than that share
+                        of the source's events had violations (subject `violations:S`); without, each kind
+                        of violation that appeared in the ingest (subject `violations:S:KIND`), recovering
+                        when an ingest of that source no longer has it
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from typing import Any
 
 from revetl.alerts.settings import SYNC_RULES, AlertSettings, Rule
 
-__all__ = ["BuildFacts", "Observation", "SyncFacts", "build_observations", "collector_observation",
-           "sync_observations"]
+__all__ = ["BuildFacts", "IngestFacts", "Observation", "SyncFacts", "build_observations", "collector_observation",
+           "sync_observations", "violation_observations"]
 
 # How a sync command ended, as hooks.py saw it. `cancelled` and `locked` say nothing about any rule.
 SILENT = ("cancelled", "locked")
@@ -159,3 +163,34 @@ def collector_observation(rule: Rule, problem: str | None, log_dir: str) -> Obse
     """The collector_degraded rule's observation of the collector's /health: `problem` is its `error`."""
     summary = "the collector is degraded" if problem else "the collector is healthy again"
     return Observation(rule, "collector", problem is not None, summary, problem, None, {"log_dir": log_dir})
+
+
+@dataclass(frozen=True)
+class IngestFacts:
+    """One `revetl ingest --source S` under a tracking plan: events judged, how many had violations, of which kinds."""
+
+    source: str
+    events: int  # landed and blocked
+    faulted: int  # landed flagged and blocked
+    kinds: dict[str, int] = field(default_factory=dict)  # violations by kind
+    kinds_known: tuple[str, ...] = ()  # every kind there is (a kind absent from `kinds` is observed as ok)
+
+
+def violation_observations(settings: AlertSettings, facts: IngestFacts) -> list[Observation]:
+    """The violations rules' observations of one ingest (see the module docstring)."""
+    found = []
+    details = {"source": facts.source, "counts": {"events": facts.events, "with_violations": facts.faulted, **facts.kinds}}
+    for rule in settings.rules_for("violations"):
+        if rule.share is not None:
+            rate = facts.faulted / facts.events if facts.events else 0.0
+            failing = rate > rule.share
+            summary = (f"{rate:.1%} of source {facts.source}'s events broke its tracking plan, above {rule.share:.1%}"
+                       if failing else f"source {facts.source}'s violations are at {rate:.1%}, within {rule.share:.1%}")
+            found.append(Observation(rule, f"violations:{facts.source}", failing, summary, None, None, details))
+            continue
+        for kind in facts.kinds_known:
+            count = facts.kinds.get(kind, 0)
+            summary = (f"source {facts.source} sends {kind} violations ({count:,} in this ingest)" if count
+                       else f"source {facts.source} sent no {kind} violations in this ingest")
+            found.append(Observation(rule, f"violations:{facts.source}:{kind}", count > 0, summary, None, None, details))
+    return found

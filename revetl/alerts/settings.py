@@ -8,6 +8,8 @@
       rules:                             # what is watched, and which channels hear of it
         - {when: sync_failed, channels: [ops, hook]}
         - {when: rejected_rows, share: 0.05, channels: [ops]}
+        - {when: violations, share: 0.01, channels: [ops]}   # tracking plans: a source's events faulted
+        - {when: violations, channels: [ops]}                # ... or each kind of violation that appears
 
 Secrets (a Slack webhook URL, a signing secret, an SMTP login) must be `${VAR}` references: a secret
 written in revetl.yml would end up in git. They are expanded only when an alert is sent. This module
@@ -34,8 +36,9 @@ __all__ = [
 ]
 
 SYNC_RULES = ("sync_failed", "rejected_rows", "audience_size")
-RULE_KINDS = (*SYNC_RULES, "build_failed", "collector_degraded")
+RULE_KINDS = (*SYNC_RULES, "build_failed", "collector_degraded", "violations")
 _SHARED = ("rejected_rows", "audience_size")  # the rules that need a `share`
+_MAY_SHARE = (*_SHARED, "violations")  # violations: with a share, a rate; without, each kind that appears
 
 _REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$")
 # The channel names of the `alerts:` block being validated, for the rules' check of their `channels`.
@@ -133,7 +136,7 @@ class Rule(_Strict):
     degraded before it counts (30). `name` tells two rules of one kind apart (default: `when`, and
     the share)."""
 
-    when: Literal["sync_failed", "rejected_rows", "audience_size", "build_failed", "collector_degraded"]
+    when: Literal["sync_failed", "rejected_rows", "audience_size", "build_failed", "collector_degraded", "violations"]
     channels: list[str] = Field(min_length=1)
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]+$")
     share: float | None = Field(None, ge=0)
@@ -155,10 +158,10 @@ class Rule(_Strict):
         if self.when in _SHARED and self.share is None:
             example = "0.05" if self.when == "rejected_rows" else "0.2"
             raise ValueError(f"`{self.when}` needs a `share`, e.g. `share: {example}`")
-        if self.when not in _SHARED and self.share is not None:
-            raise ValueError(f"`share` applies to rejected_rows and audience_size, not `{self.when}`")
-        if self.when == "rejected_rows" and self.share is not None and self.share > 1:
-            raise ValueError("a share of rejected rows is between 0 and 1")
+        if self.when not in _MAY_SHARE and self.share is not None:
+            raise ValueError(f"`share` applies to rejected_rows, audience_size and violations, not `{self.when}`")
+        if self.when in ("rejected_rows", "violations") and self.share is not None and self.share > 1:
+            raise ValueError(f"a share of {'rejected rows' if self.when == 'rejected_rows' else 'events'} is between 0 and 1")
         if self.when not in SYNC_RULES and self.syncs is not None:
             raise ValueError(f"`syncs` applies to the sync rules ({', '.join(SYNC_RULES)}), not `{self.when}`")
         if self.when != "collector_degraded" and self.for_seconds is not None:

@@ -5,8 +5,9 @@ one red sentence and exit code 1; `--debug` shows the traceback instead. The com
 what they act on, one module each (importing one registers its commands).
 """
 
-from revetl.cli import alerts, audience_tests, audiences, data, init, report, routes, schedule, syncs
+from revetl.cli import alerts, audience_tests, audiences, data, governance, init, report, routes, schedule, syncs
 from revetl.cli.app import app, main
 
 # importing a module registers its commands
-__all__ = ["alerts", "app", "audience_tests", "audiences", "data", "init", "main", "report", "routes", "schedule", "syncs"]
+__all__ = ["alerts", "app", "audience_tests", "audiences", "data", "governance", "init", "main", "report", "routes",
+           "schedule", "syncs"]

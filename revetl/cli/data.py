@@ -12,6 +12,7 @@ from revetl.cli.app import app, console, current_project, err_console, print_err
 
 if TYPE_CHECKING:
     from revetl.config import Project
+    from revetl.landing.ingest import IngestReport
 
 
 @app.command()
@@ -19,15 +20,34 @@ def ingest(
     files: Annotated[
         list[Path], typer.Argument(help="JSON-lines files (optionally gzipped) of Segment/RudderStack payloads.")
     ],
+    source: Annotated[
+        Optional[str], typer.Option(help="The source they come from: the tracking plan governing it judges them.")
+    ] = None,
 ) -> None:
     """Land JSON lines of Segment or RudderStack payloads as Parquet."""
     from revetl.landing.ingest import ingest_files, print_report
 
-    report = ingest_files(current_project(), files)
+    project = current_project()
+    report = ingest_files(project, files, source=source)
     print_report(report, console)
+    if source is not None and project.settings.alerts is not None and project.alerts.enabled:
+        _violation_alerts(project, report, source)
     # Non-zero when anything was rejected (the good records still landed), so cron and CI notice.
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _violation_alerts(project: Project, report: IngestReport, source: str) -> None:
+    """The `violations` alert rules, after an ingest the source's tracking plan judged (revetl/alerts/)."""
+    from revetl.alerts.hooks import after_ingest
+    from revetl.alerts.rules import IngestFacts
+    from revetl.governance import project_gate
+    from revetl.governance.schema import KINDS
+
+    if project_gate(project).governs(source):
+        events, faulted = report.accepted + report.quarantined, report.flagged + report.quarantined
+        facts = IngestFacts(source, events, faulted, report.violations, KINDS)
+        after_ingest(project, facts, err_console)
 
 
 @app.command()

@@ -145,7 +145,7 @@ class CollectorApp:
                 source = authenticate(self.config.sources_by_key, [basic])
             except CollectError:
                 source = None  # the body's writeKey may still be right
-        parsed = await self.parser.parse(kind, raw, encoding, self.clock())
+        parsed = await self.parser.parse(kind, raw, encoding, self.clock(), source)
         parsed.raise_error()
         if source is None:
             source = authenticate(self.config.sources_by_key, [basic, parsed.body_key])

@@ -36,6 +36,7 @@ import orjson
 
 from revetl.collect.log import encode_rows
 from revetl.errors import CollectError, InvalidEvent
+from revetl.governance.door import judge_rows
 from revetl.landing.events import MAX_EVENT_BYTES, normalize, parse_timestamp, valid_text
 
 __all__ = [
@@ -76,6 +77,7 @@ class Accepted:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # the wire event of each row (tracking plans)
 
 
 def body_limit(kind: str) -> int:
@@ -176,8 +178,11 @@ class Parsed:
             raise CollectError(message, status, code)
 
 
-def parse_request(kind: str, raw: bytes, content_encoding: str, received_at: dt.datetime) -> Parsed:
-    """Raw request body -> Parsed: decode, parse, normalize and encode every event; never raises."""
+def parse_request(
+    kind: str, raw: bytes, content_encoding: str, received_at: dt.datetime, source: str | None = None
+) -> Parsed:
+    """Raw request body -> Parsed: decode, parse, normalize, judge (the source's tracking plan, when the
+    Basic-auth `source` or the body's writeKey names one) and encode every event; never raises."""
     try:
         body = decode_body(raw, content_encoding, body_limit(kind))
         payload = parse_json(body)
@@ -185,6 +190,7 @@ def parse_request(kind: str, raw: bytes, content_encoding: str, received_at: dt.
         accepted = accept(kind, payload, len(body), received_at)
     except CollectError as exc:
         return Parsed(error=(exc.status, exc.code, str(exc)))
+    judge_rows(accepted.rows, accepted.events, source, body_key if isinstance(body_key, str) else None)
     return Parsed(
         payload=encode_rows(accepted.rows),
         message_ids=[row["message_id"] for row in accepted.rows],
@@ -205,7 +211,7 @@ def accept(kind: str, payload: Any, body_size: int, received_at: dt.datetime) ->
     if kind != "batch":
         payload["type"] = kind  # the endpoint names the type, as in Segment's API
         try:
-            return Accepted(rows=[_land(payload, None, None, body_size, received_at)])
+            return Accepted(rows=[_land(payload, None, None, body_size, received_at)], events=[payload])
         except InvalidEvent as exc:
             raise CollectError(f"{kind} event rejected: {exc.reason}", 400, "invalid_event") from None
 
@@ -229,6 +235,7 @@ def accept(kind: str, payload: Any, body_size: int, received_at: dt.datetime) ->
         try:
             size = _json_size(event) if measure else None
             result.rows.append(_land(event, sent_at, context, size, received_at))
+            result.events.append(event)
         except InvalidEvent as exc:
             message_id = event.get("messageId") if isinstance(event, dict) else None
             message_id = valid_text(message_id) if isinstance(message_id, str) else None  # echoed as JSON

@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from revetl.collect.dedupe import RecentIds
 from revetl.collect.log import SUFFIX, list_segments, read_records, remove_segment
+from revetl.governance.door import BLOCKED_KEY
+from revetl.governance.quarantine import divert
 from revetl.landing.events import LANDING_SCHEMA
 from revetl.landing.parquet import write_table
 
@@ -32,7 +34,9 @@ __all__ = ["PREFIX", "Recovery", "land_segment", "landed_dates", "payloads_to_ta
 
 PREFIX = "collect"
 
-_PARSE = pa_json.ParseOptions(explicit_schema=LANDING_SCHEMA, unexpected_field_behavior="ignore")
+# The landing columns, and the mark of a row a tracking plan blocked (governance/door.py).
+_PARSE = pa_json.ParseOptions(explicit_schema=LANDING_SCHEMA.append(pa.field(BLOCKED_KEY, pa.bool_())),
+                              unexpected_field_behavior="ignore")
 # Between two row objects of a record (`[{"message_id":...},{"message_id":...}]`). Inside a JSON
 # string a quote is always escaped, so this byte sequence only ever occurs between rows.
 _ROW_BREAK = b'},{"' + LANDING_SCHEMA.names[0].encode() + b'":'
@@ -60,7 +64,9 @@ def landed_dates(landing_dir: Path, segment: str) -> set[str]:
 def land_segment(landing_dir: Path, log_dir: Path, segment: str, table: pa.Table, keep: Path | None = None
                  ) -> list[Path]:
     """Write a closed segment's rows as Parquet (dates not landed yet), then delete the segment (or
-    hand it to the routes: `keep`)."""
+    hand it to the routes: `keep`); rows a tracking plan blocked go to the quarantine instead (once,
+    named after the segment too)."""
+    table = divert(landing_dir, table, prefix=f"{PREFIX}-{segment}")
     done = landed_dates(landing_dir, segment)
     if done and table.num_rows:
         table = table.filter(pc.invert(pc.is_in(_dates(table), pa.array(sorted(done)))))

@@ -80,7 +80,7 @@ def run(config: CollectorConfig, lines: LogLines) -> None:
         sock = _bind(config.host, config.port)
         stop = _StopSignals()
         with stop.installed():
-            parser = Parser(config.workers)
+            parser = Parser(config.workers, config.gate, config.sources_by_key)  # tracking plans judge in the parsers
             try:
                 parser.warm_up()
                 with asyncio.Runner(loop_factory=_loop_factory()) as runner:

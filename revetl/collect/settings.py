@@ -14,6 +14,7 @@ from revetl.alerts.settings import AlertSettings
 from revetl.collect.workers import default_workers
 from revetl.config import Project, expand_env
 from revetl.errors import CollectError, ConfigError
+from revetl.governance import Gate, project_gate
 
 __all__ = ["CollectorConfig", "collector_dir", "routes_log_dir"]
 
@@ -55,6 +56,7 @@ class CollectorConfig:
     # When the project has routes (routes/*.yml): landed log segments move here for `revetl routes run`
     # to read (revetl/routes/feed.py) and each logged row names its source; None: they are deleted.
     routes_log: Path | None = None
+    gate: Gate | None = field(default=None, repr=False)  # the tracking plans (revetl/governance/)
 
     @property
     def sources(self) -> list[str]:
@@ -95,6 +97,7 @@ class CollectorConfig:
             alerts=project.alerts,
             project=project.root.name,
             routes_log=routes_log_dir(collector_dir(project)) if any((project.root / "routes").glob("*.yml")) else None,
+            gate=project_gate(project),
         )
         if config.flush_seconds <= 0 or config.flush_events <= 0:
             raise CollectError("flush seconds and flush events must both be positive")

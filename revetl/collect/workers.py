@@ -23,10 +23,13 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 
 from revetl.collect.protocol import Parsed, parse_request
 from revetl.errors import CollectError
+from revetl.governance.door import install
+from revetl.governance.gate import Gate
 
 __all__ = ["Parser", "default_workers"]
 
@@ -42,8 +45,11 @@ def default_workers() -> int:
 class Parser:
     """`await parse(...)` -> Parsed, in a worker process when `workers` > 0."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, gate: Gate | None = None, sources_by_key: Mapping[str, str] | None = None) -> None:
         self.workers = workers
+        self._plans = (gate, dict(sources_by_key or {}))  # tracking plans, installed in each parser process
+        if workers <= 0:
+            install(*self._plans)
         self._pool = self._new_pool() if workers > 0 else None
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -51,7 +57,7 @@ class Parser:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._plans),
         )
 
     def warm_up(self) -> None:
@@ -61,13 +67,16 @@ class Parser:
             for future in futures:
                 future.result()
 
-    async def parse(self, kind: str, raw: bytes, content_encoding: str, received_at: dt.datetime) -> Parsed:
-        """Decode, parse and normalize one request body."""
+    async def parse(
+        self, kind: str, raw: bytes, content_encoding: str, received_at: dt.datetime, source: str | None = None
+    ) -> Parsed:
+        """Decode, parse, normalize and judge one request body (`source`: from Basic auth, if known)."""
         if self._pool is None:
-            return parse_request(kind, raw, content_encoding, received_at)
+            return parse_request(kind, raw, content_encoding, received_at, source)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, parse_request, kind, raw, content_encoding, received_at)
+            return await loop.run_in_executor(
+                self._pool, parse_request, kind, raw, content_encoding, received_at, source)
         except BrokenProcessPool:
             # A worker died (out of memory, killed): replace the pool; the client's retry succeeds.
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -80,7 +89,8 @@ class Parser:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(parent_pid: int, plans: tuple[Gate | None, dict[str, str]]) -> None:
+    install(*plans)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
     try:  # Linux: die with the server, even when it is SIGKILLed
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -16,7 +16,8 @@ import gzip
 import json
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,7 @@ from rich.text import Text
 from revetl.landing import parquet as landing
 from revetl.config import Project
 from revetl.errors import InvalidEvent, LandingError
+from revetl.governance.gate import BLOCKED, violations_of
 from revetl.landing.events import MAX_EVENT_BYTES, normalize
 
 __all__ = ["IngestReport", "Reject", "ingest_files", "print_report"]
@@ -37,6 +39,9 @@ SHOWN_REJECTS = 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _BLOCK = 1 << 20
 _BLANK = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.isspace() counts
+_BLOCKED = "_blocked"  # marks a row a tracking plan blocked, on its way from _records to the quarantine
+_FLAG = '"violationErrors"'  # in the context of a row landed with violations
+Judge = Callable[[dict[str, Any], "str | None", Any], str]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class IngestReport:
     rejected: int
     files_written: tuple[Path, ...]
     rejects: tuple[Reject, ...]
+    flagged: int = 0  # landed with tracking-plan violations listed (revetl/governance/)
+    quarantined: int = 0  # blocked by a tracking plan: in the quarantine, not landed
+    quarantine_files: tuple[Path, ...] = ()
+    violations: dict[str, int] = field(default_factory=dict)  # by kind, in the flagged and blocked events
 
 
 def _utc_now() -> dt.datetime:
@@ -72,24 +81,38 @@ def ingest_files(
     *,
     clock: Callable[[], dt.datetime] = _utc_now,
     chunk_rows: int = CHUNK_ROWS,
+    source: str | None = None,
 ) -> IngestReport:
     """Land every valid line of `files`; reject the others with file, line and reason.
 
-    `clock` gives the receipt time used for payloads without `receivedAt`.
+    `clock` gives the receipt time used for payloads without `receivedAt`. `source` names where the
+    events come from: the tracking plan governing it judges each event (revetl/governance/).
     """
+    from revetl.governance import project_gate
+
     landing.sweep_temporary(project.landing_dir)
-    accepted = rejected = 0
+    gate = project_gate(project)
+    judge = gate.judge if gate.governs(source) else None
+    accepted = rejected = flagged = 0
     rejects: list[Reject] = []
     written: list[Path] = []
     rows: list[dict[str, Any]] = []
+    held = Held(project.landing_dir)
+    kinds: Counter[str] = Counter()
 
     for path in map(Path, files):
-        for line_no, row_or_reason in _records(path, clock):
+        for line_no, row_or_reason in _records(path, clock, judge, source):
             if isinstance(row_or_reason, str):
                 rejected += 1
                 if len(rejects) < MAX_REJECT_DETAILS:
                     rejects.append(Reject(path, line_no, row_or_reason))
                 continue
+            if judge is not None and _FLAG in (row_or_reason["context"] or ""):
+                kinds.update(error.get("type") for error in violations_of(row_or_reason["context"]))
+                if row_or_reason.pop(_BLOCKED, False):
+                    held.add(row_or_reason)
+                    continue
+                flagged += 1
             rows.append(row_or_reason)
             if len(rows) >= chunk_rows:
                 written += _land(project, rows, accepted)
@@ -97,7 +120,32 @@ def ingest_files(
                 rows = []
     written += _land(project, rows, accepted)
     accepted += len(rows)
-    return IngestReport(accepted, rejected, tuple(written), tuple(rejects))
+    held.flush()
+    return IngestReport(accepted, rejected, tuple(written), tuple(rejects), flagged, held.count, tuple(held.files),
+                        dict(kinds))
+
+
+class Held:
+    """Rows a tracking plan blocked, written to the quarantine a chunk at a time."""
+
+    def __init__(self, landing_dir: Path) -> None:
+        self.landing_dir = landing_dir
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+        self.files: list[Path] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.count += 1
+        if len(self.rows) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        from revetl.governance.quarantine import quarantine_rows
+
+        if self.rows:
+            self.files += quarantine_rows(self.landing_dir, self.rows, prefix="ingest")
+            self.rows = []
 
 
 def _land(project: Project, rows: list[dict[str, Any]], accepted: int) -> list[Path]:
@@ -111,16 +159,23 @@ def _land(project: Project, rows: list[dict[str, Any]], accepted: int) -> list[P
         ) from exc
 
 
-def _records(path: Path, clock: Callable[[], dt.datetime]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, landing row or reject reason) for each line of one file that is not blank."""
+def _records(
+    path: Path, clock: Callable[[], dt.datetime], judge: Judge | None = None, source: str | None = None
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, landing row or reject reason) for each line of one file that is not blank; a row a
+    tracking plan blocked carries `_BLOCKED`."""
     line_no = 0
     try:
         with _open(path) as handle:
             for line_no, body, size in _lines(handle):
                 try:
-                    yield line_no, _parse(body, size, clock())
+                    row, payload = _parse(body, size, clock())
                 except InvalidEvent as exc:
                     yield line_no, exc.reason
+                    continue
+                if judge is not None and judge(row, source, payload) == BLOCKED:
+                    row[_BLOCKED] = True
+                yield line_no, row
     except (OSError, EOFError, zlib.error) as exc:
         # A missing file, or a gzip stream that is corrupt or cut short: what was read still lands.
         what = "cannot read the file" if line_no == 0 else "cannot read past this line"
@@ -225,7 +280,7 @@ def _over_long(
     return rest, 0, eof
 
 
-def _parse(body: bytes | None, size: int, received_at: dt.datetime) -> dict[str, Any]:
+def _parse(body: bytes | None, size: int, received_at: dt.datetime) -> tuple[dict[str, Any], Any]:
     if body is None or size > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit")
     try:
@@ -239,7 +294,7 @@ def _parse(body: bytes | None, size: int, received_at: dt.datetime) -> dict[str,
         raise InvalidEvent(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise InvalidEvent("invalid JSON: nested too deeply") from None
-    return normalize(payload, received_at=received_at, raw_size=size)
+    return normalize(payload, received_at=received_at, raw_size=size), payload
 
 
 def print_report(report: IngestReport, console: Console) -> None:
@@ -258,6 +313,9 @@ def print_report(report: IngestReport, console: Console) -> None:
         f"{report.accepted:,} {_plural(report.accepted, 'event')} landed in {files:,} {_plural(files, 'file')}; "
     )
     summary.append(f"{report.rejected:,} rejected", style="bold red" if report.rejected else "green")
+    if report.flagged or report.quarantined:
+        summary.append(f"; tracking plan: {report.flagged:,} landed with violations, ")
+        summary.append(f"{report.quarantined:,} blocked into the quarantine", style="yellow" if report.quarantined else "")
     console.print(summary)
 
 

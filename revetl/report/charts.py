@@ -286,3 +286,28 @@ def collector_chart(collector: Collector) -> str:
                       start=start, end=end, bucket=width, left_label=f"events per {_span(width)}", width=WIDE,
                       subtitle=f"{about}{total:,} events in {len(collector.files):,} files{note}"
                                f" · {_n(collector.waiting_segments, 'log segment')} waiting")
+
+
+_KIND_COLORS = {"unplanned_event": "#e15759", "missing_required": "#f28e2b", "wrong_type": "#b07aa1",
+                "value_not_allowed": "#edc948", "unplanned_property": "#76b7b2"}
+
+
+def violations_chart(violations: Sequence[tuple[float, str, bool, int]]) -> str:
+    """Tracking-plan violations per day received, stacked by kind (the `violations` model)."""
+    if not violations:
+        return ""
+    days: dict[float, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    blocked = 0
+    for day, kind, was_blocked, count in violations:
+        days[day][kind] += count
+        blocked += count if was_blocked else 0
+    marks = [Mark(day + 43200, sum(kinds.values()),
+                  f"{_when(day)[:10]}: " + ", ".join(f"{count:,} {kind}" for kind, count in sorted(kinds.items())),
+                  parts=tuple((kinds[kind], _KIND_COLORS.get(kind, "#999")) for kind in _KIND_COLORS if kind in kinds))
+             for day, kinds in sorted(days.items())]
+    total = sum(count for *_, count in violations)
+    legend = [(kind, color, "bars") for kind, color in _KIND_COLORS.items()]
+    return time_chart("tracking plans: violations per day", [Series("violations per day", "#e15759", "bars", marks)],
+                      start=min(days), end=max(days) + 86400, bucket=86400, left_label="violations per day",
+                      width=WIDE, legend=legend,
+                      subtitle=f"{total:,} violations, {blocked:,} of them on blocked (quarantined) events")

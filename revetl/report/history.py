@@ -107,6 +107,9 @@ class History:
     build: Build | None = None
     collector: Collector | None = None
     problem: str = ""  # why the sync state could not be read, if it could not
+    # Tracking-plan violations per day received (day start, epoch seconds), kind and landed or blocked, from
+    # the `violations` model of the last build; None when the warehouse has no such model.
+    violations: tuple[tuple[float, str, bool, int], ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -121,6 +124,9 @@ _RUNS = Template("""select run_id, sync, audience, started_at, finished_at, stat
     from revetl_state.runs where started_at >= $since order by started_at, run_id""")
 _REJECTED = Template("""select reason, sync, count(*) as n from revetl_state.failures where failed_at >= $since
     group by reason, sync order by n desc limit 2000""")
+_HAS_VIOLATIONS = Template("select count(*) from information_schema.tables where table_name = 'violations'")
+_VIOLATIONS = Template("""select cast(received_at as date) as day, kind, blocked, count(*) from violations
+    where received_at >= $since group by 1, 2, 3 order by 1, 2, 3""")
 _LATEST_FAILURES = Template("""select failed_at, sync, run_id, key, op, reason from revetl_state.failures
     order by failed_at desc, run_id limit $limit""")
 
@@ -137,7 +143,24 @@ def read_history(project: Project, days: float = 90.0, clock: Clock = SYSTEM) ->
         generated=now, since=since, target=target_name(project), runs=runs, latest_failures=failures,
         rejected=rejected, destinations={sync: _destination(project, sync) for sync in syncs},
         build=read_build(project), collector=read_collector(project, since), problem=problem,
+        violations=read_violations(project, since),
     )
+
+
+def read_violations(project: Project, since: dt.datetime) -> tuple[tuple[float, str, bool, int], ...] | None:
+    """Violations per day, kind and blocked, from the warehouse's `violations` model (None without one)."""
+    from revetl.warehouse.connection import connect
+
+    naive = since.astimezone(dt.timezone.utc).replace(tzinfo=None)  # the model's times are UTC without a zone
+    try:
+        with connect(project, read_only=True) as connection:
+            if not connection.scalar(_HAS_VIOLATIONS):
+                return None
+            rows = connection.fetchall(_VIOLATIONS, {"since": naive})
+    except RevetlError:
+        return None  # the sync state's reading says why the warehouse cannot be read
+    epoch = dt.date(1970, 1, 1)
+    return tuple(((day - epoch).days * 86400.0, str(kind), bool(blocked), int(n)) for day, kind, blocked, n in rows)
 
 
 def _read_state(project: Project, since: dt.datetime) -> tuple[tuple[Run, ...], tuple[Failure, ...],

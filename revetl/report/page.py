@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from revetl.report.charts import (STATUS_COLORS, audience_charts, build_chart, collector_chart, rejected_chart,
-                                  sync_charts, throughput_charts)
+                                  sync_charts, throughput_charts, violations_chart)
 from revetl.report.history import History
 from revetl.report.svg import esc
 
@@ -184,6 +184,11 @@ def render(history: History, project_name: str) -> str:
                               collector_chart(history.collector) or
                               '<p class="note">Nothing landed in this window; segments wait in the log.</p>',
                               "collector"))
+    if history.violations is not None:
+        parts.append(_section("Tracking plans", "Violations of the landed and quarantined events, by the day they "
+                              "arrived and their kind (the <code>violations</code> model of the last build; "
+                              "<code>revetl violations</code> lists them).", violations_chart(history.violations) or
+                              '<p class="note">No violations in this window.</p>', "violations"))
     if not history.empty:
         parts.append(_section("Latest runs", "The 50 most recent runs, newest first.", _runs_table(history), "runs"))
         parts.append(_section("Latest rejected rows", "The 50 most recent rows a destination refused.",

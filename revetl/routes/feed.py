@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from revetl.collect.log import SUFFIX
+from revetl.governance.door import BLOCKED_KEY
 from revetl.records import HEADER_SIZE
 from revetl.routes.mapping import event_of
 
@@ -146,7 +147,8 @@ class LogFeed:
                     if not self._advance():
                         return False
                     continue
-            rows = [event_of(row) for row in orjson.loads(payload)]
+            # rows a tracking plan blocked travel the log to the quarantine, never to a destination
+            rows = [event_of(row) for row in orjson.loads(payload) if not row.get(BLOCKED_KEY)]
             self.cache.put(self.position.segment, self.position.offset, rows, self._next_offset)
             if not rows:
                 self.position = Position(self.position.segment, self._next_offset, 0)

@@ -87,14 +87,19 @@ class BuildResult:
 
 def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -> dict[str, Any]:
     """The vars revetl passes to every dbt invocation."""
+    from revetl.governance.quarantine import quarantine_dir
     from revetl.warehouse.connection import dialect as target_dialect
 
     dialect = target_dialect(project)
     traits, trait_models = load_traits(project.traits_file, dialect)
     if as_of is not None and as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    quarantine = quarantine_dir(project.landing_dir)
     return {
         "landing_dir": project.landing_dir.as_posix(),
+        # Events a tracking plan blocked (revetl/governance/): read in place on DuckDB, when there are any.
+        "quarantine_dir": quarantine.as_posix(),
+        "quarantine_files": dialect == "duckdb" and _landed_files(quarantine),
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
         "computed_traits": [trait.as_var(dialect) for trait in traits],
         "trait_models": trait_models,

@@ -25,7 +25,7 @@ __all__ = ["COLUMNS", "DAY", "HOUR", "JUNK_IDS", "Day", "Row", "Stream", "iso", 
 JUNK_IDS = ("undefined", "null", "0", "", "anonymous", "00000000-0000-0000-0000-000000000000")
 DAY = 86_400_000  # all times are integer milliseconds since the epoch, as the SDKs send them
 HOUR = 3_600_000
-_RESENT, _JUNK = 0.005, 0.003  # shares of events
+_RESENT, _JUNK, _FLAWED = 0.005, 0.003, 0.002  # shares of events
 _LATE_IDS = 10**11  # late rows count from here, so their ids never meet the on-time rows' ids
 
 # A row in landing-column order, timestamp and received_at as epoch milliseconds.
@@ -82,6 +82,9 @@ class Stream:
         self.first = 0  # message number of today's first on-time row
         self.late_count = 0
         self.later: dict[int, list[Row]] = defaultdict(list)  # day received -> rows
+        # Flaws have a generator of their own (seeded from this one's prefix), so that adding them
+        # left every other draw, and so every other event, as it was.
+        self.flaw_random = random.Random(self.prefix).random
         self._reset()
 
     def _reset(self) -> None:
@@ -144,15 +147,16 @@ class Stream:
         """Today's rows, with sampled re-sends and junk ids applied; starts the next day's columns."""
         count = len(self.kind)
         self._junk(count)  # first, so that a re-sent copy carries the same (junk) ids as its original
+        self._flaw(count)  # ... and the same flaw
         self._resend(count)
         day = Day(self.first, self.columns, self.later.pop(self.day, []))
         self.first += count
         self._reset()
         return day
 
-    def _sampled(self, count: int, share: float) -> Iterator[int]:
+    def _sampled(self, count: int, share: float, draw: Any = None) -> Iterator[int]:
         """Positions in [0, count) chosen independently with probability `share` (geometric gaps)."""
-        log_keep, random = math.log(1.0 - share), self.random
+        log_keep, random = math.log(1.0 - share), draw or self.random
         i = int(math.log(1.0 - random()) / log_keep)
         while i < count:
             yield i
@@ -168,6 +172,23 @@ class Stream:
                     message_id(self.prefix, n), self.kind[i], self.event[i], self.anon[i], self.user[i],
                     self.group[i], self.previous[i], self.ts[i], received, self.props[i], self.traits[i],
                     self.context[i]))
+
+    def _flaw(self, count: int) -> None:
+        """A buggy client build sends events against the tracking plan (tracking_plans/stackwise.yml):
+        a typo'd property, a misnamed event, a login method or a role the plan does not know (the
+        billing backend's bug, revenue as text, is World.charge's)."""
+        for i in self._sampled(count, _FLAWED, self.flaw_random):
+            event, props = self.event[i], self.props[i]
+            if self.kind[i] != "track" or props is None:
+                continue
+            if event == "Report Generated":
+                self.props[i] = props.replace('"report_type"', '"report_typo"', 1)
+            elif event == "Dashboard Viewed":
+                self.event[i] = "dashboard_viewed"
+            elif event == "Logged In":
+                self.props[i] = '{"method":"magic_link"}'
+            elif event == "Invite Sent":
+                self.props[i] = '{"invitee_role":"owner"}'
 
     def _junk(self, count: int) -> None:
         """A broken integration sends a junk identifier in place of a real one."""

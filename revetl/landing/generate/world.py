@@ -21,6 +21,7 @@ __all__ = ["JUNK_EMAIL", "PLANS", "World"]
 JUNK_EMAIL = "test@test.com"
 PLANS = ("free", "starter", "pro", "enterprise")
 _LATE_SESSION = 0.01  # share of sessions
+_BILLING_BUG = 0.02  # share of payments sent with the amount as text (against the tracking plan)
 _PRICE = {"starter": 49.0, "pro": 199.0, "enterprise": 1499.0}
 
 _FIRST = (
@@ -334,7 +335,9 @@ class World:
     def charge(self, person: Person, t: int) -> None:
         """The billing backend's monthly `Payment Processed`: server-side, so userId only."""
         company = person.company
-        props = json_text({"revenue": round(_PRICE[person.plan] * company.fx, 2), "currency": company.currency,
-                       "plan": person.plan})
+        revenue: float | str = round(_PRICE[person.plan] * company.fx, 2)
+        if self.stream.flaw_random() < _BILLING_BUG:  # a billing release that sent amounts as text
+            revenue = f"{revenue:.2f}"
+        props = json_text({"revenue": revenue, "currency": company.currency, "plan": person.plan})
         self.stream.emit("track", "Payment Processed", None, person.uid, None, None, t, props, None,
                          self.catalog.server_context)
