@@ -169,15 +169,15 @@
 {%- endmacro %}
 
 {% macro json_array_items(expr, alias) -%}
-  {#- A FROM item (lateral to the row of expr): one row per element of the JSON array expr, as
+  {#- A join after a FROM item (lateral to its row): one row per element of the JSON array expr, as
       alias.item (JSON); read its fields with json_scalar_text(alias ~ '.item', [key]). -#}
   {{ return(adapter.dispatch('json_array_items', 'revetl')(expr, alias)) }}
 {%- endmacro %}
 
 {% macro duckdb__json_array_items(expr, alias) -%}
-  unnest(json_extract({{ expr }}, '$[*]')) as {{ alias }}(item)
+  cross join unnest(json_extract({{ expr }}, '$[*]')) as {{ alias }}(item)
 {%- endmacro %}
 
 {% macro postgres__json_array_items(expr, alias) -%}
-  json_array_elements({{ _postgres_json(expr) }}) as {{ alias }}(item)
+  cross join json_array_elements({{ _postgres_json(expr) }}) as {{ alias }}(item)
 {%- endmacro %}

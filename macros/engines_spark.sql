@@ -71,6 +71,11 @@
   {{ _spark_json_quoted(expr, "concat('$[*][\\'', " ~ alias ~ ".key, '\\']')") }}
 {%- endmacro %}
 
+{% macro spark__json_array_items(expr, alias) -%}
+  {#- Joined with LATERAL VIEW; from_json keeps an element that is not a string as its JSON text. -#}
+  lateral view explode(from_json({{ expr }}, 'array<string>')) {{ alias }} as item
+{%- endmacro %}
+
 {% macro spark__json_object_agg(key, value) -%}
   {#- Each key written as a JSON string (to_json of a one-element array, brackets cut off). -#}
   concat('{', concat_ws(',', collect_list(

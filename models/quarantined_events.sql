@@ -11,8 +11,8 @@ select
     {%- for column in columns %}
     {{ column }},
     {%- endfor %}
-    timezone('UTC', cast({{ adapter.quote('timestamp') }} as timestamptz)) as {{ adapter.quote('timestamp') }},
-    timezone('UTC', cast(received_at as timestamptz)) as received_at,
+    {{ utc_timestamp(adapter.quote('timestamp')) }} as {{ adapter.quote('timestamp') }},
+    {{ utc_timestamp('received_at') }} as received_at,
     cast(properties as {{ dbt.type_string() }}) as properties,
     cast(traits as {{ dbt.type_string() }}) as traits,
     cast(context as {{ dbt.type_string() }}) as context,

@@ -21,6 +21,6 @@ select
     coalesce({{ json_scalar_text('v.item', ['omitted']) }} = 'true', false) as omitted,
     {{ blocked }} as blocked
 from {{ ref(relation) }} as e
-cross join {{ json_array_items('e.violations', 'v') }}
+{{ json_array_items('e.violations', 'v') }}
 where e.violations is not null
 {%- endfor %}
