@@ -50,6 +50,14 @@ def current_project() -> Project:
     return load_project(_state["project_dir"], _state["target"])
 
 
+def end_check(problems: int, checked: str, summary: str = "") -> None:
+    """The last line of a `check` command: its problems in red (exit 1), or "no problems" in green."""
+    if problems:
+        console.print(f"[bold red]{problems} problem(s)[/] in {checked}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]{checked}: no problems[/] {summary}".rstrip(), highlight=False)
+
+
 def print_error(exc: BaseException) -> None:
     """One red sentence on stderr."""
     # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from revetl.cli.app import app, console, current_project
+from revetl.cli.app import app, console, current_project, end_check
 
 plan_app = typer.Typer(no_args_is_help=True, help="Tracking plans (tracking_plans/NAME.yml): check, infer.")
 app.add_typer(plan_app, name="tracking-plan")
@@ -32,10 +32,7 @@ def plan_check() -> None:
         f"{item.path.stem} ({len(item.plan.events)} events, sources {', '.join(item.plan.sources)})"
         for item in checked if item.plan is not None
     )
-    if problems:
-        console.print(f"[bold red]{problems} problem(s)[/] in {len(checked)} tracking plan(s)", highlight=False)
-        raise typer.Exit(1)
-    console.print(f"[green]{len(checked)} tracking plan(s): no problems[/] {summary}", highlight=False)
+    end_check(problems, f"{len(checked)} tracking plan(s)", summary)
 
 
 @plan_app.command("infer")

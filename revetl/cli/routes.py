@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from revetl.cli.app import app, console, current_project
+from revetl.cli.app import app, console, current_project, end_check
 
 routes_app = typer.Typer(no_args_is_help=True, help="Routes (routes/NAME.yml): collected events to destinations.")
 app.add_typer(routes_app, name="routes")
@@ -21,10 +21,7 @@ def routes_check() -> None:
     problems, checked = check_routes(current_project())
     for problem in problems:
         console.print(problem, markup=False, highlight=False, soft_wrap=True)
-    if problems:
-        console.print(f"[bold red]{len(problems)} problem(s)[/] in {checked} routes", highlight=False)
-        raise typer.Exit(1)
-    console.print(f"[green]{checked} routes: no problems[/]", highlight=False)
+    end_check(len(problems), f"{checked} routes")
 
 
 @routes_app.command("run")
