@@ -85,7 +85,7 @@ def test_an_unknown_target_is_one_sentence_naming_the_targets_there_are(project)
                                   "audiences", "list"], capture_output=True, text=True,
                                  env={**__import__("os").environ, **env})
         assert process.returncode == 1
-        assert "has no target 'snowflake' (its targets: duckdb, postgres)" in process.stderr + process.stdout
+        assert "has no target 'snowflake' (its targets: duckdb, postgres, spark)" in process.stderr + process.stdout
         assert "Traceback" not in process.stderr
 
 

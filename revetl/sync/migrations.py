@@ -145,5 +145,7 @@ def migrate(connection: Connection, clock: Clock = SYSTEM) -> int:
             for sql in statements:
                 connection.execute(Template(sql))
             connection.execute(_RECORD, {"version": number, "description": description, "at": clock.now()})
-    _SEEN[connection] = LATEST
-    return LATEST
+    if version < LATEST:  # read back what was recorded (and so the same statements run every time)
+        version = _read_version(connection)
+    _SEEN[connection] = version
+    return version
