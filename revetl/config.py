@@ -106,6 +106,13 @@ class Project:
     def with_landing_dir(self, landing_dir: Path) -> Project:
         return dataclasses.replace(self, landing_dir=Path(landing_dir))
 
+    def alert_rules(self, *kinds: str) -> list[Any]:
+        """The `alerts:` rules of these kinds (all, without kinds); none, with nothing imported, when revetl.yml
+        has no `alerts:` block."""
+        if self.settings.alerts is None:
+            return []
+        return [rule for rule in self.settings.alerts.rules if not kinds or rule.when in kinds]
+
     @property
     def alerts(self) -> AlertSettings:
         """The `alerts:` block of revetl.yml; without one, no channels and no rules."""

@@ -36,10 +36,7 @@ def hold(path: Path, refuse: Callable[[str], Exception]) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip()
             raise refuse(f"pid {holder}" if holder else "another process") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        _claim(handle)
         yield
     finally:
         handle.close()
@@ -79,8 +76,13 @@ def wait_for(path: Path, wait: float, what: str) -> IO[str]:
                 print(f"waiting for {what}: {holder} is using it", file=sys.stderr, flush=True)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
+    _claim(handle)
+    return handle
+
+
+def _claim(handle: IO[str]) -> None:
+    """Write this process's pid into a lock file it holds, for whoever is refused or waits."""
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    return handle

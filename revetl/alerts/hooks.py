@@ -49,7 +49,7 @@ class Outcome:
 def watch_sync(project: Project, sync: str, console: Console, clock: Clock = SYSTEM) -> Iterator[Outcome]:
     """Around one `run_sync`: afterwards, the sync rules' alerts (see the module docstring)."""
     outcome, started = Outcome(), clock.now()
-    wanted = project.settings.alerts is not None and _watched(project, sync)
+    wanted = _watched(project, sync)
     try:
         yield outcome
     except BaseException as exc:
@@ -66,7 +66,7 @@ def watch_sync(project: Project, sync: str, console: Console, clock: Clock = SYS
 def watch_build(project: Project, console: Console, clock: Clock = SYSTEM) -> Iterator[Outcome]:
     """Around one build: afterwards, the build_failed rules' alerts. A build that raised failed."""
     outcome = Outcome()
-    wanted = project.settings.alerts is not None and any(True for _ in project.alerts.rules_for("build_failed"))
+    wanted = bool(project.alert_rules("build_failed"))
     try:
         yield outcome
     except BaseException as exc:
@@ -86,14 +86,16 @@ def watch_build(project: Project, console: Console, clock: Clock = SYSTEM) -> It
 
 
 def _watched(project: Project, sync: str) -> bool:
+    if not project.alert_rules():
+        return False
     from revetl.alerts.settings import SYNC_RULES
 
-    return any(rule.watches(sync) for rule in project.alerts.rules_for(*SYNC_RULES))
+    return any(rule.watches(sync) for rule in project.alert_rules(*SYNC_RULES))
 
 
 def after_ingest(project: Project, facts: IngestFacts, console: Console, clock: Clock = SYSTEM) -> None:
     """After an ingest judged by a tracking plan: the violations rules' alerts (none without such rules)."""
-    if project.settings.alerts is None or not any(True for _ in project.alerts.rules_for("violations")):
+    if not project.alert_rules("violations"):
         return
     from revetl.alerts.rules import violation_observations
 

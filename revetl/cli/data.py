@@ -30,7 +30,7 @@ def ingest(
     project = current_project()
     report = ingest_files(project, files, source=source)
     print_report(report, console)
-    if source is not None and project.settings.alerts is not None and project.alerts.enabled:
+    if source is not None and project.alert_rules():
         _violation_alerts(project, report, source)
     # Non-zero when anything was rejected (the good records still landed), so cron and CI notice.
     if report.rejected:

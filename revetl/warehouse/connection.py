@@ -134,12 +134,6 @@ def _template(text: str) -> jinja2.Template:
 
 @functools.lru_cache(maxsize=4)
 def _profiles(rendered: str) -> dict[str, Any]:
-    return copy.deepcopy(_parsed_profiles(rendered))
-
-
-@functools.lru_cache(maxsize=8)
-def _parsed_profiles(rendered: str) -> dict[str, Any]:
-    """A command asks for the target a few dozen times: profiles.yml (as rendered now) is parsed once."""
     return yaml.safe_load(rendered) or {}
 
 
