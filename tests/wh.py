@@ -68,11 +68,16 @@ TARGETS = ("duckdb", "postgres")  # the warehouses tests run on: `@pytest.fixtur
 def on_target(project: Project, target: str, request: pytest.FixtureRequest,
               monkeypatch: pytest.MonkeyPatch) -> Project:
     """`project` on the warehouse `target`: on `postgres`, a new database of the test cluster (its PG*
-    variables set), revetl's work files in a directory of the test's, and REVETL_TARGET set so that the
-    commands a test runs in subprocesses reach the same warehouse."""
+    variables set); on `spark`, a local session with its warehouse and metastore in a directory of the test's;
+    revetl's work files in a directory of the test's, and REVETL_TARGET set so that the commands a test runs
+    in subprocesses reach the same warehouse."""
     if target == "duckdb":
         return project
-    request.getfixturevalue("postgres_database")
+    if target == "spark":
+        monkeypatch.setenv("REVETL_SPARK_DIR", str(project.root.parent / "spark"))
+        monkeypatch.setenv("REVETL_SPARK_MASTER", "local[2]")
+    else:
+        request.getfixturevalue("postgres_database")
     work = project.root.parent / "work"
     work.mkdir(exist_ok=True)
     monkeypatch.setenv("REVETL_WORK_DIR", str(work))

@@ -17,7 +17,7 @@ import yaml
 from revetl.config import Project, SyncConfig, load_project, load_sync
 from revetl.sync.apply import acknowledged_rows
 from revetl.testing.case import Case
-from revetl.warehouse.connection import connect
+from revetl.warehouse.connection import connect, warehouse_type
 
 __all__ = ["AUDIENCE", "acknowledged", "contract_project", "expected", "people", "set_members", "write_sync"]
 
@@ -53,6 +53,11 @@ def people(n: int, start: int = 0, plan: str = "pro") -> list[tuple[str, str, st
 
 def set_members(project: Project, rows: list[tuple[str, str, str, str]]) -> None:
     """Make `rows` the audience's whole result."""
+    if warehouse_type(project) == "spark":
+        from revetl.testing.spark import write_table
+
+        write_table(project, TABLE, "user_id string, email string, name string, plan string", rows)
+        return
     with contextlib.closing(connect(project)) as connection:
         connection.execute(f"drop table if exists {TABLE}")
         connection.execute(f"create table {TABLE} (user_id varchar, email varchar, name varchar, plan varchar)")

@@ -15,11 +15,43 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SparkCluster"]
+if TYPE_CHECKING:
+    from revetl.config import Project
+
+__all__ = ["SparkCluster", "write_table"]
+
+# argv: project root, table, Spark schema of its columns; stdin: the rows as JSON. Run in a process of its own,
+# so that the caller never holds a JVM or the metastore while the revetl commands it starts use them.
+_WRITE_TABLE = """
+import json, sys
+from pathlib import Path
+from revetl.config import load_project
+from revetl.warehouse.connection import spark_session, target_config
+from revetl.warehouse.spark import stop_session
+
+project = load_project(Path(sys.argv[1]))
+spark = spark_session(project)
+schema = target_config(project).get("schema") or "default"
+spark.sql(f"create schema if not exists {schema}")
+frame = spark.createDataFrame(json.load(sys.stdin), sys.argv[3])
+frame.write.mode("overwrite").format("parquet").saveAsTable(f"{schema}.{sys.argv[2]}")
+stop_session()
+"""
+
+
+def write_table(project: Project, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """Make `rows` the whole of table `table` (`columns` as Spark declares them: "user_id string, ...") in the
+    Spark warehouse of `project` (its target chosen by REVETL_TARGET, as the revetl commands choose it)."""
+    done = subprocess.run([sys.executable, "-c", _WRITE_TABLE, str(project.root), table, columns],
+                          input=json.dumps(rows), capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"writing the Spark table {table} failed:\n{done.stderr[-3000:]}")
 
 
 def _free_port() -> int:

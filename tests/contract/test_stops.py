@@ -4,7 +4,8 @@ that message, and what was acknowledged kept, so that the next run sends only th
 
 Large: 6,000 rows, more than one Arrow batch of the plan, where these stops used to end in an
 unrelated ResourceInUseException traceback with the run left `running`. A kill mid-run, and a second
-process started while a run goes on, are tried on PostgreSQL too (the same tests, `target` parametrized).
+process started while a run goes on, are tried on PostgreSQL too (the same tests, `target` parametrized); the
+kill on Spark as well, whose state lives in a DuckDB file beside the Spark warehouse.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ def target(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, target: str) -> Project:
+def empty_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+                  target: str) -> Project:
     project = audience_project(tmp_path, monkeypatch, {"contract": AUDIENCE}, tables=("contract_members",))
-    project = on_target(project, target, request, monkeypatch)
-    set_members(project, people(ROWS))
-    return project
+    return on_target(project, target, request, monkeypatch)
+
+
+@pytest.fixture
+def project(empty_project: Project) -> Project:
+    set_members(empty_project, people(ROWS))
+    return empty_project
 
 
 def command(project: Project, *args: str) -> list[str]:
@@ -200,14 +206,15 @@ def test_a_second_sync_process_is_refused_while_the_first_runs(project, monkeypa
     assert last_run(project).status == "succeeded" and planned_adds(project) == 0
 
 
-KILLS = [*((case, "duckdb") for case in CASES), (BRAZE, "postgres")]
+KILLS = [*((case, "duckdb") for case in CASES), (BRAZE, "postgres"), (BRAZE, "spark")]
 
 
 @pytest.mark.parametrize("case, target", KILLS, ids=[f"{c.name}-{t}" for c, t in KILLS], indirect=["target"])
-def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, project, monkeypatch):
+def test_a_kill_resends_at_most_the_batches_in_flight(case: Case, empty_project, monkeypatch):
     """A SIGKILL right after a batch was applied, before its acknowledgement was journaled: the next run
     sends again at most the batches that were in flight (one per worker), and `revetl runs` shows
     what the killed run had acknowledged, before and after it is folded."""
+    project = empty_project
     concurrency, total = 4, max(600, 20 * case.batch_size)
     set_members(project, people(total))
     with emulator_for(case, {"seed": 13, "record_requests": 100_000}) as url:
