@@ -98,3 +98,21 @@ def test_each_target_has_its_own_dbt_target_directory(project, monkeypatch):
     assert (dbt_target_path(postgres), warehouse_type(postgres)) == (project.target_dir / "postgres", "postgres")
     monkeypatch.setenv("REVETL_TARGET", "postgres")
     assert load_project(project.root).target == "postgres"
+
+
+def test_a_spark_connect_master_is_refused_with_one_sentence(tmp_path, monkeypatch):
+    """Spark Connect (`sc://`) has no driver in revetl's process, which dbt-spark's session method needs: the
+    command says so before starting anything, and names the masters that work."""
+    import os
+
+    audience = "-- description: people\n-- key: user_id\n\nselect 'u1' as user_id\n"
+    project = audience_project(tmp_path, monkeypatch, {"people": audience})
+    env = {**os.environ, "REVETL_SPARK_MASTER": "sc://spark.example.com:15002", "REVETL_SPARK_DIR": str(tmp_path),
+           "REVETL_WORK_DIR": str(tmp_path / "work"), "COLUMNS": "200"}
+    process = subprocess.run([sys.executable, "-m", "revetl", "--project-dir", str(project.root), "--target", "spark",
+                              "audiences", "preview", "people"], capture_output=True, text=True, env=env, timeout=120)
+    assert process.returncode == 1, process.stdout + process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'sc://spark.example.com:15002' is a Spark Connect server" in errors[0], process.stderr
+    assert "name a spark://, yarn or k8s:// master" in errors[0]
+    assert "Traceback" not in process.stderr

@@ -7,7 +7,8 @@ session first, from the same output, and dbt then finds it. One session per proc
 
 The output's `server_side_parameters` are Spark settings. `spark.master` is a local session
 (`local[*]`) unless $REVETL_SPARK_MASTER names a cluster (`spark://host:7077`, `yarn`,
-`k8s://...`). Relative paths in `spark.sql.warehouse.dir` and in the metastore's Derby URL are taken
+`k8s://...`). A Spark Connect URL (`sc://`) is refused with a sentence: the session method needs the
+driver, and its JVM, in revetl's process, which Spark Connect's thin client does not have. Relative paths in `spark.sql.warehouse.dir` and in the metastore's Derby URL are taken
 from the project directory (where dbt runs), so every command finds the same tables wherever it is
 started. Set here unless the profile says otherwise: the driver on loopback, the web UI off, UTC,
 Derby's log beside its database. dbt-spark turns ANSI mode off for its sessions; revetl's queries
@@ -63,6 +64,10 @@ def spark_settings(root: Path, config: dict[str, Any]) -> dict[str, str]:
                           f"method, not {config.get('method')!r}; name a cluster with REVETL_SPARK_MASTER")
     given = {str(key): str(value) for key, value in (config.get("server_side_parameters") or {}).items()}
     settings = {**_DEFAULTS, **given}
+    if settings["spark.master"].startswith("sc://"):
+        raise ConfigError(f"{root / 'profiles.yml'}: the Spark master {settings['spark.master']!r} is a Spark Connect "
+                          f"server, which revetl does not support (dbt-spark's session method runs the driver in "
+                          f"revetl's own process); name a spark://, yarn or k8s:// master, or local[N]")
     warehouse = Path(settings.get("spark.sql.warehouse.dir", "data/spark/warehouse"))
     if "://" not in str(warehouse):
         warehouse = warehouse if warehouse.is_absolute() else root / warehouse
