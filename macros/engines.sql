@@ -91,6 +91,22 @@
    from parquet.`{{ var('landing_dir') | replace('`', '``') }}`)
 {%- endmacro %}
 
+{% macro quarantined() -%}
+  {#- The events a tracking plan blocked, as a FROM item, when there are files (var `quarantine_files`):
+      the source `quarantine.events` (DuckDB: the files in place); Spark reads the directory in place as
+      it reads the landing directory. -#}
+  {{ return(adapter.dispatch('quarantined', 'revetl')()) }}
+{%- endmacro %}
+
+{% macro default__quarantined() -%}
+  {{ return(source('quarantine', 'events')) }}
+{%- endmacro %}
+
+{% macro spark__quarantined() -%}
+  {%- do source('quarantine', 'events') -%}
+  parquet.`{{ var('quarantine_dir') | replace('`', '``') }}`
+{%- endmacro %}
+
 {% macro utc_timestamp(expr) -%}
   {#- A landed time (with a time zone) as the UTC time. -#}
   {{ return(adapter.dispatch('utc_timestamp', 'revetl')(expr)) }}

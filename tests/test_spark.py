@@ -69,9 +69,10 @@ def spark_rows(project: Project, model: str) -> tuple[list[str], list[tuple]]:
     return columns, _sorted(normal)
 
 
-def assert_same_rows(duck: Project, spark: Project) -> dict[str, tuple[list[str], list[tuple]]]:
+def assert_same_rows(duck: Project, spark: Project,
+                     models: list[str] = PUBLIC_MODELS) -> dict[str, tuple[list[str], list[tuple]]]:
     expected = {}
-    for model in PUBLIC_MODELS:
+    for model in models:
         expected[model] = rows(duck, None, model)
         got = spark_rows(spark, model)
         if expected[model][1]:  # Spark's Arrow batches are empty for an empty table: no column names
@@ -84,13 +85,42 @@ def assert_same_rows(duck: Project, spark: Project) -> dict[str, tuple[list[str]
 def test_generated_events_give_every_public_model_the_same_rows_on_spark(tmp_path, monkeypatch, spark_home):
     duck, spark = on_duckdb_and_spark(tmp_path, monkeypatch, spark_home)
     generate_events(duck, GenerateOptions(users=150, days=20, seed=11, end=END))
+    blocked = judge_against_the_shipped_plan(duck)
 
     duck_result = build(duck, as_of=AS_OF)
     spark_result = build(spark, as_of=AS_OF)
 
     assert {(node.kind, node.name) for node in spark_result.nodes} == {(n.kind, n.name) for n in duck_result.nodes}
-    expected = assert_same_rows(duck, spark)
+    expected = assert_same_rows(duck, spark, PUBLIC_MODELS + ["quarantined_events", "violations"])
     assert len(expected["events"][1]) > 3_000 and len(expected["profiles"][1]) > 150
+    assert len(expected["quarantined_events"][1]) == blocked > 0
+    assert {row[expected["violations"][0].index("blocked")] for row in expected["violations"][1]} == {True, False}
+
+
+def judge_against_the_shipped_plan(project: Project) -> int:
+    """Events of the `app` source judged by the shipped tracking plan, as `revetl ingest --source app` does:
+    the flagged ones landed with their violations, the blocked ones written to the quarantine; how many
+    were blocked."""
+    from revetl.governance import project_gate
+    from revetl.governance.gate import BLOCKED
+    from revetl.governance.quarantine import quarantine_rows
+    from revetl.landing.events import normalize
+    from revetl.landing.parquet import write_rows
+
+    gate = project_gate(project)
+    payloads = [
+        wire("track", "q-1", userId="q_u1", event="Report Genrated", properties={"report_type": "funnel"}),
+        wire("track", "q-2", userId="q_u2", event="Order Completed", properties={"revenue": "12.50"}),
+        wire("track", "q-3", userId="q_u1", event="Logged In", properties={"method": "carrier pigeon"}),
+        wire("track", "q-4", userId="q_u3", event="Signed Up", properties={"method": "email"}),
+    ]
+    landed, quarantined = [], []
+    for payload in payloads:
+        row = normalize(payload, dt.datetime(2026, 1, 3, 9, tzinfo=UTC))
+        (quarantined if gate.judge(row, "app") == BLOCKED else landed).append(row)
+    write_rows(project.landing_dir, landed)
+    quarantine_rows(project.landing_dir, quarantined, prefix="test")
+    return len(quarantined)
 
 
 def test_identity_cases_match_duckdb_and_the_reference_resolver(tmp_path, monkeypatch, spark_home):

@@ -97,9 +97,9 @@ def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -
     quarantine = quarantine_dir(project.landing_dir)
     return {
         "landing_dir": project.landing_dir.as_posix(),
-        # Events a tracking plan blocked (revetl/governance/): read in place on DuckDB, when there are any.
+        # Events a tracking plan blocked (revetl/governance/): read in place on DuckDB and Spark, when there are any.
         "quarantine_dir": quarantine.as_posix(),
-        "quarantine_files": dialect == "duckdb" and _landed_files(quarantine),
+        "quarantine_files": dialect in ("duckdb", "spark") and _landed_files(quarantine),
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
         "computed_traits": [trait.as_var(dialect) for trait in traits],
         "trait_models": trait_models,
