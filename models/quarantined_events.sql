@@ -1,9 +1,9 @@
 {#-
   One row per event a tracking plan blocked and that is still in the quarantine (README "Tracking
   plans"): the landing columns, typed as in `events`, and `violations`, why it was blocked. Read from
-  the quarantine's Parquet in place on DuckDB and Spark when there are files (var `quarantine_files`);
-  otherwise, and on PostgreSQL, no rows. `revetl violations replay` lands them once the plan is fixed;
-  the next build shows what is left.
+  the quarantine when there are files (var `quarantine_files`): its Parquet in place on DuckDB and
+  Spark, the copy `revetl load` mirrors on PostgreSQL; otherwise no rows. `revetl violations replay`
+  lands them once the plan is fixed; the next build shows what is left.
 -#}
 {%- set columns = ['message_id', 'type', 'event', 'anonymous_id', 'user_id', 'group_id', 'previous_id'] -%}
 {%- if var('quarantine_files', false) %}

@@ -93,6 +93,34 @@ def public_rows(project: Project, database: PostgresDatabase | None = None) -> d
     return found
 
 
+def judge_against_the_shipped_plan(project: Project) -> int:
+    """Events of the `app` source judged by the shipped tracking plan, as `revetl ingest --source app` does:
+    the flagged ones landed with their violations, the blocked ones written to the quarantine; how many
+    were blocked."""
+    from revetl.governance import project_gate
+    from revetl.governance.gate import BLOCKED
+    from revetl.governance.quarantine import quarantine_rows
+    from revetl.landing.events import normalize
+    from revetl.landing.parquet import write_rows
+
+    from identity_reference import wire
+
+    gate = project_gate(project)
+    payloads = [
+        wire("track", "q-1", userId="q_u1", event="Report Genrated", properties={"report_type": "funnel"}),
+        wire("track", "q-2", userId="q_u2", event="Order Completed", properties={"revenue": "12.50"}),
+        wire("track", "q-3", userId="q_u1", event="Logged In", properties={"method": "carrier pigeon"}),
+        wire("track", "q-4", userId="q_u3", event="Signed Up", properties={"method": "email"}),
+    ]
+    landed, quarantined = [], []
+    for payload in payloads:
+        row = normalize(payload, dt.datetime(2026, 1, 3, 9, tzinfo=dt.timezone.utc))
+        (quarantined if gate.judge(row, "app") == BLOCKED else landed).append(row)
+    write_rows(project.landing_dir, landed)
+    quarantine_rows(project.landing_dir, quarantined, prefix="test")
+    return len(quarantined)
+
+
 def pg_query(database: PostgresDatabase, sql: str) -> list[tuple]:
     with adbc.connect(database.uri) as connection, connection.cursor() as cursor:
         cursor.execute(sql)

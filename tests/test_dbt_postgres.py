@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from engines import icu_database, load, on_both, pg_query, public_rows
+from engines import icu_database, judge_against_the_shipped_plan, load, on_both, pg_query, public_rows, rows
 from identity_reference import BLANK, resolve, wire
 from pg_landing import create_landing
 from wh import build, empty_project, land
@@ -28,6 +28,7 @@ from revetl.errors import ConfigError, WarehouseError
 from revetl.landing.generate import GenerateOptions, generate_events
 from revetl.landing.parquet import write_rows
 from revetl.warehouse.dbt import build_project
+from revetl.warehouse.load import load_landed
 from revetl.warehouse.traits import load_traits
 
 UTC = dt.timezone.utc
@@ -80,7 +81,9 @@ def test_generated_events_give_every_public_model_the_same_rows_on_both_engines(
                                                                                  postgres_database):
     duck, pg = on_both(tmp_path, monkeypatch, postgres_database)
     generate_events(duck, GenerateOptions(users=300, days=30, seed=11, end=END))
-    load(pg, postgres_database)
+    blocked = judge_against_the_shipped_plan(duck)
+    loaded = load_landed(pg)  # revetl's own load: the landed files, and the quarantine mirrored
+    assert loaded.ok and loaded.quarantined == blocked > 0
 
     duck_result = build(duck, as_of=AS_OF)
     pg_result = build(pg, as_of=AS_OF)
@@ -90,6 +93,9 @@ def test_generated_events_give_every_public_model_the_same_rows_on_both_engines(
     assert sum(kind == "test" for kind, _ in ran) >= 17 and sum(kind == "model" for kind, _ in ran) == 16
     expected = _assert_same_rows(duck, pg, postgres_database)
     assert len(expected["events"][1]) > 10_000 and len(expected["profiles"][1]) > 300
+    for model in ("quarantined_events", "violations"):
+        assert rows(pg, postgres_database, model) == rows(duck, None, model), model
+    assert len(rows(pg, postgres_database, "quarantined_events")[1]) == blocked
     assert expected["build_info"][1] == [(AS_OF,)]
     assert _partition(postgres_database) == resolve(_landed_payloads(duck.landing_dir))
 

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from engines import PUBLIC_MODELS, JSON_COLUMNS, _normal, _sorted, rows
+from engines import JSON_COLUMNS, PUBLIC_MODELS, _normal, _sorted, judge_against_the_shipped_plan, rows
 from identity_reference import resolve, wire
 from test_dbt_postgres import END, AS_OF, _identity_cases, _landed_payloads
 from test_portable import CASTS
@@ -95,32 +95,6 @@ def test_generated_events_give_every_public_model_the_same_rows_on_spark(tmp_pat
     assert len(expected["events"][1]) > 3_000 and len(expected["profiles"][1]) > 150
     assert len(expected["quarantined_events"][1]) == blocked > 0
     assert {row[expected["violations"][0].index("blocked")] for row in expected["violations"][1]} == {True, False}
-
-
-def judge_against_the_shipped_plan(project: Project) -> int:
-    """Events of the `app` source judged by the shipped tracking plan, as `revetl ingest --source app` does:
-    the flagged ones landed with their violations, the blocked ones written to the quarantine; how many
-    were blocked."""
-    from revetl.governance import project_gate
-    from revetl.governance.gate import BLOCKED
-    from revetl.governance.quarantine import quarantine_rows
-    from revetl.landing.events import normalize
-    from revetl.landing.parquet import write_rows
-
-    gate = project_gate(project)
-    payloads = [
-        wire("track", "q-1", userId="q_u1", event="Report Genrated", properties={"report_type": "funnel"}),
-        wire("track", "q-2", userId="q_u2", event="Order Completed", properties={"revenue": "12.50"}),
-        wire("track", "q-3", userId="q_u1", event="Logged In", properties={"method": "carrier pigeon"}),
-        wire("track", "q-4", userId="q_u3", event="Signed Up", properties={"method": "email"}),
-    ]
-    landed, quarantined = [], []
-    for payload in payloads:
-        row = normalize(payload, dt.datetime(2026, 1, 3, 9, tzinfo=UTC))
-        (quarantined if gate.judge(row, "app") == BLOCKED else landed).append(row)
-    write_rows(project.landing_dir, landed)
-    quarantine_rows(project.landing_dir, quarantined, prefix="test")
-    return len(quarantined)
 
 
 def test_identity_cases_match_duckdb_and_the_reference_resolver(tmp_path, monkeypatch, spark_home):

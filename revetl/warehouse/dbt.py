@@ -97,9 +97,10 @@ def dbt_vars(project: Project, as_of: dt.datetime | None = None, **extra: Any) -
     quarantine = quarantine_dir(project.landing_dir)
     return {
         "landing_dir": project.landing_dir.as_posix(),
-        # Events a tracking plan blocked (revetl/governance/): read in place on DuckDB and Spark, when there are any.
+        # Events a tracking plan blocked (revetl/governance/), when there are any: read in place on DuckDB and
+        # Spark; on PostgreSQL, the table quarantine.events that the load before the build mirrors them into.
         "quarantine_dir": quarantine.as_posix(),
-        "quarantine_files": dialect in ("duckdb", "spark") and _landed_files(quarantine),
+        "quarantine_files": _landed_files(quarantine),
         "as_of": as_of.isoformat(sep=" ") if as_of else None,
         "computed_traits": [trait.as_var(dialect) for trait in traits],
         "trait_models": trait_models,

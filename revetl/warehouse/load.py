@@ -13,6 +13,11 @@ back when the session drops), and the next run loads exactly what is missing. Tw
 hosts' cron) never load a file twice: the second one's claim waits for the first's transaction, then finds
 the file taken.
 
+The quarantine (events a tracking plan blocked, revetl/governance/quarantine.py) is mirrored whole into
+`quarantine.events` by every load, in one transaction: `revetl violations replay` rewrites and removes its
+files, so it is not loaded once per file but replaced, and it is small (what a plan blocked and nobody
+replayed yet). The `quarantined_events` model reads it when the loading host has quarantine files.
+
 Two files load at once by default, each on a session of its own (`REVETL_LOAD_SESSIONS`).
 
 Files as DuckDB reads them (`union_by_name`): a column a file lacks is null, a column the contract does not
@@ -65,6 +70,8 @@ _DDL = (
         context text, received_date date, filename text, file_row_number bigint)""",
     f"""create table if not exists {SCHEMA}.loaded_files (
         filename text primary key, bytes bigint, rows bigint, loaded_at timestamptz)""",
+    "create schema if not exists quarantine",
+    f"create table if not exists quarantine.events (like {SCHEMA}.events)",
 )
 _CLAIM = (f"insert into {SCHEMA}.loaded_files (filename, bytes, rows, loaded_at) values ($1, $2, $3, $4) "
           "on conflict (filename) do nothing returning filename")
@@ -78,6 +85,7 @@ class LoadReport:
     files: int = 0  # loaded by this run
     events: int = 0
     already: int = 0  # in the ledger before (or loaded meanwhile by another loader)
+    quarantined: int = 0  # rows of the quarantine mirrored
     failures: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) for each one not loaded
     seconds: float = 0.0
 
@@ -97,7 +105,9 @@ class LoadReport:
                 "again (the other files were loaded)" for path, reason in self.failures]
 
     def summary(self) -> str:
-        return f"{self.files:,} files, {self.events:,} events loaded ({self.already:,} files already loaded)"
+        quarantine = f"; {self.quarantined:,} quarantined events mirrored" if self.quarantined else ""
+        return (f"{self.files:,} files, {self.events:,} events loaded ({self.already:,} files already loaded)"
+                f"{quarantine}")
 
 
 def ensure_tables(connection: PostgresConnection) -> None:
@@ -144,6 +154,7 @@ def load_landed(project: Project, console: Console | None = None, connection: Po
         with _progress(console, waiting) as advance:
             _load_all(lambda: connect(project), connection, waiting, report, advance,
                       min(sessions or load_sessions(), len(waiting)))
+        _mirror_quarantine(connection, project, report)
     finally:
         if own:
             connection.close()
@@ -215,6 +226,38 @@ def _load_one(connection: PostgresConnection, path: Path, name: str, report: Loa
         report.failures.append((path, _reason(unreadable[0])))
     finally:
         parquet.close()
+
+
+def _mirror_quarantine(connection: PostgresConnection, project: Project, report: LoadReport) -> None:
+    """Make `quarantine.events` hold exactly the quarantine's files' rows (one loader at a time). A file that
+    cannot be read is reported as a landing file is, and the table keeps what it had."""
+    from revetl.governance.quarantine import quarantine_dir, quarantine_files
+
+    directory = quarantine_dir(project.landing_dir)
+    unreadable: list[BaseException] = []
+    files: list[pq.ParquetFile] = []
+    current = directory
+    try:
+        with connection.transaction():
+            connection.scalar("select pg_advisory_xact_lock(hashtext('revetl quarantine'))")
+            connection.execute("delete from quarantine.events")
+            for path in quarantine_files(project.landing_dir):
+                current = path
+                files.append(pq.ParquetFile(path))
+                connection.append("quarantine.events",
+                                  _batches(files[-1], path.relative_to(directory).as_posix(), unreadable))
+                report.quarantined += files[-1].metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        report.quarantined = 0
+        report.failures.append((current, _reason(exc)))
+    except QueryError:
+        if not unreadable:
+            raise
+        report.quarantined = 0
+        report.failures.append((current, _reason(unreadable[0])))
+    finally:
+        for file in files:
+            file.close()
 
 
 def _reason(exc: BaseException) -> str:
