@@ -3,6 +3,7 @@ on PostgreSQL (`--target postgres` through REVETL_TARGET), the same tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_sync_runs_and_failures_from_the_command_line(project):
     with running("braze", {"api_key": KEY}) as url:
         sync_file(project, url)
         plan = revetl(project, "plan", "people", "--json")
-        assert plan.returncode == 0 and '"adds": 200' in plan.stdout
+        assert plan.returncode == 0 and json.loads(plan.stdout)["adds"] == 200
         first = revetl(project, "sync", "people")
         assert first.returncode == 1  # two rows rejected
         assert "198/200" in first.stdout and "2 rows rejected by braze" in first.stdout
@@ -76,6 +77,15 @@ def test_sync_runs_and_failures_from_the_command_line(project):
         assert "2/2" in second.stdout
         runs = revetl(project, "runs", "people")
         assert runs.stdout.count("│ succeeded ") == 1 and runs.stdout.count("│ failed ") == 1
+        # several syncs planned by one process: a table each, or one JSON object by name
+        (project.syncs_dir / "again.yml").write_text((project.syncs_dir / "people.yml").read_text())
+        shown = revetl(project, "plan", "people", "again")
+        assert shown.returncode == 0 and "plan for sync people " in shown.stdout and "plan for sync again " in shown.stdout
+        every = revetl(project, "plan", "--all", "--json")
+        assert every.returncode == 0, every.stderr
+        assert {name: p["adds"] for name, p in json.loads(every.stdout).items()} == {"again": 200, "people": 0}
+        nothing = revetl(project, "plan")
+        assert nothing.returncode == 2 and "name at least one sync, or use --all" in nothing.stderr
     assert KEY not in first.stdout + first.stderr + failures.stdout + runs.stdout
 
 
@@ -205,3 +215,13 @@ def test_a_plan_made_against_older_state_is_refused(project):
         result = apply_plan(project, sync, load_destination(sync), fresh)
         assert result.ok and result.acked["add"] == 2 and fresh.diff is not None
         assert not fresh.diff.path.exists()  # applied: its rows are in the state, the file is gone
+
+
+def test_usage_errors_are_clicks_own_message_not_a_bug(project):
+    """A mistyped option or a missing sync name is a usage error (exit 2, click's message), never "a revetl bug"
+    (typer 0.28 carries a click of its own, whose errors the CLI's handler must know)."""
+    for args, expected in ((["sync"], "name at least one sync, or use --all"),
+                           (["plan", "people", "--bogus"], "No such option: --bogus")):
+        run = revetl(project, *args)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert expected in run.stderr and "revetl bug" not in run.stderr and "Traceback" not in run.stderr

@@ -72,6 +72,16 @@ def print_error(exc: BaseException) -> None:
                       soft_wrap=True)
 
 
+def _click_exception() -> type[Exception]:
+    """The usage errors' base class of the click that typer runs on: typer 0.28 carries a click of its own
+    (`typer._click`), whose errors are not the `click` package's."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click import ClickException
+    return ClickException
+
+
 def main() -> None:
     """Entry point: run the app, turning revetl errors into one red sentence."""
     try:
@@ -88,9 +98,7 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(1)
     except Exception as exc:  # click usage errors come here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click_exception()):
             exc.show()
             sys.exit(exc.exit_code)
         if _state["debug"]:

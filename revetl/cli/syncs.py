@@ -12,20 +12,27 @@ from revetl.errors import RevetlError
 
 @app.command()
 def plan(
-    sync: Annotated[str, typer.Argument(help="Sync name (syncs/NAME.yml).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    syncs: Annotated[Optional[list[str]], typer.Argument(help="Sync names (syncs/NAME.yml).")] = None,
+    all_syncs: Annotated[bool, typer.Option("--all", help="Plan every sync in syncs/.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (several: an object by name).")] = False,
 ) -> None:
-    """Show what a sync would add, change and remove at its destination; sends and writes nothing."""
+    """Show what syncs would add, change and remove at their destinations; sends and writes nothing."""
     import json
 
-    from revetl.config import load_sync
+    from revetl.config import load_sync, sync_names
     from revetl.sync.plan import plan_sync, print_plan
 
     project = current_project()
-    result = plan_sync(project, load_sync(project, sync))
+    names = sync_names(project) if all_syncs else list(syncs or [])
+    if not names:
+        raise typer.BadParameter("name at least one sync, or use --all")
+    # One process plans them all: on Spark, one JVM start for every sync instead of one each.
+    plans = {name: plan_sync(project, load_sync(project, name)) for name in names}
     if as_json:
-        print(json.dumps(result.to_json(), default=str, indent=2))
-    else:
+        shown = {name: result.to_json() for name, result in plans.items()}
+        print(json.dumps(shown[names[0]] if len(names) == 1 and not all_syncs else shown, default=str, indent=2))
+        return
+    for result in plans.values():
         print_plan(result, console)
 
 
