@@ -82,9 +82,17 @@ def assert_same_rows(duck: Project, spark: Project,
     return expected
 
 
-def test_generated_events_give_every_public_model_the_same_rows_on_spark(tmp_path, monkeypatch, spark_home):
+def test_every_public_model_has_duckdbs_rows_and_identity_is_the_reference_resolvers(tmp_path, monkeypatch,
+                                                                                        spark_home):
+    """One build on each engine (a Spark build costs minutes here) of generated events, the identity cases of
+    the reference resolver beside them, and events the shipped tracking plan flags or blocks."""
     duck, spark = on_duckdb_and_spark(tmp_path, monkeypatch, spark_home)
     generate_events(duck, GenerateOptions(users=150, days=20, seed=11, end=END))
+    first, later = wire("identify", "d-1", anonymousId="d_a1", userId="d_u1"), wire("identify", "d-1", anonymousId="d_a2")
+    land(duck, _identity_cases() + [later], received_at=dt.datetime(2026, 1, 2, tzinfo=UTC))
+    land(duck, [first], received_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    for anonymous_id in ("t_a1", "t_a2"):  # two copies received at once in two files: the first file by name wins
+        land(duck, [wire("identify", "t-1", anonymousId=anonymous_id)], received_at=dt.datetime(2026, 1, 3, tzinfo=UTC))
     blocked = judge_against_the_shipped_plan(duck)
 
     duck_result = build(duck, as_of=AS_OF)
@@ -95,20 +103,6 @@ def test_generated_events_give_every_public_model_the_same_rows_on_spark(tmp_pat
     assert len(expected["events"][1]) > 3_000 and len(expected["profiles"][1]) > 150
     assert len(expected["quarantined_events"][1]) == blocked > 0
     assert {row[expected["violations"][0].index("blocked")] for row in expected["violations"][1]} == {True, False}
-
-
-def test_identity_cases_match_duckdb_and_the_reference_resolver(tmp_path, monkeypatch, spark_home):
-    duck, spark = on_duckdb_and_spark(tmp_path, monkeypatch, spark_home)
-    first, later = wire("identify", "d-1", anonymousId="d_a1", userId="d_u1"), wire("identify", "d-1", anonymousId="d_a2")
-    land(duck, _identity_cases() + [later], received_at=dt.datetime(2026, 1, 2, tzinfo=UTC))
-    land(duck, [first], received_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
-    for anonymous_id in ("t_a1", "t_a2"):  # two copies received at once in two files: the first file by name wins
-        land(duck, [wire("identify", "t-1", anonymousId=anonymous_id)], received_at=dt.datetime(2026, 1, 3, tzinfo=UTC))
-
-    build(duck, as_of=AS_OF)
-    build(spark, as_of=AS_OF)
-
-    expected = assert_same_rows(duck, spark)
     columns, graph = expected["identity_graph"]
     kind, value, profile = (columns.index(name) for name in ("identifier_type", "identifier_value", "profile_id"))
     groups: dict[str, set] = {}
