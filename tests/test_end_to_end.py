@@ -76,19 +76,22 @@ class Pipeline:
         with mock.patch.dict(os.environ, self.env):
             yield
 
-    def rows(self, sql: str) -> list[tuple]:
-        """A query of the models. Spark's is run by a process of its own: this one must not start a session
-        that would hold the metastore while the commands run."""
+    def rows(self, *queries: str) -> list[list[tuple]] | list[tuple]:
+        """Queries of the models: the rows of each (of the one query, when only one is given). Spark's are run
+        by a process of its own (one session for them all): this one must not start a session that would hold
+        the metastore while the commands run."""
         if self.target == "spark":
             script = ("import json, sys; from revetl.config import load_project; "
                       "from revetl.warehouse.connection import connect; "
                       "c = connect(load_project(sys.argv[1]), read_only=True); "
-                      "print(json.dumps(c.source.fetchall(sys.argv[2]), default=str))")
-            done = subprocess.run([sys.executable, "-c", script, str(self.root), sql], env=self.env,
+                      "print(json.dumps([c.source.fetchall(sql) for sql in sys.argv[2:]], default=str))")
+            done = subprocess.run([sys.executable, "-c", script, str(self.root), *queries], env=self.env,
                                   capture_output=True, text=True, timeout=600, check=True)
-            return [tuple(row) for row in json.loads(done.stdout.splitlines()[-1])]
-        with self.environment(), contextlib.closing(connect(load_project(self.root), read_only=True)) as connection:
-            return connection.source.fetchall(sql)
+            found = [[tuple(row) for row in rows] for rows in json.loads(done.stdout.splitlines()[-1])]
+        else:
+            with self.environment(), contextlib.closing(connect(load_project(self.root), read_only=True)) as connection:
+                found = [connection.source.fetchall(sql) for sql in queries]
+        return found[0] if len(queries) == 1 else found
 
     def plans(self) -> dict[str, dict[str, Any]]:
         """`revetl plan --all --json` (one process, one Spark session), without the times they were made."""
@@ -153,10 +156,12 @@ def test_identity_equals_the_reference_resolver(pipelines, target):
     step = pipelines(target)
     arrival = sorted(step.payloads, key=lambda p: p.get("receivedAt") or "")
     expected_profiles, expected_conflicts = resolve(arrival)
+    graph, conflicted = step.rows("select identifier_type, identifier_value, profile_id from identity_graph",
+                                  "select identifier_type, identifier_value from identity_conflicts")
     groups: dict[str, set] = {}
-    for kind, value, profile_id in step.rows("select identifier_type, identifier_value, profile_id from identity_graph"):
+    for kind, value, profile_id in graph:
         groups.setdefault(profile_id, set()).add((kind, value))
-    conflicts = set(step.rows("select identifier_type, identifier_value from identity_conflicts"))
+    conflicts = set(conflicted)
     assert {frozenset(group) for group in groups.values()} == expected_profiles
     assert conflicts == expected_conflicts
 
