@@ -58,11 +58,13 @@ def set_members(project: Project, rows: list[tuple[str, str, str, str]]) -> None
 
         write_table(project, TABLE, "user_id string, email string, name string, plan string", rows)
         return
+    import pyarrow as pa
+
+    columns = ("user_id", "email", "name", "plan")
+    table = pa.table({name: pa.array([row[i] for row in rows], pa.string()) for i, name in enumerate(columns)})
     with contextlib.closing(connect(project)) as connection:
         connection.execute(f"drop table if exists {TABLE}")
-        connection.execute(f"create table {TABLE} (user_id varchar, email varchar, name varchar, plan varchar)")
-        if rows:
-            connection.executemany(f"insert into {TABLE} values (?, ?, ?, ?)", rows)
+        connection.ingest(TABLE, table, temporary=False)  # Arrow in bulk: 6,000 rows inserted one by one took 3-6 s
 
 
 def write_sync(project: Project, case: Case, url: str, monkeypatch: pytest.MonkeyPatch,
