@@ -52,9 +52,14 @@ def model_table(build: dict) -> list[str]:
     return [*lines, row, rest]
 
 
-def write_results(args, version: str, load: str, results: dict, write: bool = True) -> None:
+def write_results(results: dict, write: bool = True) -> None:
+    """The section from spark_bench's results (bench/work/spark/results.json)."""
+    import argparse
+
     import duckdb
     import pyspark
+
+    args, version, load = argparse.Namespace(**results["args"]), results["version"], results["load"]
 
     build, identity, plans, syncs = results["build"], results["identity"], results["plan"], results["sync"]
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -64,6 +69,8 @@ def write_results(args, version: str, load: str, results: dict, write: bool = Tr
     plan, sync = plans, syncs
     share = sync["spark"]["rate"] / sync["duckdb"]["rate"]
     rates = {engine: ", ".join(f"{args.sync_rows / s:,.0f}" for s in run["all"]) for engine, run in sync.items()}
+    record_share = sync["spark"]["record_rate"] / sync["duckdb"]["record_rate"]
+    wall_share = sync["spark"]["wall_rate"] / sync["duckdb"]["wall_rate"]
     command = (f".venv/bin/python bench/spark_bench.py --users {args.users} --small-users {args.small_users} "
                f"--nodes {args.nodes} --members {args.members} --sync-rows {args.sync_rows} --repeat {args.repeat}")
 
@@ -77,8 +84,9 @@ def write_results(args, version: str, load: str, results: dict, write: bool = Tr
 
     def sync_cell(engine: str) -> str:
         run = sync[engine]
-        return (f"{run['rate']:,.0f} rows/s ({run['seconds']:.1f} s; command {run['wall']:.1f} s), "
-                f"{run['tree_mb']:,.0f} MB (all: {rates[engine]} rows/s)")
+        return (f"{run['rate']:,.0f} rows/s (plan {run['plan']:.1f} s + run {run['record']:.1f} s; all: {rates[engine]}); "
+                f"the run alone {run['record_rate']:,.0f} rows/s; the command {run['wall_rate']:,.0f} rows/s "
+                f"({run['wall']:.1f} s), {run['tree_mb']:,.0f} MB")
 
     spark_rounds_ok = graph["spark"]["rounds"] <= identity["bound"]
     lines = [
@@ -89,7 +97,10 @@ def write_results(args, version: str, load: str, results: dict, write: bool = Tr
         f"driver memory 2g, 8 shuffle partitions), duckdb {duckdb.__version__}, PostgreSQL {version} (a throwaway "
         f"local cluster from revetl/testing/postgres.py), {dt.date.today().isoformat()}; load average at the start "
         f"{load} (another engineer's test suite ran on the same 2 cores). Command: `{command}`; "
-        f"{results['minutes']:.0f} minutes in all.",
+        f"{results['minutes']:.0f} minutes in all."
+        + "".join(f" The {', '.join(rerun['steps'])} step(s) measured again right after by `--steps "
+                  f"{','.join(rerun['steps'])}` (load average at its start {rerun['load']}; {rerun['minutes']:.0f} "
+                  f"minutes), see the notes." for rerun in results.get("reruns", [])),
         "",
         "Every step is the real CLI in a process of its own, the three engines alternating within each repeat; best of "
         f"{args.repeat} each, all runs in brackets. Every Spark command starts its own JVM, included in its figure "
@@ -119,8 +130,8 @@ def write_results(args, version: str, load: str, results: dict, write: bool = Tr
         f"| {figure(plan['spark']['cli'])} | {plan['spark']['cli']['seconds'] / plan['duckdb']['cli']['seconds']:.1f}x "
         f"| - | - |",
         f"| `revetl sync` to the Braze emulator, no rate limit | {args.sync_rows:,} adds | {sync_cell('duckdb')} | "
-        f"{sync_cell('postgres')} | {sync_cell('spark')} | {share:.2f} of the rows/s | Spark at least 0.50 of "
-        f"DuckDB's rows/s | {MET[share >= 0.5]} |",
+        f"{sync_cell('postgres')} | {sync_cell('spark')} | {share:.2f} of the rows/s (the run alone {record_share:.2f}, the command "
+        f"{wall_share:.2f}) | Spark at least 0.50 of DuckDB's rows/s | {MET[share >= 0.5]} (plan + run) |",
         "",
         "Identity: each engine's `identity_graph` against DuckDB's, joined on the identifier: the same partition "
         "(distinct pairs of profile ids = distinct profiles on each side, every identifier on both) on "
@@ -132,9 +143,11 @@ def write_results(args, version: str, load: str, results: dict, write: bool = Tr
         f"Command wall times (JVM included on Spark): DuckDB {graph['duckdb']['wall']:.1f} s, PostgreSQL "
         f"{graph['postgres']['wall']:.1f} s, Spark {graph['spark']['wall']:.1f} s.",
         "",
-        "Sync seconds are the run's own record (revetl_state.runs: planning, sending and the state's update), as "
-        "warehouse_bench; the command's wall time adds start-up (on Spark, the JVM's). The emulator runs in its own "
-        "process on the same cores.",
+        "Sync rows/s: the sync's make_plan (in a fresh process as for the plan above; on Spark the session started "
+        "before the clock: reading the audience from Spark as Arrow into the state's DuckDB file and diffing it "
+        "there) plus the run's own record (revetl_state.runs: sending and the state's update; a run is recorded "
+        "from the end of its plan, sync/apply.py). The run alone is what warehouse_bench reports; the command adds "
+        "the process's start-up (on Spark, the JVM). The emulator runs in its own process on the same cores.",
         "",
         "Slowest models of the fastest builds (dbt's timing, seconds): "
         + "; ".join(f"{name} " + ", ".join(f"{model} {seconds:.1f}" for model, seconds in slowest(build[engine]["models"]))

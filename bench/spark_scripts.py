@@ -117,14 +117,18 @@ with connect(load_project(Path(sys.argv[1]), sys.argv[2]), read_only=True) as co
 """
 
 
-def measure_plan_warm(script: str) -> str:
-    """warehouse_bench.MEASURE_PLAN with Spark's session started (and its time kept) before the clock starts:
-    make_plan's own seconds, the JVM's start-up apart."""
-    anchor = "started = time.monotonic()\nplan = make_plan("
-    assert anchor in script, "warehouse_bench.MEASURE_PLAN changed: update spark_scripts.measure_plan_warm"
+def measure_plan(script: str, engine: str, sync: str = "bench") -> str:
+    """warehouse_bench.MEASURE_PLAN for the sync `sync`; on Spark with the session started (and its time kept)
+    before the clock starts: make_plan's own seconds, the JVM's start-up apart."""
+    anchor, named = "started = time.monotonic()\nplan = make_plan(", 'load_sync(project, "bench")'
+    assert anchor in script and named in script, "warehouse_bench.MEASURE_PLAN changed: update spark_scripts.measure_plan"
+    script = script.replace(named, f"load_sync(project, {sync!r})")
+    if engine != "spark":
+        return script
     warm = ("began = time.monotonic()\nconnection.source.execute('select 1')\nsession_s = time.monotonic() - began\n")
     return script.replace(anchor, warm + anchor).replace('"removes": plan.removes}',
                                                          '"removes": plan.removes, "session_s": session_s}')
+
 
 # argv: a directory of one directory of Parquet files per engine, each its identity_graph. Per engine, its rows
 # against DuckDB's, joined on the identifier: {"rows", "same_id" (rows whose profile_id is DuckDB's), "pairs",
