@@ -314,8 +314,8 @@ def write_results(args, version: str, load: str, loaded: dict, builds: dict, pla
         f"{sync_pg['peak_mb']:,.0f} MB (all: {sync_rates['postgres']} rows/s) | {share:.2f} of the rows/s | "
         f"PostgreSQL at least 0.80 of DuckDB's rows/s | {met[share >= 0.8]} |",
         "",
-        "Sync seconds are the run's own record (revetl_state.runs: planning, sending and the state's update), as "
-        "sync_bench; the emulator runs in its own process on the same cores.",
+        "Sync seconds are the run's own record (revetl_state.runs: sending and the state's update; a run is "
+        "recorded from the end of its plan), as sync_bench; the emulator runs in its own process on the same cores.",
         "",
         "Slowest models of the fastest build (dbt's timing, seconds): DuckDB "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in slowest(duck["models"]))
