@@ -93,6 +93,12 @@ class Pipeline:
                 found = [connection.source.fetchall(sql) for sql in queries]
         return found[0] if len(queries) == 1 else found
 
+    def plan(self, sync: str) -> dict[str, Any]:
+        """`revetl plan SYNC --json`, without the time it was made."""
+        plan = json.loads(self.revetl("plan", sync, "--json").stdout)
+        del plan["planned_at"]
+        return plan
+
     def plans(self) -> dict[str, dict[str, Any]]:
         """`revetl plan --all --json` (one process, one Spark session), without the times they were made."""
         plans = json.loads(self.revetl("plan", "--all", "--json").stdout)
@@ -186,6 +192,8 @@ def test_a_sync_killed_mid_run_resumes_without_resending_and_ends_exact(pipeline
     members = {user_id: (email, plan) for user_id, email, plan in step.rows(
         "select user_id, email, plan from profiles where user_id is not null and email is not null")}
     assert len(members) > 4 * 75
+    preview = step.revetl("audiences", "preview", "e2e_people", "--limit", "3").stdout
+    assert f"{len(members):,} members as of " in preview and min(members) in preview, preview
     emulator = EmulatorThread(create("braze", {"api_key": BRAZE_KEY, "record_requests": 20_000}))
     url = emulator.start()
     try:

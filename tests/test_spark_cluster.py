@@ -1,7 +1,8 @@
 """revetl on a real Spark cluster (issue 16, item 6): a standalone master and two workers, each a JVM of its own
 on 127.0.0.1 started from pyspark's launcher, as separate processes. Through the real CLI, as a user runs it with
-REVETL_SPARK_MASTER naming the cluster: build -> plan -> sync to the Braze emulator -> plan again (nothing
-left), with the plan equal to DuckDB's for the same events (`audiences check` on Spark: test_end_to_end)."""
+REVETL_SPARK_MASTER naming the cluster: build -> plan -> audiences preview -> sync to the Braze emulator ->
+plan again (nothing left), with the plan equal to DuckDB's for the same events (`audiences check` on Spark:
+test_end_to_end)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def test_build_plan_and_sync_on_a_standalone_cluster_equal_duckdb(tmp_path):
         built = _revetl(root, spark, "build", "--as-of", AS_OF)
         assert "built " in built and "models and passed" in built, built
         assert _plan(root, spark, "e2e_people") == expected
+        preview = _revetl(root, spark, "audiences", "preview", "e2e_people", "--limit", "3")
+        assert f"{len(members):,} members as of " in preview and min(members) in preview, preview
         assert cluster.alive_workers() == 2
 
         emulator = EmulatorThread(create("braze", {"api_key": BRAZE_KEY}))
