@@ -51,9 +51,11 @@ def _done(cell: str) -> int:
     return int(acknowledged.replace(",", ""))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """`python -m revetl demo` in a copy of the project, with none of the tests' redirections."""
+    """`python -m revetl demo` in a copy of the project, with none of the tests' redirections. Once per test
+    process: xdist's loadgroup sends this module's tests to one worker but may run other tests between them,
+    which would end a module-scoped fixture and run the demo (two minutes) again."""
     root = tmp_path_factory.mktemp("demo") / "project"
     root.mkdir()
     for name in ("dbt_project.yml", "profiles.yml", "revetl.yml", "traits.yml"):

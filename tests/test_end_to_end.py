@@ -122,9 +122,10 @@ def _project_copy(root: Path) -> None:
     (root / "syncs" / "e2e_people.yml").write_text(json.dumps(PEOPLE_SYNC))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pipelines(tmp_path_factory: pytest.TempPathFactory, postgres_cluster) -> Iterator[Any]:
-    """`pipelines(target)`: the project generated, ingested, loaded and built on `target` (once each)."""
+    """`pipelines(target)`: the project generated, ingested, loaded and built on `target` (once each per test
+    process: session-scoped, as other tests may run between this module's on the same xdist worker)."""
     built: dict[str, Pipeline] = {}
     events = tmp_path_factory.mktemp("events") / "events.jsonl.gz"
 
