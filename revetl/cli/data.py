@@ -94,6 +94,8 @@ def build(
         raise typer.Exit(1)
 
 
+# The emulators `revetl emulate` serves (revetl.emulators.EMULATORS, not imported for the help: start-up).
+_EMULATED = "braze, salesforce, intercom, webhook, slack, amplitude or mixpanel"
 _READS_FILES = {"duckdb": "DuckDB", "spark": "Spark"}  # engines that read the landed Parquet in place
 
 
@@ -154,7 +156,7 @@ def demo(
 
 @app.command()
 def emulate(
-    name: Annotated[str, typer.Argument(help="Destination API to emulate: braze, salesforce, intercom, webhook or slack.")],
+    name: Annotated[str, typer.Argument(help=f"Destination API to emulate: {_EMULATED}.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[Optional[int], typer.Option(help="Port; 0 picks a free one (default: the emulator's).")] = None,
     rate_limit: Annotated[Optional[int], typer.Option(help="Requests per window (default: the vendor's).")] = None,

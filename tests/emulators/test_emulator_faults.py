@@ -218,3 +218,13 @@ def test_importing_the_registry_loads_no_server_and_no_vendor_until_one_is_creat
             "emulators.create('braze'); print('revetl.emulators.braze.api' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert loaded.stdout.splitlines() == ["[]", "True"]
+
+
+def test_the_emulate_help_names_every_emulator():
+    """`revetl emulate --help` lists its emulators from a literal (the registry is not imported for the help)."""
+    import re
+
+    from revetl.cli.data import _EMULATED
+    from revetl.emulators import EMULATORS
+
+    assert sorted(re.split(r", | or ", _EMULATED)) == sorted(EMULATORS)
