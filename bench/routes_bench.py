@@ -1,14 +1,15 @@
 """Routes benchmark (issue 18): the collector with three routes on, and what reaches the destinations.
 
 Run by hand:  .venv/bin/python bench/routes_bench.py  [--seconds 20] [--rate 1000] [--outage 60]
-                  [--backlog 45000] [--braze-limit 30]
+                  [--backlog 45000] [--braze-limit 30] [--router-nice N] [--router-idle]
 
 The Braze, Amplitude and webhook emulators each run in their own process, `revetl collect` and
 `revetl routes run` in theirs; the load generator is collect_bench's (keep-alive clients on loopback
 sending Segment batches of realistic `Order Completed` events to `/v1/batch`). The emulators stand in for
 the vendors' remote servers, which take no CPU from the collector's host: they run at niceness 19, so that
 on a small machine they take only what the collector and the router leave. The router runs at its default
-niceness (10 below the collector's), as `revetl routes run` does on a host it shares with the collector.
+niceness (10 below the collector's), as `revetl routes run` does on a host it shares with the collector
+(--router-nice to choose; --router-idle: `routes run --idle`, only on CPU time nothing else wants).
 
 1. Throughput: clients send flat out for --seconds: the collector's events/s and request latency with the
    three routes on; then each destination's delivery rate while it had a backlog, against its limit.
@@ -58,6 +59,7 @@ LIMITED_ROUTE = "braze_limited"
 LIMITED = ("destination: {type: braze, base_url: \"${BRAZE_LIMITED_URL}\", api_key: dev-braze-key, "
            "rate_limit: {requests: %d, per_seconds: 3}}\n")
 EMULATOR_NICENESS = 19
+ROUTER_OPTIONS: list[str] = []  # `--nice N`, `--idle` as given; else `routes run`'s default
 
 
 def start_emulator(name: str, options: dict) -> tuple[subprocess.Popen[bytes], str]:
@@ -86,7 +88,8 @@ def delivered(urls: dict[str, str], exact: bool = False) -> dict[str, int]:
 def start_router(project: Path, env: dict[str, str], log: Path,
                  routes: tuple[str, ...] = tuple(ROUTES)) -> subprocess.Popen[bytes]:
     """`revetl routes run`, returned once every route has written a status (it is delivering)."""
-    command = [PYTHON, "-m", "revetl", "--project-dir", str(project), "routes", "run", "--log-every", "5"]
+    command = [PYTHON, "-m", "revetl", "--project-dir", str(project), "routes", "run", "--log-every", "5",
+               *ROUTER_OPTIONS]
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     process = subprocess.Popen(command, env=env, stderr=open(log, "ab"), stdout=subprocess.DEVNULL)
     state = Path(env["REVETL_COLLECTOR_DIR"]) / "routes"
@@ -236,8 +239,14 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--backlog", type=int, default=45_000, help="events collected before the router starts (4)")
     parser.add_argument("--braze-limit", type=int, default=30, help="requests per 3 s at the limited Braze (4)")
+    parser.add_argument("--router-nice", type=int, default=None, help="`routes run --nice` (default: its own, 10)")
+    parser.add_argument("--router-idle", action="store_true", help="`routes run --idle` (SCHED_IDLE)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    if args.router_nice is not None:
+        ROUTER_OPTIONS.extend(["--nice", str(args.router_nice)])
+    if args.router_idle:
+        ROUTER_OPTIONS.append("--idle")
     # Every child (emulators, collector, router) imports this checkout's revetl, whatever the venv holds.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     loads: dict[int, float] = {}
@@ -335,10 +344,13 @@ def main() -> None:
     write_section(
         f"{SECTION}\n\n"
         f"`.venv/bin/python bench/routes_bench.py --seconds {args.seconds:g} --rate {args.rate} --outage "
-        f"{args.outage:g} --backlog {args.backlog} --braze-limit {args.braze_limit}` on "
+        f"{args.outage:g} --backlog {args.backlog} --braze-limit {args.braze_limit}"
+        f"{'' if args.router_nice is None else f' --router-nice {args.router_nice}'}"
+        f"{' --router-idle' if args.router_idle else ''}` on "
         f"{dt.date.today().isoformat()}.  \nMachine: {machine()}; 1-minute load average at the start of phases 1-4: "
-        f"{', '.join(f'{loads[n]:.2f}' for n in sorted(loads))}. The collector, the router (at `routes run`'s default "
-        f"niceness, 10), the emulators and the load generator all ran on these cores; the emulators, standing in "
+        f"{', '.join(f'{loads[n]:.2f}' for n in sorted(loads))}. The collector, the router ("
+        f"{'SCHED_IDLE, `routes run --idle`' if args.router_idle else 'at niceness '}"
+        f"{'' if args.router_idle else 10 if args.router_nice is None else args.router_nice}), the emulators and the load generator all ran on these cores; the emulators, standing in "
         f"for the vendors' remote servers (which take no CPU from the collector's host), at niceness 19.\n\n"
         f"1. With three routes on (Braze, Amplitude, webhook), the collector accepted **{rate:,.0f} events/s, p99 "
         f"{p99:.1f} ms** ({args.clients} clients flat out, 100 events a request; target ≥ 20,000 with p99 < 100 ms); "
