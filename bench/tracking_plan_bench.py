@@ -158,12 +158,17 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.flush_seconds, args.flush_events, args.workers = 10.0, 20_000, None
+    # Every child (collector, ingest) imports this checkout's revetl, whatever the venv holds.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
+    loads = [os.getloadavg()[0]]
     rates = validator_rates()
     print(json.dumps(rates))
     with tempfile.TemporaryDirectory(prefix="revetl-plan-bench-") as tmp:
+        loads.append(os.getloadavg()[0])
         collected = collector(args, Path(tmp))
         print(json.dumps(collected))
+        loads.append(os.getloadavg()[0])
         ingested = ingest(args, Path(tmp))
         print(json.dumps(ingested))
 
@@ -179,7 +184,7 @@ def main() -> None:
     text = f"""{SECTION}
 
 `.venv/bin/python bench/tracking_plan_bench.py --seconds {args.seconds:g} --runs {args.runs} --events {args.events}` on {dt.date.today().isoformat()}.  
-Machine: {machine()}; **shared** with the lead's and another helper's test runs while measured, so the figures are indicative.
+Machine: {machine()}; 1-minute load average at the start of the validator, collector and ingest parts: {", ".join(f"{load:.2f}" for load in loads)}.
 
 Validator alone (one core, `Order Completed`'s schema: 4 properties, an array of objects), events judged per second, valid / with violations:
 revetl's compiled checks {rates['ours_valid']:,.0f} / {rates['ours_invalid']:,.0f} (every violation, classified); fastjsonschema {fast}.

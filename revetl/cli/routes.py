@@ -28,11 +28,15 @@ def routes_check() -> None:
 def routes_run(
     names: Annotated[Optional[list[str]], typer.Argument(help="Routes to run (default: every route).")] = None,
     log_every: Annotated[float, typer.Option(min=0.1, help="Seconds between each route's JSON log line.")] = 10.0,
+    nice: Annotated[int, typer.Option(min=0, max=19, help="Lower the router's CPU priority by this much "
+                                      "(0 keeps it), so the collector's answers come first.")] = 10,
+    idle: Annotated[bool, typer.Option("--idle", help="Run only on CPU time nothing else wants (Linux SCHED_IDLE): "
+                                       "the collector never waits for the router.")] = False,
 ) -> None:
     """Deliver collected events to each route's destination as they arrive, until SIGTERM or Ctrl-C."""
     from revetl.routes.router import run_router
 
-    run_router(current_project(), names, log_every=log_every)
+    run_router(current_project(), names, log_every=log_every, nice=nice, idle=idle)
 
 
 @routes_app.command("status")

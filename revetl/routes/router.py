@@ -130,16 +130,31 @@ def load_routes(project: Project, names: Sequence[str] | None = None) -> list[Ro
     return [Route.of(load_route(project, name)) for name in wanted]
 
 
-def run_router(project: Project, names: Sequence[str] | None = None, log_every: float = 10.0) -> None:
-    """Run the project's routes until SIGTERM or Ctrl-C."""
+def run_router(project: Project, names: Sequence[str] | None = None, log_every: float = 10.0,
+               nice: int = 0, idle: bool = False) -> None:
+    """Run the project's routes until SIGTERM or Ctrl-C, `nice` steps below the caller's CPU priority, or
+    with `idle` only on CPU time no other process wants (Linux's SCHED_IDLE).
+
+    A lower priority lets the collector answer first on a shared host: the router's work waits in the
+    durable log and is delivered with the CPU that is left (`revetl routes run` lowers it by 10). A niced
+    router still shares a core by weight with a collector process that wakes up, delaying its answer; an
+    idle one gives the core up at once, but on a host that is never idle it falls behind until the host is.
+    """
+    # Before any thread starts: on Linux both are a thread's own, inherited by the threads it starts.
+    if idle:
+        if not hasattr(os, "SCHED_IDLE"):
+            raise ConfigError("`routes run --idle` needs Linux's SCHED_IDLE scheduling policy; use --nice")
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if nice:
+        os.nice(nice)
     log_dir = collector_dir(project)
     routes = load_routes(project, names)
-    idle = sorted(set(route_names(project)) - {route.name for route in routes})
+    idle_routes = sorted(set(route_names(project)) - {route.name for route in routes})
     lines = LogLines()
     with _locked(routes_state_dir(log_dir)):
-        router = Router(log_dir, routes, lines, log_every=log_every, idle=idle)
+        router = Router(log_dir, routes, lines, log_every=log_every, idle=idle_routes)
         lines.info(f"revetl routes delivering {len(routes)} routes from {log_dir}",
-                   routes=[route.name for route in routes], pid=os.getpid())
+                   routes=[route.name for route in routes], pid=os.getpid(), nice=os.nice(0), idle=idle)
         with fewer_collections():  # events are acyclic: the cyclic collector only rescans what lives on
             asyncio.run(_main(router))
         lines.info("revetl routes stopped", **{w.route.name: w.counters.delivered for w in router.workers})
