@@ -20,7 +20,7 @@ import contextlib
 import fcntl
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,18 +153,22 @@ def run_router(project: Project, names: Sequence[str] | None = None, log_every: 
     lines = LogLines()
     with _locked(routes_state_dir(log_dir)):
         router = Router(log_dir, routes, lines, log_every=log_every, idle=idle_routes)
-        lines.info(f"revetl routes delivering {len(routes)} routes from {log_dir}",
-                   routes=[route.name for route in routes], pid=os.getpid(), nice=os.nice(0), idle=idle)
+
+        def started() -> None:  # once SIGTERM and Ctrl-C stop it cleanly
+            lines.info(f"revetl routes delivering {len(routes)} routes from {log_dir}",
+                       routes=[route.name for route in routes], pid=os.getpid(), nice=os.nice(0), idle=idle)
+
         with fewer_collections():  # events are acyclic: the cyclic collector only rescans what lives on
-            asyncio.run(_main(router))
+            asyncio.run(_main(router, started))
         lines.info("revetl routes stopped", **{w.route.name: w.counters.delivered for w in router.workers})
 
 
-async def _main(router: Router) -> None:
+async def _main(router: Router, started: Callable[[], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    started()
     await router.run(stop)
 
 
