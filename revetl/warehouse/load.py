@@ -235,7 +235,6 @@ def _mirror_quarantine(connection: PostgresConnection, project: Project, report:
 
     directory = quarantine_dir(project.landing_dir)
     unreadable: list[BaseException] = []
-    files: list[pq.ParquetFile] = []
     current = directory
     try:
         with connection.transaction():
@@ -243,21 +242,15 @@ def _mirror_quarantine(connection: PostgresConnection, project: Project, report:
             connection.execute("delete from quarantine.events")
             for path in quarantine_files(project.landing_dir):
                 current = path
-                files.append(pq.ParquetFile(path))
-                connection.append("quarantine.events",
-                                  _batches(files[-1], path.relative_to(directory).as_posix(), unreadable))
-                report.quarantined += files[-1].metadata.num_rows
-    except (OSError, pa.ArrowException) as exc:
-        report.quarantined = 0
-        report.failures.append((current, _reason(exc)))
-    except QueryError:
-        if not unreadable:
+                with contextlib.closing(pq.ParquetFile(path)) as parquet:
+                    connection.append("quarantine.events",
+                                      _batches(parquet, path.relative_to(directory).as_posix(), unreadable))
+                    report.quarantined += parquet.metadata.num_rows
+    except (OSError, pa.ArrowException, QueryError) as exc:
+        if isinstance(exc, QueryError) and not unreadable:
             raise
         report.quarantined = 0
-        report.failures.append((current, _reason(unreadable[0])))
-    finally:
-        for file in files:
-            file.close()
+        report.failures.append((current, _reason(unreadable[0] if unreadable else exc)))
 
 
 def _reason(exc: BaseException) -> str:
