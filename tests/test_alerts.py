@@ -69,6 +69,8 @@ def test_a_full_alerts_block_loads_and_keeps_its_secrets_as_references(tmp_path)
     (("{when: build_failed,", "{when: build_broke,"), "revetl.yml, line 15: `alerts.rules.3.when` input should be "),
     (("for_seconds: 60, ", "share: 0.1, "), "revetl.yml, line 16: `alerts.rules.4` `share` applies to "
                                             "rejected_rows, audience_size and violations"),
+    (("{when: build_failed,", "{when: build_failed, for_seconds: 5,"), "revetl.yml, line 15: `alerts.rules.3` "
+     "`for_seconds` applies to collector_degraded and violations, not `build_failed`"),
     (("username: \"${SMTP_USER}\", ", ""), "revetl.yml, line 9: `alerts.channels.mail.email` give both "
                                            "`username` and `password`"),
     (("url: https://hooks.example.com/revetl", "url: hooks.example.com"), "revetl.yml, line 7: "

@@ -101,7 +101,7 @@ def test_a_degraded_collector_alerts_and_recovers_with_its_state_beside_its_log(
             url = next(line["url"] for line in lines() if "url" in line)
             events = {"batch": [{"type": "track", "event": "e", "userId": "u1"}], "writeKey": env["TEST_WRITE_KEY"]}
             assert httpx.post(url + "/v1/batch", json=events, timeout=10).status_code == 200
-            wait_for(lambda: len(server.hooks()) == 1, 30, "the degraded alert")
+            wait_for(lambda: len(server.hooks()) == 1 and server.slack(), 30, "the degraded alert on both channels")
             assert httpx.get(url + "/health", timeout=10).json()["status"] == "degraded"
             alert = server.hooks()[0].json
             assert alert["kind"] == "collector_degraded" and alert["summary"] == "the collector is degraded"
@@ -111,7 +111,7 @@ def test_a_degraded_collector_alerts_and_recovers_with_its_state_beside_its_log(
             assert len(server.deliveries) == 2  # still degraded: nothing new
 
             blocked.unlink()  # the operator fixes the landing directory; the next roll lands the events
-            wait_for(lambda: len(server.hooks()) == 2, 30, "the recovery")
+            wait_for(lambda: len(server.hooks()) == 2 and len(server.slack()) == 2, 30, "the recovery on both channels")
             recovered = server.hooks()[1].json
             assert recovered["state"] == "recovered" and recovered["since"] == alert["since"]
             assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"

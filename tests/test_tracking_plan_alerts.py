@@ -71,7 +71,7 @@ def test_violation_alerts_fire_once_when_a_rate_or_a_kind_appears_and_once_when_
             ("violations>0.3", "violations:web", "failing"),
         ]
         rate = next(alert for alert in first if alert["rule"] == "violations>0.3")
-        assert rate["summary"] == "50.0% of source web's events broke its tracking plan, above 30.0%"
+        assert rate["summary"] == "50.0% of source web's events in this ingest broke its tracking plan, above 30.0%"
         assert rate["counts"] == {"events": 2, "with_violations": 1, "unplanned_event": 1}
 
         again = ingest(project, tmp_path, "again", [signed_up, {"event": "Signed Upp"}])

@@ -15,7 +15,9 @@ and its state stays as it was.
     violations          `revetl ingest --source S` under a tracking plan: with `share`, more than that share
                         of the source's events had violations (subject `violations:S`); without, each kind
                         of violation that appeared in the ingest (subject `violations:S:KIND`), recovering
-                        when an ingest of that source no longer has it
+                        when an ingest of that source no longer has it. The collector judges the same way
+                        as it serves (alerts/collector.py): a new kind fails at once, a window of
+                        `for_seconds` (300) without it recovers, and the share is of each window's events.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from revetl.alerts.settings import SYNC_RULES, AlertSettings, Rule
 
 __all__ = ["BuildFacts", "IngestFacts", "Observation", "SyncFacts", "build_observations", "collector_observation",
-           "sync_observations", "violation_observations"]
+           "rule_violations", "sync_observations", "violation_observations"]
 
 # How a sync command ended, as hooks.py saw it. `cancelled` and `locked` say nothing about any rule.
 SILENT = ("cancelled", "locked")
@@ -174,23 +176,28 @@ class IngestFacts:
     faulted: int  # landed flagged and blocked
     kinds: dict[str, int] = field(default_factory=dict)  # violations by kind
     kinds_known: tuple[str, ...] = ()  # every kind there is (a kind absent from `kinds` is observed as ok)
+    where: str = "in this ingest"  # the events counted, in the summaries
 
 
 def violation_observations(settings: AlertSettings, facts: IngestFacts) -> list[Observation]:
     """The violations rules' observations of one ingest (see the module docstring)."""
-    found = []
+    return [seen for rule in settings.rules_for("violations") for seen in rule_violations(rule, facts)]
+
+
+def rule_violations(rule: Rule, facts: IngestFacts) -> list[Observation]:
+    """One violations rule's observations of some events of one source: its rate, or each kind there is."""
     details = {"source": facts.source, "counts": {"events": facts.events, "with_violations": facts.faulted, **facts.kinds}}
-    for rule in settings.rules_for("violations"):
-        if rule.share is not None:
-            rate = facts.faulted / facts.events if facts.events else 0.0
-            failing = rate > rule.share
-            summary = (f"{rate:.1%} of source {facts.source}'s events broke its tracking plan, above {rule.share:.1%}"
-                       if failing else f"source {facts.source}'s violations are at {rate:.1%}, within {rule.share:.1%}")
-            found.append(Observation(rule, f"violations:{facts.source}", failing, summary, None, None, details))
-            continue
-        for kind in facts.kinds_known:
-            count = facts.kinds.get(kind, 0)
-            summary = (f"source {facts.source} sends {kind} violations ({count:,} in this ingest)" if count
-                       else f"source {facts.source} sent no {kind} violations in this ingest")
-            found.append(Observation(rule, f"violations:{facts.source}:{kind}", count > 0, summary, None, None, details))
+    if rule.share is not None:
+        rate = facts.faulted / facts.events if facts.events else 0.0
+        failing = rate > rule.share
+        summary = (f"{rate:.1%} of source {facts.source}'s events {facts.where} broke its tracking plan, above "
+                   f"{rule.share:.1%}" if failing
+                   else f"source {facts.source}'s violations {facts.where} are at {rate:.1%}, within {rule.share:.1%}")
+        return [Observation(rule, f"violations:{facts.source}", failing, summary, None, None, details)]
+    found = []
+    for kind in facts.kinds_known:
+        count = facts.kinds.get(kind, 0)
+        summary = (f"source {facts.source} sends {kind} violations ({count:,} {facts.where})" if count
+                   else f"source {facts.source} sent no {kind} violations {facts.where}")
+        found.append(Observation(rule, f"violations:{facts.source}:{kind}", count > 0, summary, None, None, details))
     return found

@@ -133,8 +133,9 @@ class Rule(_Strict):
     `share`: rejected_rows fires above that share of the rows the destination answered; audience_size when
     the audience's member count moved by more than that share of its previous run's. `syncs` limits a
     sync rule to those syncs (default: every sync). `for_seconds`: how long the collector must stay
-    degraded before it counts (30). `name` tells two rules of one kind apart (default: `when`, and
-    the share)."""
+    degraded before it counts (30); for violations, the collector's window (300): the share is of the
+    events of the last window, and a kind recovers after a window without it. `name` tells two rules of
+    one kind apart (default: `when`, and the share)."""
 
     when: Literal["sync_failed", "rejected_rows", "audience_size", "build_failed", "collector_degraded", "violations"]
     channels: list[str] = Field(min_length=1)
@@ -164,8 +165,8 @@ class Rule(_Strict):
             raise ValueError(f"a share of {'rejected rows' if self.when == 'rejected_rows' else 'events'} is between 0 and 1")
         if self.when not in SYNC_RULES and self.syncs is not None:
             raise ValueError(f"`syncs` applies to the sync rules ({', '.join(SYNC_RULES)}), not `{self.when}`")
-        if self.when != "collector_degraded" and self.for_seconds is not None:
-            raise ValueError(f"`for_seconds` applies to collector_degraded, not `{self.when}`")
+        if self.when not in ("collector_degraded", "violations") and self.for_seconds is not None:
+            raise ValueError(f"`for_seconds` applies to collector_degraded and violations, not `{self.when}`")
         return self
 
     @property
@@ -177,7 +178,9 @@ class Rule(_Strict):
 
     @property
     def wait_seconds(self) -> float:
-        return 30.0 if self.for_seconds is None else self.for_seconds
+        if self.for_seconds is not None:
+            return self.for_seconds
+        return 300.0 if self.when == "violations" else 30.0
 
     def watches(self, sync: str) -> bool:
         return self.syncs is None or sync in self.syncs

@@ -29,6 +29,7 @@ from revetl.collect.protocol import ENDPOINTS, authenticate, basic_user, body_li
 from revetl.collect.settings import CollectorConfig
 from revetl.collect.workers import Parser
 from revetl.errors import CollectError
+from revetl.governance.door import DoorCounts
 
 __all__ = ["CollectorApp"]
 
@@ -75,6 +76,7 @@ class CollectorApp:
         recent: RecentIds,
         lines: LogLines,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        counts: DoorCounts | None = None,
     ) -> None:
         self.config = config
         self.parser = parser
@@ -82,6 +84,7 @@ class CollectorApp:
         self.recent = recent
         self.lines = lines
         self.clock = clock
+        self.counts = counts  # what tracking plans found, for the violations alerts (alerts/collector.py)
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # message id -> its first copy's write
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -164,6 +167,9 @@ class CollectorApp:
             if self.config.routes_log is not None:  # routes filter by source (revetl/routes/)
                 payload = tag_source(payload, source)
             await self._land(payload, [parsed.message_ids[i] for i in fresh])
+            # Counted once durable; a retried request whose every event is a duplicate lands nothing, counts nothing.
+            if self.counts is not None and parsed.judged is not None:
+                self.counts.add(parsed.judged)
         for original in originals:
             await asyncio.shield(original)
         outcome = _Outcome(

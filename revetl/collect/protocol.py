@@ -36,7 +36,7 @@ import orjson
 
 from revetl.collect.log import encode_rows
 from revetl.errors import CollectError, InvalidEvent
-from revetl.governance.door import judge_rows
+from revetl.governance.door import Judged, judge_rows
 from revetl.landing.events import MAX_EVENT_BYTES, normalize, parse_timestamp, valid_text
 
 __all__ = [
@@ -162,7 +162,8 @@ class Parsed:
 
     `payload` is the accepted events as one log record (`log.encode_rows`), `message_ids` theirs in
     the same order; `body_key` is the `writeKey` found in the body (for authentication only);
-    `error` is `(status, code, message)` when the whole request is refused.
+    `error` is `(status, code, message)` when the whole request is refused; `judged` is what the source's
+    tracking plan found (None when no plan governs it).
     """
 
     payload: bytes = b"[]"
@@ -170,6 +171,7 @@ class Parsed:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     body_key: str | None = None
     error: tuple[int, str, str] | None = None
+    judged: Judged | None = None
 
     def raise_error(self) -> None:
         """Raise the refusal as CollectError, if there is one."""
@@ -190,12 +192,13 @@ def parse_request(
         accepted = accept(kind, payload, len(body), received_at)
     except CollectError as exc:
         return Parsed(error=(exc.status, exc.code, str(exc)))
-    judge_rows(accepted.rows, accepted.events, source, body_key if isinstance(body_key, str) else None)
+    judged = judge_rows(accepted.rows, accepted.events, source, body_key if isinstance(body_key, str) else None)
     return Parsed(
         payload=encode_rows(accepted.rows),
         message_ids=[row["message_id"] for row in accepted.rows],
         rejected=accepted.rejected,
         body_key=body_key if isinstance(body_key, str) else None,
+        judged=judged,
     )
 
 

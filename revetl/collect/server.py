@@ -37,6 +37,7 @@ from revetl.collect.settings import CollectorConfig
 from revetl.collect.workers import Parser
 from revetl.config import Project
 from revetl.errors import CollectError, LandingError
+from revetl.governance.door import DoorCounts
 
 __all__ = ["serve", "run"]
 
@@ -99,9 +100,12 @@ async def _serve(
         config.max_buffered_events, lines, keep=config.routes_log,
     )
     pipeline.start()
-    alerts = asyncio.get_running_loop().create_task(  # collector_degraded alerts (revetl/alerts/collector.py)
-        watch_collector(config.alerts, config.log_dir, lambda: pipeline.problem, lines, config.project))
-    app = CollectorApp(config, parser, pipeline, recent, lines)
+    # What tracking plans find, counted for the violations alert rules (none without both).
+    counts = DoorCounts() if config.gate and any(config.alerts.rules_for("violations")) else None
+    alerts = asyncio.get_running_loop().create_task(  # collector_degraded and violations alerts (revetl/alerts/)
+        watch_collector(config.alerts, config.log_dir, lambda: pipeline.problem, lines, config.project,
+                        counts=counts))
+    app = CollectorApp(config, parser, pipeline, recent, lines, counts=counts)
     server = uvicorn.Server(
         uvicorn.Config(
             app, interface="asgi3", lifespan="off", access_log=False, log_config=None, log_level="warning",

@@ -51,7 +51,7 @@ class CollectorConfig:
     access_log: bool = True
     read_timeout: float = 10.0
     idle_timeout: float = 5.0
-    alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)  # collector_degraded rules
+    alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)  # collector_degraded and violations rules
     project: str = ""  # the project directory's name, in alerts
     # When the project has routes (routes/*.yml): landed log segments move here for `revetl routes run`
     # to read (revetl/routes/feed.py) and each logged row names its source; None: they are deleted.

@@ -130,3 +130,77 @@ def test_a_roll_replayed_after_a_crash_quarantines_its_blocked_rows_once(tmp_pat
     assert list(rows_in(landing)) == ["kept"]
     assert list(rows_in(tmp_path / "quarantine")) == ["held"]
     assert len(list((tmp_path / "quarantine").glob("*/*.parquet"))) == 1
+
+
+def test_the_collector_alerts_on_a_new_kind_of_violation_at_once_and_on_a_rate_per_window(
+    tmp_path: Path, keys: dict[str, str], monkeypatch: Any
+) -> None:
+    import time
+
+    import yaml
+    from alerts_receivers import WEBHOOK_SECRET, receiver
+
+    project = governed_project(tmp_path / "project")
+    settings = yaml.safe_load((project / "revetl.yml").read_text())
+    hook = {"type": "webhook", "url": "${TEST_HOOK_URL}", "secret": "${TEST_HOOK_SECRET}"}
+    settings["alerts"] = {"channels": {"hook": hook}, "rules": [
+        {"when": "violations", "name": "kinds", "for_seconds": 3, "channels": ["hook"]},
+        {"when": "violations", "share": 0.4, "for_seconds": 3, "channels": ["hook"]}]}
+    (project / "revetl.yml").write_text(yaml.safe_dump(settings))
+    clean = {"type": "track", "event": "Report Generated", "userId": "u1", "properties": {"report_type": "funnel"}}
+
+    sent = iter(range(10**6))
+
+    def send(key: str, *events: dict[str, Any]) -> None:
+        batch = [{**event, "messageId": f"m{next(sent)}"} for event in events]  # no id: a duplicate of the last
+        answer = httpx.post(f"{collector.url}/v1/batch", auth=(key, ""), json={"batch": batch}, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    def wait_for_hooks(count: int, what: str, sending: bool = False) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while len(hooks.hooks()) < count:
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {[d.json for d in hooks.hooks()]}"
+            if sending:
+                send(keys["web"], clean)  # the source goes on with clean events, as a fixed app would
+            time.sleep(0.2)
+        return [delivery.json for delivery in hooks.hooks()]
+
+    with receiver() as hooks:
+        monkeypatch.setenv("TEST_HOOK_URL", hooks.hook_url)
+        monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
+        collector = start_collector(tmp_path, "--workers", "1", "--flush-seconds", "0.3", project_dir=project)
+        try:
+            send(keys["server"], {"type": "track", "event": "Anything", "userId": "u9"})  # not governed: no alert
+            send(keys["web"], clean,
+                 {**clean, "properties": {"report_type": "weekly", "debug": True}},  # flagged: two kinds
+                 {**clean, "event": "Report Exported"})  # blocked
+            # Each new kind fails at once (well before the 3 s window ends).
+            first = wait_for_hooks(3, "the new kinds")
+            assert sorted((a["rule"], a["subject"], a["state"]) for a in first) == [
+                ("kinds", f"violations:web:{kind}", "failing")
+                for kind in ("unplanned_event", "unplanned_property", "value_not_allowed")]
+            assert "source web sends unplanned_event violations (1 in the collector's 3 s window)" in {
+                a["summary"] for a in first}
+            # The rate, at the end of the window: 2 of the window's events had violations, above 40%...
+            got = wait_for_hooks(4, "the rate")
+            rates = [a for a in got if a["rule"] == "violations>0.4"]
+            assert len(rates) == 1, [(a["subject"], a["state"], a["summary"]) for a in got]
+            rate = rates[0]
+            assert rate["state"] == "failing" and rate["subject"] == "violations:web"
+            assert rate["counts"]["with_violations"] == 2 and rate["counts"]["unplanned_event"] == 1
+            assert rate["summary"].endswith("of source web's events in the collector's 3 s window broke its "
+                                            "tracking plan, above 40.0%")
+            # ... and a window of clean events recovers every one of them, once.
+            recovered = wait_for_hooks(8, "the recoveries", sending=True)[4:]
+            assert sorted((a["subject"], a["state"]) for a in recovered) == [
+                ("violations:web", "recovered"), *[(f"violations:web:{kind}", "recovered")
+                                                   for kind in ("unplanned_event", "unplanned_property",
+                                                                "value_not_allowed")]]
+            for _ in range(20):  # another clean window: nothing new
+                send(keys["web"], clean)
+                time.sleep(0.2)
+            assert len(hooks.hooks()) == 8 and all(d.signature_valid for d in hooks.hooks())
+        finally:
+            assert collector.stop() == 0
+    states = json.loads((collector.log_dir / "alerts.json").read_text())
+    assert {(s["rule"], s["failing"]) for s in states} == {("kinds", False), ("violations>0.4", False)}
