@@ -48,7 +48,8 @@ def route_charts(buckets: Sequence[RouteBucket]) -> list[str]:
                                f"{when}: {bucket.delivered:,} delivered, {bucket.dead_lettered:,} dead-lettered, "
                                f"{bucket.retried:,} requests retried; backlog up to "
                                f"{bucket.backlog_bytes / 1e6:,.1f} MB ({bucket.readings:,} readings)", parts=parts))
-            retries.append(Mark(x, bucket.retried, f"{when}: {bucket.retried:,} requests retried"))
+            if bucket.retried:  # a dot where requests were retried (not a row of dots on the axis)
+                retries.append(Mark(x, bucket.retried, f"{when}: {bucket.retried:,} requests retried"))
             tip = f"{when}: lag p50 {_ms(bucket.lag_p50_ms)} (mean of readings), p99 {_ms(bucket.lag_p99_ms)} (worst)"
             if bucket.lag_p50_ms is not None:
                 p50.append(Mark(x, bucket.lag_p50_ms, tip))
