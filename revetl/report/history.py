@@ -194,7 +194,8 @@ def read_violations(project: Project, since: dt.datetime) -> tuple[tuple[float, 
 
 _HAS_ROUTES = Template("""select count(*) from information_schema.tables
     where table_schema = 'revetl_state' and table_name = 'route_stats'""")
-_ROUTE_SPAN = Template("""select count(*), min(case when at >= $since then at end), max(case when at >= $since then at end)
+_ROUTE_SPAN = Template("""select count(*), min(case when at >= $since then at end),
+        max(case when at >= $since then at end)
     from revetl_state.route_stats""")
 # A snapshot's counters count from its router run's start (`since`): what a bucket saw is each reading less the one
 # before it in the same run (a reading below the one before: a run whose start was not kept, counted from zero).

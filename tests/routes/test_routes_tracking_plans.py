@@ -55,7 +55,8 @@ def test_blocked_and_omitted_never_reach_a_route_flagged_do_unless_skipped(
     base = tmp_path / "run"
     base.mkdir()
     with running("webhook", {"secret": SECRET}) as hook, running("webhook", {"secret": SECRET}) as clean_hook:
-        env = {**collect_helpers.collector_env(base), "HOOK_URL": f"{hook}/webhook", "CLEAN_URL": f"{clean_hook}/webhook"}
+        env = {**collect_helpers.collector_env(base), "HOOK_URL": f"{hook}/webhook",
+               "CLEAN_URL": f"{clean_hook}/webhook"}
         collector = collect_helpers.start_collector(base, "--flush-seconds", "0.3", project_dir=root)
         router = subprocess.Popen(collect_helpers.revetl_command("routes", "run", "--log-every", "1", project_dir=root),
                                   env=env, cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "router.log", "wb"))
