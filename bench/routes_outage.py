@@ -145,11 +145,14 @@ def section(args, loads, before, during, after, caught, total, held, window) -> 
         p99s = [s[1] for s in samples if s[1] is not None]
         spread = (f"{_ms(statistics.median(p50s))} / {_ms(statistics.median(p99s))} (worst {_ms(max(p99s))})"
                   if p99s else "-")
+        if all(s[3] == before[name][3] for s in samples):  # its lag is the last before the outage: nothing new
+            spread = "nothing acknowledged"
         states = ", ".join(sorted({s[2] for s in samples}))
         rows.append(f"| {name} | {_ms(before[name][0])} / {_ms(before[name][1])} | {spread} | {states} | "
                     f"{_ms(after[name][0])} / {_ms(after[name][1])} | {held[name.removeprefix('to_')]:,} |")
-    router = ("SCHED_IDLE (`routes run --idle`)" if args.router_idle else
-              f"niceness {args.router_nice}" if args.router_nice is not None else "`routes run`'s default priority")
+    router = (f"the normal scheduler at niceness {args.router_nice} (`routes run --nice {args.router_nice}`)"
+              if args.router_nice is not None else "SCHED_IDLE (`routes run`'s default"
+              + (", `--idle` given)" if args.router_idle else ")"))
     options = (f"--outage {args.outage:g} --before {args.before:g} --after {args.after:g} --rate {args.rate}"
                + ("" if args.router_nice is None else f" --router-nice {args.router_nice}")
                + (" --router-idle" if args.router_idle else ""))
