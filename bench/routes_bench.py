@@ -7,9 +7,9 @@ The Braze, Amplitude and webhook emulators each run in their own process, `revet
 `revetl routes run` in theirs; the load generator is collect_bench's (keep-alive clients on loopback
 sending Segment batches of realistic `Order Completed` events to `/v1/batch`). The emulators stand in for
 the vendors' remote servers, which take no CPU from the collector's host: they run at niceness 19, so that
-on a small machine they take only what the collector and the router leave. The router runs at its default
-niceness (10 below the collector's), as `revetl routes run` does on a host it shares with the collector
-(--router-nice to choose; --router-idle: `routes run --idle`, only on CPU time nothing else wants).
+on a small machine they take only what the collector and the router leave. The router runs at `revetl routes
+run`'s default, SCHED_IDLE (only on CPU time nothing else wants; --router-idle says so explicitly), or, with
+--router-nice N, on the normal scheduler N steps of niceness below the collector.
 
 1. Throughput: clients send flat out for --seconds: the collector's events/s and request latency with the
    three routes on; then each destination's delivery rate while it had a backlog, against its limit.
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--backlog", type=int, default=45_000, help="events collected before the router starts (4)")
     parser.add_argument("--braze-limit", type=int, default=30, help="requests per 3 s at the limited Braze (4)")
-    parser.add_argument("--router-nice", type=int, default=None, help="`routes run --nice` (default: its own, 10)")
+    parser.add_argument("--router-nice", type=int, default=None, help="`routes run --nice` (default: SCHED_IDLE)")
     parser.add_argument("--router-idle", action="store_true", help="`routes run --idle` (SCHED_IDLE)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -349,8 +349,8 @@ def main() -> None:
         f"{' --router-idle' if args.router_idle else ''}` on "
         f"{dt.date.today().isoformat()}.  \nMachine: {machine()}; 1-minute load average at the start of phases 1-4: "
         f"{', '.join(f'{loads[n]:.2f}' for n in sorted(loads))}. The collector, the router ("
-        f"{'SCHED_IDLE, `routes run --idle`' if args.router_idle else 'at niceness '}"
-        f"{'' if args.router_idle else 10 if args.router_nice is None else args.router_nice}), the emulators and the load generator all ran on these cores; the emulators, standing in "
+        f"{f'at niceness {args.router_nice}' if args.router_nice is not None else 'SCHED_IDLE, `routes run`'}"
+        f"{' --idle' if args.router_idle else ''}), the emulators and the load generator all ran on these cores; the emulators, standing in "
         f"for the vendors' remote servers (which take no CPU from the collector's host), at niceness 19.\n\n"
         f"1. With three routes on (Braze, Amplitude, webhook), the collector accepted **{rate:,.0f} events/s, p99 "
         f"{p99:.1f} ms** ({args.clients} clients flat out, 100 events a request; target ≥ 20,000 with p99 < 100 ms); "

@@ -26,17 +26,24 @@ def routes_check() -> None:
 
 @routes_app.command("run")
 def routes_run(
+    ctx: typer.Context,
     names: Annotated[Optional[list[str]], typer.Argument(help="Routes to run (default: every route).")] = None,
     log_every: Annotated[float, typer.Option(min=0.1, help="Seconds between each route's JSON log line.")] = 10.0,
-    nice: Annotated[int, typer.Option(min=0, max=19, help="Lower the router's CPU priority by this much "
-                                      "(0 keeps it), so the collector's answers come first.")] = 10,
-    idle: Annotated[bool, typer.Option("--idle", help="Run only on CPU time nothing else wants (Linux SCHED_IDLE): "
-                                       "the collector never waits for the router.")] = False,
+    idle: Annotated[bool, typer.Option(
+        "--idle/--no-idle", help="SCHED_IDLE (the default on Linux): the router runs only on CPU time nothing else "
+        "wants, so the collector never waits for it. --no-idle: the normal scheduler, at --nice.")] = True,
+    nice: Annotated[Optional[int], typer.Option(
+        min=0, max=19, help="With the normal scheduler (implies --no-idle): lower the router's CPU priority by this "
+        "much (10 with --no-idle alone; 0 keeps it): for a host that is never idle.")] = None,
 ) -> None:
     """Deliver collected events to each route's destination as they arrive, until SIGTERM or Ctrl-C."""
     from revetl.routes.router import run_router
 
-    run_router(current_project(), names, log_every=log_every, nice=nice, idle=idle)
+    # Only an --idle or --no-idle given counts (else `nice` decides); typer 0.28 runs a click of its own, so its
+    # ParameterSource is compared by name.
+    source = ctx.get_parameter_source("idle")
+    chosen = source is not None and source.name == "COMMANDLINE"
+    run_router(current_project(), names, log_every=log_every, nice=nice, idle=idle if chosen else None)
 
 
 @routes_app.command("status")

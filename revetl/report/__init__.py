@@ -1,8 +1,10 @@
 """`revetl report`: one self-contained HTML file of the project's sync history, with plots.
 
     history.py  what is shown, read once: runs and rejected rows (warehouse), the last build (dbt's
-                run_results.json), the collector's volume (the files it landed)
+                run_results.json), the collector's volume (the files it landed), the routes' counters by
+                time bucket (warehouse, `revetl_state.route_stats`)
     charts.py   the charts, run by run or aggregated into time buckets past `MAX_MARKS` marks
+    route_charts.py  each route's events (delivered, dead-lettered, retried) and lag over time
     svg.py      chart primitives as inline SVG (no script), tooltips as <title>
     page.py     the page: figures at a glance, the charts, tables of the latest runs and rejected rows
 """

@@ -14,13 +14,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from revetl.report.history import Build, Collector, History, Run
+from revetl.report.history import MAX_MARKS, Build, Collector, History, Run, bucket_width
 from revetl.report.svg import Bar, Mark, Series, bar_chart, time_chart
 
 __all__ = ["STATUS_COLORS", "audience_charts", "build_chart", "collector_chart", "rejected_chart", "sync_charts",
            "throughput_charts"]
 
-MAX_MARKS = 120
 WIDE = 1280  # the viewBox width of a chart that spans the page
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#e15759",
            "#bab0ac")
@@ -28,7 +27,6 @@ STATUS_COLORS = {"succeeded": "#59a14f", "failed": "#e15759", "crashed": "#b3262
                  "cancelled": "#edc948", "skipped": "#bab0ac", "running": "#4e79a7"}
 _SEVERITY = ("crashed", "failed", "refused", "cancelled", "skipped", "running", "succeeded")
 ADDED, REMOVED, MEMBERS, DURATION = "#59a14f", "#e15759", "#4e79a7", "#555b66"
-_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 
 
 def _when(epoch: float) -> str:
@@ -61,7 +59,7 @@ def _groups(runs: Sequence[Run], start: float, end: float) -> tuple[list[_Group]
     """The runs (oldest first) as marks, and the width each mark stands for (seconds)."""
     if len(runs) <= MAX_MARKS:
         return [_Group(run.started, (run,), 0.0) for run in runs], (end - start) / max(len(runs), 1)
-    width = next((size for size in _BUCKETS if (end - start) / size <= MAX_MARKS), _BUCKETS[-1])
+    width = bucket_width(start, end)
     buckets: dict[int, list[Run]] = defaultdict(list)
     for run in runs:
         buckets[int(run.started // width)].append(run)
@@ -271,7 +269,7 @@ def collector_chart(collector: Collector) -> str:
         return ""
     times = [started for started, _ in collector.files]
     start, end = min(times), max(times)
-    width = next((size for size in _BUCKETS if (end - start) / size <= MAX_MARKS), _BUCKETS[-1])
+    width = bucket_width(start, end)
     buckets: dict[int, list[int]] = defaultdict(list)
     for started, rows in collector.files:
         buckets[int(started // width)].append(rows)

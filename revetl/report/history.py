@@ -1,5 +1,6 @@
 """What the report shows, read once: sync runs and rejected rows from the warehouse's sync state, the last
-dbt build's timings from its run_results.json, and the collector's volume from the files it landed.
+dbt build's timings from its run_results.json, the collector's volume from the files it landed, and the
+routes' counters from `revetl_state.route_stats` (as `revetl routes load` copies them there).
 
 Everything is read, nothing written: the warehouse through a read-only connection, in revetl's own SQL
 templates (they render for DuckDB and PostgreSQL alike). Runs are read over a window (`days`, counted back
@@ -23,10 +24,18 @@ from revetl.errors import RevetlError, scrub_urls
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.dialect import Template
 
-__all__ = ["Build", "Collector", "History", "Node", "Run", "read_history"]
+__all__ = ["BUCKETS", "Build", "Collector", "History", "MAX_MARKS", "Node", "RouteBucket", "Run", "bucket_width",
+           "read_history", "read_routes"]
 
 LATEST_ROWS = 50  # rows of the "latest runs" and "latest failures" tables
 FOOTERS = 500  # collector files whose row counts are read; past that, the others' are estimated
+MAX_MARKS = 120  # marks of one series; past that, time buckets (charts.py)
+BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)  # seconds
+
+
+def bucket_width(start: float, end: float) -> int:
+    """The narrowest round width (seconds) that cuts `start`..`end` into at most `MAX_MARKS` buckets."""
+    return next((size for size in BUCKETS if (end - start) / size <= MAX_MARKS), BUCKETS[-1])
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,24 @@ class Collector:
 
 
 @dataclass(frozen=True)
+class RouteBucket:
+    """One route's counters over one time bucket (`start`, epoch seconds, `width` seconds): events delivered and
+    dead-lettered and requests retried in it, the mean of its lag p50 readings and the worst p99 (ms), the
+    largest backlog (bytes of log behind the route), from `readings` snapshots."""
+
+    route: str
+    start: float
+    width: float
+    readings: int
+    delivered: int
+    retried: int
+    dead_lettered: int
+    lag_p50_ms: float | None
+    lag_p99_ms: float | None
+    backlog_bytes: int
+
+
+@dataclass(frozen=True)
 class History:
     """Everything one report shows."""
 
@@ -110,6 +137,8 @@ class History:
     # Tracking-plan violations per day received (day start, epoch seconds), kind and landed or blocked, from
     # the `violations` model of the last build; None when the warehouse has no such model.
     violations: tuple[tuple[float, str, bool, int], ...] | None = None
+    # The routes' counters by time bucket; None when the warehouse has none (no route ever loaded).
+    routes: tuple[RouteBucket, ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -143,7 +172,7 @@ def read_history(project: Project, days: float = 90.0, clock: Clock = SYSTEM) ->
         generated=now, since=since, target=target_name(project), runs=runs, latest_failures=failures,
         rejected=rejected, destinations={sync: _destination(project, sync) for sync in syncs},
         build=read_build(project), collector=read_collector(project, since), problem=problem,
-        violations=read_violations(project, since),
+        violations=read_violations(project, since), routes=read_routes(project, since),
     )
 
 
@@ -161,6 +190,49 @@ def read_violations(project: Project, since: dt.datetime) -> tuple[tuple[float, 
         return None  # the sync state's reading says why the warehouse cannot be read
     epoch = dt.date(1970, 1, 1)
     return tuple(((day - epoch).days * 86400.0, str(kind), bool(blocked), int(n)) for day, kind, blocked, n in rows)
+
+
+_HAS_ROUTES = Template("""select count(*) from information_schema.tables
+    where table_schema = 'revetl_state' and table_name = 'route_stats'""")
+_ROUTE_SPAN = Template("""select count(*), min(case when at >= $since then at end),
+        max(case when at >= $since then at end)
+    from revetl_state.route_stats""")
+# A snapshot's counters count from its router run's start (`since`): what a bucket saw is each reading less the one
+# before it in the same run (a reading below the one before: a run whose start was not kept, counted from zero).
+_STEP = "case when {c} >= coalesce(before_{c}, 0) then {c} - coalesce(before_{c}, 0) else {c} end"
+_BEFORE = "lag({c}) over (partition by route, since order by at) as before_{c}"
+_COUNTED = ("delivered", "retried", "dead_lettered")
+_ROUTES = Template(f"""select route, cast(floor(extract(epoch from at) / $width) as bigint) as bucket, count(*),
+        {", ".join(f"sum({_STEP.format(c=c)})" for c in _COUNTED)}, avg(lag_p50_ms), max(lag_p99_ms),
+        max(backlog_bytes)
+    from (select route, at, lag_p50_ms, lag_p99_ms, backlog_bytes, {", ".join(_COUNTED)},
+                 {", ".join(_BEFORE.format(c=c) for c in _COUNTED)}
+          from revetl_state.route_stats) as readings
+    where at >= $since group by 1, 2 order by 1, 2""")
+
+
+def read_routes(project: Project, since: dt.datetime) -> tuple[RouteBucket, ...] | None:
+    """The routes' counters since `since` in time buckets (`bucket_width` of their span); None when the
+    warehouse holds no route counters at all, () when none in the window."""
+    from revetl.warehouse.connection import connect
+
+    try:
+        with connect(project, read_only=True) as connection:
+            if not connection.scalar(_HAS_ROUTES):
+                return None
+            [(count, first, last)] = connection.fetchall(_ROUTE_SPAN, {"since": since})
+            if not count:
+                return None
+            if first is None:
+                return ()
+            width = bucket_width(_utc(first).timestamp(), _utc(last).timestamp())
+            rows = connection.fetchall(_ROUTES, {"since": since, "width": width})
+    except RevetlError:
+        return None  # the sync state's reading says why the warehouse cannot be read
+    return tuple(RouteBucket(str(route), float(bucket) * width, float(width), int(readings), int(delivered or 0),
+                             int(retried or 0), int(dead or 0), None if p50 is None else float(p50),
+                             None if p99 is None else float(p99), int(backlog or 0))
+                 for route, bucket, readings, delivered, retried, dead, p50, p99, backlog in rows)
 
 
 def _read_state(project: Project, since: dt.datetime) -> tuple[tuple[Run, ...], tuple[Failure, ...],

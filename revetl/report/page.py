@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from revetl.report.charts import (STATUS_COLORS, audience_charts, build_chart, collector_chart, rejected_chart,
                                   sync_charts, throughput_charts, violations_chart)
 from revetl.report.history import History
+from revetl.report.route_charts import route_charts
 from revetl.report.svg import esc
 
 __all__ = ["render"]
@@ -184,6 +185,14 @@ def render(history: History, project_name: str) -> str:
                               collector_chart(history.collector) or
                               '<p class="note">Nothing landed in this window; segments wait in the log.</p>',
                               "collector"))
+    if history.routes is not None:
+        charts = route_charts(history.routes)
+        parts.append(_section("Routes", "Each route's events delivered and dead-lettered (bars) and requests retried "
+                              "(dots, right axis), and the lag from the collector's receipt to the destination's "
+                              "acknowledgement, from the counters the router keeps a minute and "
+                              "<code>revetl routes load</code> copies to <code>revetl_state.route_stats</code>.",
+                              _grid(charts) if charts else '<p class="note">No route counters in this window.</p>',
+                              "routes"))
     if history.violations is not None:
         parts.append(_section("Tracking plans", "Violations of the landed and quarantined events, by the day they "
                               "arrived and their kind (the <code>violations</code> model of the last build; "

@@ -7,6 +7,7 @@ types: [track]                      # track | identify | page | screen | group |
 events: [Payment Processed]         # only calls with one of these names (track event, page/screen name)
 exclude_events: []                  # ... or every call but these
 where: properties.revenue > 0       # a condition (routes/expression.py); default: every call
+flagged: send                       # events a tracking plan flagged: send (default, as Segment does) | skip
 properties: {allow: [revenue, currency], drop: [card], rename: {revenue: amount}}
 traits: {drop: [password], rename: {name: full_name}}
 destination:                        # `type` picks a stream destination; the other keys are its own
@@ -84,6 +85,7 @@ class RouteConfig(Strict):
     events: list[str] | None = None
     exclude_events: list[str] = []
     where: str | None = None
+    flagged: Literal["send", "skip"] = "send"
     properties: FieldMap = FieldMap()
     traits: FieldMap = FieldMap()
     destination: dict[str, Any]

@@ -4,7 +4,9 @@
                                       as the route read it): what `revetl routes replay --dead-letters` sends
     revetl_state.route_stats          one row per route and snapshot (the router appends one a minute and one
                                       when it stops): at, state, delivered, retried, filtered, unsupported,
-                                      dead_lettered, batches, backlog_bytes, lag_p50_ms, lag_p99_ms
+                                      dead_lettered, batches, backlog_bytes, lag_p50_ms, lag_p99_ms, since (when
+                                      the router run began: its counters count from there, `revetl report`
+                                      subtracts within a run)
     revetl_state.route_loaded         the ledger: each file under `<log dir>/routes/` and the bytes of it loaded
 
 The router never opens the warehouse (an embedded DuckDB admits one writer, and a destination must never wait
@@ -37,7 +39,9 @@ _CREATE = (
     "event varchar, reason varchar, dead_at timestamptz, event_json varchar)",
     "create table if not exists revetl_state.route_stats (route varchar, at timestamptz, state varchar, "
     "delivered bigint, retried bigint, filtered bigint, unsupported bigint, dead_lettered bigint, batches bigint, "
-    "backlog_bytes bigint, lag_p50_ms double, lag_p99_ms double)",
+    "backlog_bytes bigint, lag_p50_ms double, lag_p99_ms double, since timestamptz)",
+    # tables made before `since` was kept: the column goes last, where `create` puts it
+    "alter table revetl_state.route_stats add column if not exists since timestamptz",
 )
 STATS = ("delivered", "retried", "filtered", "unsupported", "dead_lettered", "batches", "backlog_bytes")
 _LOADED = Template("select path, loaded_bytes from revetl_state.route_loaded")
@@ -106,7 +110,8 @@ def load_route_files(project: Project) -> LoadReport:
                         "state": [s.get("state") for s in snapshots],
                         **{field: pa.array([s.get(field) for s in snapshots], pa.int64()) for field in STATS},
                         "lag_p50_ms": pa.array([s.get("lag_p50_ms") for s in snapshots], pa.float64()),
-                        "lag_p99_ms": pa.array([s.get("lag_p99_ms") for s in snapshots], pa.float64())}
+                        "lag_p99_ms": pa.array([s.get("lag_p99_ms") for s in snapshots], pa.float64()),
+                        "since": [_time(s.get("since")) for s in snapshots]}
                 with connection.scratch("revetl_route_stats", pa.table(rows)) as name:
                     connection.execute(Template(f"insert into revetl_state.route_stats select * from {name}"))
             for key, size in sizes.items():

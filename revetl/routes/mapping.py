@@ -20,7 +20,7 @@ import orjson
 from revetl.routes.config import RouteConfig
 from revetl.routes.expression import Condition
 
-__all__ = ["Route", "SOURCE_FIELD", "event_of", "received_at"]
+__all__ = ["Route", "SOURCE_FIELD", "event_of", "flagged", "received_at"]
 
 SOURCE_FIELD = "_source"  # the collector's source name, written beside each row of its log when routes are on
 _JSON = ("properties", "traits", "context")
@@ -59,10 +59,21 @@ def received_at(event: Mapping[str, Any]) -> float | None:
     return None
 
 
+def flagged(event: Mapping[str, Any]) -> bool:
+    """Whether a tracking plan flagged the event: its context lists violations (governance/gate.py)."""
+    context = event.get("context")
+    return isinstance(context, dict) and bool(context.get("violationErrors"))
+
+
 def _text_time(value: Any) -> Any:
+    """A time as RFC 3339 text in UTC with `Z`, the same whether it came as text (the collector's log) or as a
+    datetime (the warehouse): a replayed batch must be the very body that was sent live, as the webhook's
+    Idempotency-Key promises (a receiver may refuse a key reused with another body)."""
     if isinstance(value, dt.datetime):
         stamp = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
         return stamp.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and value.endswith("+00:00"):
+        return value[:-6] + "Z"
     return value
 
 
@@ -92,6 +103,8 @@ class Route:
         if config.events is not None and name not in config.events:
             return False
         if name is not None and name in config.exclude_events:
+            return False
+        if config.flagged == "skip" and flagged(event):
             return False
         return self.condition is None or self.condition(event)
 

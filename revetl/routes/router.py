@@ -131,22 +131,9 @@ def load_routes(project: Project, names: Sequence[str] | None = None) -> list[Ro
 
 
 def run_router(project: Project, names: Sequence[str] | None = None, log_every: float = 10.0,
-               nice: int = 0, idle: bool = False) -> None:
-    """Run the project's routes until SIGTERM or Ctrl-C, `nice` steps below the caller's CPU priority, or
-    with `idle` only on CPU time no other process wants (Linux's SCHED_IDLE).
-
-    A lower priority lets the collector answer first on a shared host: the router's work waits in the
-    durable log and is delivered with the CPU that is left (`revetl routes run` lowers it by 10). A niced
-    router still shares a core by weight with a collector process that wakes up, delaying its answer; an
-    idle one gives the core up at once, but on a host that is never idle it falls behind until the host is.
-    """
-    # Before any thread starts: on Linux both are a thread's own, inherited by the threads it starts.
-    if idle:
-        if not hasattr(os, "SCHED_IDLE"):
-            raise ConfigError("`routes run --idle` needs Linux's SCHED_IDLE scheduling policy; use --nice")
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    if nice:
-        os.nice(nice)
+               nice: int | None = None, idle: bool | None = None) -> None:
+    """Run the project's routes until SIGTERM or Ctrl-C, at the CPU priority `cpu_priority` decides."""
+    idle, nice = cpu_priority(nice, idle)
     log_dir = collector_dir(project)
     routes = load_routes(project, names)
     idle_routes = sorted(set(route_names(project)) - {route.name for route in routes})
@@ -161,6 +148,35 @@ def run_router(project: Project, names: Sequence[str] | None = None, log_every: 
         with fewer_collections():  # events are acyclic: the cyclic collector only rescans what lives on
             asyncio.run(_main(router, started))
         lines.info("revetl routes stopped", **{w.route.name: w.counters.delivered for w in router.workers})
+
+
+def cpu_priority(nice: int | None, idle: bool | None) -> tuple[bool, int]:
+    """Put this process on SCHED_IDLE (the default where Linux has it) or lower its niceness (`nice`, 10 unless
+    given; giving it chooses the normal scheduler); returns (idle, niceness lowered by).
+
+    The router's work waits in the durable log, so it can wait for the CPU: the collector's answers come first.
+    A niced router still shares a core by weight with a collector process that wakes up, delaying its answer
+    (on 2 cores with three routes delivering flat out, the collector fell from 20,300 events/s with an idle
+    router to 16,000 at niceness 10, below issue 18's 20,000); an idle one gives the core up at once, but on
+    a host that is never idle it falls behind until the host is (bench/RESULTS.md "Routes"): `--no-idle` or
+    `--nice N` there. Set before any thread starts: both are a thread's own, inherited by the threads it
+    starts.
+    """
+    if idle and nice is not None:
+        raise ConfigError("`routes run --idle` and `--nice` do not go together: an idle router has no niceness "
+                          "to lower; use one or the other")
+    can_idle = hasattr(os, "SCHED_IDLE")
+    if idle and not can_idle:
+        raise ConfigError("`routes run --idle` needs Linux's SCHED_IDLE scheduling policy; use --nice")
+    if idle is None and nice is None and can_idle:
+        idle = True
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return True, 0
+    nice = 10 if nice is None else nice
+    if nice:
+        os.nice(nice)
+    return False, nice
 
 
 async def _main(router: Router, started: Callable[[], None]) -> None:

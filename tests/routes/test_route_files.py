@@ -118,3 +118,45 @@ def test_routes_check_cli_prints_file_line_sentences_and_exits_1(route_project: 
     (root / "routes" / "broken.yml").unlink()
     fine = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=120)
     assert fine.returncode == 0 and "1 routes: no problems" in fine.stdout, fine.stdout + fine.stderr
+
+
+FLAGGED = """\
+    flagged: %s
+    destination: {type: webhook, base_url: "http://127.0.0.1:9/hook", secret: "flag-secret-0123456789"}
+"""
+
+
+def test_flagged_events_go_unless_the_route_says_skip(route_project: Any) -> None:
+    root = route_project(sends=FLAGGED % "send", skips=FLAGGED % "skip", typo=FLAGGED % "drop")
+    project = load_project(root)
+    violation = {"violationErrors": [{"type": "value_not_allowed", "property": "properties.plan", "message": "x"}],
+                 "trackingPlan": {"name": "web", "source": "web"}}
+    flagged = event_of({**row("track", "Signed Up", properties={"plan": "gold"}), "context": orjson_text(violation)})
+    clean = event_of(row("track", "Signed Up", properties={"plan": "pro"}))
+    sends, skips = Route.of(load_route(project, "sends")), Route.of(load_route(project, "skips"))
+    assert (sends.admits(flagged), sends.admits(clean)) == (True, True)  # as Segment forwards them
+    assert (skips.admits(flagged), skips.admits(clean)) == (False, True)
+    assert check_route(project, "typo").problems == [(1, "`flagged` input should be 'send' or 'skip'")]
+    result = subprocess.run([sys.executable, "-m", "revetl", "--project-dir", str(root), "routes", "check"],
+                            capture_output=True, text=True, cwd=root, timeout=120)
+    assert result.returncode == 1 and "routes/typo.yml:1: `flagged` input should be 'send' or 'skip'" in result.stdout
+
+
+def orjson_text(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def test_a_replayed_event_is_sent_as_the_live_one_was(route_project: Any) -> None:
+    """The collector's log holds times as text, the warehouse as timestamps: the message is the same, so a replayed
+    webhook batch is the very body its Idempotency-Key was first sent with."""
+    import datetime as dt
+
+    route = Route.of(load_route(load_project(route_project(crm=CRM)), "crm"))
+    moment = dt.datetime(2026, 3, 1, 12, 0, 1, 250_000, tzinfo=dt.timezone.utc)
+    live = {**row("track", "Payment Processed", properties={"revenue": 1}), "timestamp": moment.isoformat(),
+            "received_at": moment.isoformat()}
+    replayed = {**live, "timestamp": moment, "received_at": moment.replace(tzinfo=None)}
+    assert route.message(event_of(live)) == route.message(event_of(replayed))
+    assert route.message(event_of(live))["timestamp"] == "2026-03-01T12:00:01.250000Z"

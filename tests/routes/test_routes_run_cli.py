@@ -1,6 +1,6 @@
-"""`revetl routes run` as a process: it yields the CPU to the collector (10 steps of niceness lower by default,
-`--nice N` to choose, 0 to keep the priority it was started with, `--idle` for Linux's SCHED_IDLE) and stops
-cleanly on SIGTERM."""
+"""`revetl routes run` as a process: it yields the CPU to the collector (Linux's SCHED_IDLE by default; `--no-idle`
+for the normal scheduler 10 steps of niceness lower, `--nice N` to choose, 0 to keep the priority it was started
+with) and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -41,19 +41,28 @@ def router_niceness(collect_helpers: Any, root: Path, base: Path, *options: str)
 
 
 @pytest.mark.slow
-def test_the_router_runs_at_a_lower_cpu_priority_than_its_caller(
+def test_by_default_the_router_runs_only_on_cpu_time_nothing_else_wants(
         tmp_path: Path, route_project: Any, collect_helpers: Any) -> None:
-    root = route_project(hook=HOOK)
-    own = os.nice(0)
-    default, line = router_niceness(collect_helpers, root, tmp_path)
-    assert default == min(19, own + 10) and line["nice"] == default
-    assert line["policy"] == os.sched_getscheduler(0) and line["idle"] is False
-    assert router_niceness(collect_helpers, root, tmp_path, "--nice", "3")[0] == min(19, own + 3)
-    assert router_niceness(collect_helpers, root, tmp_path, "--nice", "0")[0] == own
+    niceness, line = router_niceness(collect_helpers, route_project(hook=HOOK), tmp_path)
+    assert line["policy"] == os.SCHED_IDLE and line["idle"] is True
+    assert niceness == os.nice(0) and line["nice"] == niceness  # an idle router has no niceness to lower
+    _, line = router_niceness(collect_helpers, route_project(hook=HOOK), tmp_path, "--idle")
+    assert line["policy"] == os.SCHED_IDLE and line["idle"] is True
 
 
 @pytest.mark.slow
-def test_idle_runs_the_router_only_on_cpu_time_nothing_else_wants(
+def test_no_idle_or_nice_runs_the_router_niced_on_the_normal_scheduler(
         tmp_path: Path, route_project: Any, collect_helpers: Any) -> None:
-    _, line = router_niceness(collect_helpers, route_project(hook=HOOK), tmp_path, "--idle")
-    assert line["policy"] == os.SCHED_IDLE and line["idle"] is True
+    root = route_project(hook=HOOK)
+    own, policy = os.nice(0), os.sched_getscheduler(0)
+    niceness, line = router_niceness(collect_helpers, root, tmp_path, "--no-idle")
+    assert niceness == min(19, own + 10) and line["nice"] == niceness
+    assert line["policy"] == policy and line["idle"] is False
+    niceness, line = router_niceness(collect_helpers, root, tmp_path, "--nice", "3")
+    assert niceness == min(19, own + 3) and line["policy"] == policy and line["idle"] is False
+    assert router_niceness(collect_helpers, root, tmp_path, "--no-idle", "--nice", "0")[0] == own
+    both = subprocess.run(collect_helpers.revetl_command("routes", "run", "--idle", "--nice", "3", project_dir=root),
+                          env=collect_helpers.collector_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert both.returncode == 1 and "Traceback" not in both.stderr
+    assert "`routes run --idle` and `--nice` do not go together" in both.stderr
