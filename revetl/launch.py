@@ -20,21 +20,20 @@ import errno
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["PlainSync", "main", "plain_sync"]
 
 _GLOBAL = ("--project-dir", "--target")  # the global options that take a value (`--debug` goes to typer)
 
 
-@dataclass(frozen=True)
-class PlainSync:
+class PlainSync(NamedTuple):
     """A `revetl sync` command line this module runs itself."""
 
     project_dir: Path | None = None
     target: str | None = None
-    names: list[str] = field(default_factory=list)
+    names: tuple[str, ...] = ()
     all_syncs: bool = False
     force: bool = False
 
@@ -74,7 +73,7 @@ def plain_sync(args: Sequence[str], environ: Mapping[str, str] = os.environ) -> 
     if not names and not all_syncs:
         return None
     directory = values.get("--project-dir")
-    return PlainSync(Path(directory) if directory else None, values.get("--target"), names, all_syncs, force)
+    return PlainSync(Path(directory) if directory else None, values.get("--target"), tuple(names), all_syncs, force)
 
 
 def main() -> None:
@@ -98,7 +97,7 @@ def _run(command: PlainSync) -> bool:
             from revetl.sync.batch import run_syncs
 
             project = load_project(command.project_dir, command.target)
-            names = sync_names(project) if command.all_syncs else command.names
+            names = sync_names(project) if command.all_syncs else list(command.names)
             if not names:
                 return False
             ok = run_syncs(project, names, force=command.force, console=console, err_console=err_console)

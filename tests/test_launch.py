@@ -31,12 +31,12 @@ TYPER_APP = "import sys\nsys.argv[0] = 'revetl'\nfrom revetl.cli import main\nma
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["sync", "a"], PlainSync(names=["a"])),
-    (["sync", "a", "b", "--force"], PlainSync(names=["a", "b"], force=True)),
-    (["sync", "--force", "a", "--no-force"], PlainSync(names=["a"])),
+    (["sync", "a"], PlainSync(names=("a",))),
+    (["sync", "a", "b", "--force"], PlainSync(names=("a", "b"), force=True)),
+    (["sync", "--force", "a", "--no-force"], PlainSync(names=("a",))),
     (["--project-dir", "p", "--target=postgres", "sync", "--all"],
      PlainSync(project_dir=Path("p"), target="postgres", all_syncs=True)),
-    (["--target", "x", "--target", "sync", "sync", "a"], PlainSync(target="sync", names=["a"])),
+    (["--target", "x", "--target", "sync", "sync", "a"], PlainSync(target="sync", names=("a",))),
 ])
 def test_a_plain_sync_command_line_is_the_launchers(args, expected):
     assert plain_sync(args, {}) == expected
