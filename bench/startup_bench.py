@@ -85,8 +85,8 @@ def version_env(env: dict[str, str], label: str, source: str | None) -> dict[str
     return mine
 
 
-def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process; it must exit 0."""
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one process; it must exit 0."""
     started = time.monotonic()
     # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH's source tree
     process = subprocess.Popen(command, env=env, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -96,7 +96,7 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{output.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -112,7 +112,9 @@ def main() -> None:
         versions[args.baseline_label] = args.baseline
     emulator = subprocess.Popen([*REVETL, "emulate", "braze", "--port", "0", "--no-rate-limit"], env=env,
                                 stdout=subprocess.PIPE, text=True)
-    figures: dict[str, dict[str, list[tuple[float, float]]]] = {label: {"help": [], "sync": []} for label in versions}
+    figures: dict[str, dict[str, list[tuple[float, float, float]]]] = {label: {"help": [], "sync": []}
+                                                                       for label in versions}
+    load_before = os.getloadavg()
     try:
         url = json.loads(emulator.stdout.readline())["url"]
         sync = {"audience": "a", "identity": {"from": "user_id", "to": "external_id"}, "fields": {"email": "email"},
@@ -143,25 +145,29 @@ def main() -> None:
     for label in versions:
         cells = []
         for what in ("help", "sync"):
-            for index, unit in ((0, "s"), (1, "MB")):
+            for index, unit in ((0, "s"), (2, "s"), (1, "MB")):
                 value = median(label, what, index)
                 ratio = f" ({value / median(base, what, index):.2f}x)" if base and label != base else ""
-                cells.append(f"{value:.2f} {unit}{ratio}" if unit == "s" else f"{value:.0f} {unit}{ratio}")
+                cells.append(f"{value:.0f} {unit}{ratio}" if unit == "MB" else f"{value:.2f} {unit}{ratio}")
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    load = "load average (1, 5, 15 min) at the start {:.1f}, {:.1f}, {:.1f}; at the end {:.1f}, {:.1f}, {:.1f}".format(
+        *load_before, *os.getloadavg())
     baseline = f" `--baseline {args.baseline}` is {args.baseline_label}." if args.baseline else ""
     write_section(f"""## Start-up (issue 14)
 
 {dt.date.today()}, {machine}; `.venv/bin/python bench/startup_bench.py --repeat {args.repeat}`.{baseline}
-Each the real CLI in its own process, the versions alternating; medians of {args.repeat}. A no-op sync is
+{load}.
+Each the real CLI in its own process, the versions alternating; medians of {args.repeat} (CPU: user + system time
+of the process, from wait4, which the machine's load moves less than the wall time). A no-op sync is
 `revetl sync a` when its {args.rows:,} members were all acknowledged by the previous run (Braze emulator),
 with the SQL its previous run rendered kept (revetl/warehouse/rendered.py); "store emptied": the same code
 with that store deleted before each run (the first run after an edit or upgrade).
 Targets: `--help` under 0.5 s; a no-op sync under 0.6 s and 120 MB.
 
-| code | `--help` wall | `--help` peak RSS | no-op sync wall | no-op sync peak RSS |
-|---|---:|---:|---:|---:|
+| code | `--help` wall | `--help` CPU | `--help` peak RSS | no-op sync wall | no-op sync CPU | no-op sync peak RSS |
+|---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 """)
 

@@ -1,5 +1,5 @@
 """`python -m revetl` is the `revetl` command."""
 
-from revetl.cli import main
+from revetl.launch import main
 
 main()

@@ -25,7 +25,7 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("driver", ["duckdb", "adbc_driver_postgresql", "adbc_driver_manager", "psycopg2"])
+@pytest.mark.parametrize("driver", ["duckdb", "_duckdb", "adbc_driver_postgresql", "adbc_driver_manager", "psycopg2"])
 def test_only_the_warehouse_package_imports_a_driver(driver):
     importers = {
         path.relative_to(PACKAGE).as_posix()
@@ -34,7 +34,7 @@ def test_only_the_warehouse_package_imports_a_driver(driver):
     }
     outside = sorted(name for name in importers if not name.startswith("warehouse/"))
     assert outside == [], f"only revetl/warehouse/ may import {driver}; also imported by {outside}"
-    if driver in ("duckdb", "adbc_driver_postgresql"):
+    if driver in ("duckdb", "_duckdb", "adbc_driver_postgresql"):
         assert importers, f"no module imports {driver}: the walk found nothing"
 
 
@@ -139,3 +139,11 @@ def test_a_sync_loads_no_transport_arrow_or_dbt_until_it_has_rows_to_send():
                        "revetl.destinations.intercom")
     assert loaded & {"pyarrow", "aiohttp", "httpx", "dbt", "uvloop", "uvicorn", "revetl.emulators", "revetl.sync.transport"} \
         == set()
+
+
+def test_a_plain_sync_loads_neither_typer_nor_the_duckdb_package():
+    # the launcher's path (revetl/launch.py): DuckDB's extension alone until rows go to or from Arrow
+    loaded = loaded_by("import revetl.launch, revetl.sync.batch, revetl.sync.apply, revetl.warehouse.embedded, "
+                       "revetl.alerts.hooks, revetl.sync.report")
+    assert "_duckdb" in loaded
+    assert loaded & {"typer", "click", "duckdb"} == set()

@@ -1,7 +1,8 @@
 """The `revetl` app: global options, the current project, and the one error handler (`main`).
 
 Commands live in the modules beside this one, grouped by what they act on; each loads what it needs
-when it runs, so that `revetl --help` loads none of it.
+when it runs, so that `revetl --help` loads none of it. The consoles and the error sentence are
+revetl/terminal.py's, shared with the launcher (revetl/launch.py) that runs a plain `revetl sync` without typer.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from revetl.errors import RevetlError
+from revetl.terminal import console, err_console, print_error, unexpected
 
 if TYPE_CHECKING:  # each command loads what it needs: `revetl --help` loads none of it
     from revetl.config import Project
@@ -22,8 +23,6 @@ __all__ = ["app", "console", "current_project", "err_console", "main", "print_er
 
 HELP = "The `revetl` command line: each command parses arguments and calls the library."
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
-console = Console()
-err_console = Console(stderr=True)
 
 _state = {"debug": False, "project_dir": None, "target": None}
 
@@ -58,20 +57,6 @@ def end_check(problems: int, checked: str, summary: str = "") -> None:
     console.print(f"[green]{checked}: no problems[/] {summary}".rstrip(), highlight=False)
 
 
-def print_error(exc: BaseException) -> None:
-    """One red sentence on stderr."""
-    # soft_wrap: a long path must not be broken by the terminal width (the sentence is greppable).
-    # Text: the sentence quotes user data, which may contain rich [markup]; URL passwords are hidden.
-    from rich.text import Text
-
-    from revetl.errors import scrub_urls
-
-    # Notes added on the way up (how far a sync run got) end the same sentence.
-    sentence = "; ".join([str(exc), *getattr(exc, "__notes__", ())])
-    err_console.print(Text("error: ", style="bold red") + Text(scrub_urls(sentence)), highlight=False,
-                      soft_wrap=True)
-
-
 def _click_exception() -> type[Exception]:
     """The usage errors' base class of the click that typer runs on: typer 0.28 carries a click of its own
     (`typer._click`), whose errors are not the `click` package's."""
@@ -103,6 +88,5 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        # A revetl bug: still one sentence (secrets scrubbed), the traceback with --debug.
-        print_error(RuntimeError(f"unexpected {type(exc).__name__}: {exc} (a revetl bug; --debug shows where)"))
+        print_error(unexpected(exc))  # a revetl bug: still one sentence, the traceback with --debug
         sys.exit(1)

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from revetl.cli.app import app, console, current_project, err_console, print_error
-from revetl.errors import RevetlError
+from revetl.cli.app import app, console, current_project, err_console
 
 
 @app.command()
@@ -43,35 +42,14 @@ def sync_command(
     force: Annotated[bool, typer.Option(help="Apply a plan the guard refused (mass removes).")] = False,
 ) -> None:
     """Apply each sync's plan at its destination; exit 0 only if every row was acknowledged."""
-    from revetl.alerts.hooks import watch_sync
-    from revetl.sync.apply import run_sync
-    from revetl.config import load_sync, sync_names
-    from revetl.errors import SyncCancelled
-    from revetl.sync.report import print_result
+    from revetl.config import sync_names
+    from revetl.sync.batch import run_syncs
 
     project = current_project()
     names = sync_names(project) if all_syncs else list(syncs or [])
     if not names:
         raise typer.BadParameter("name at least one sync, or use --all")
-    results, errors = [], []
-    try:
-        for name in names:  # one sync failing does not stop the others (cron runs them all)
-            try:
-                with watch_sync(project, name, err_console) as run:  # alerts once the run ended (revetl/alerts/)
-                    run.result = run_sync(project, load_sync(project, name), force=force, console=console)
-                results.append(run.result)
-            except RevetlError as exc:
-                if getattr(exc, "result", None) is not None:
-                    results.append(exc.result)  # type: ignore[attr-defined]
-                if len(names) == 1 or isinstance(exc, SyncCancelled):
-                    raise
-                errors.append(exc)
-    finally:
-        if results:
-            print_result(results, console)
-        for exc in errors:
-            print_error(exc)
-    if errors or not all(result.ok for result in results):
+    if not run_syncs(project, names, force=force, console=console, err_console=err_console):
         raise typer.Exit(1)
 
 

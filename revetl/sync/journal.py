@@ -24,7 +24,6 @@ Concurrent workers share one fdatasync (group commit in a writer thread), as the
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
 import queue
@@ -41,6 +40,7 @@ from revetl.records import frame, read_frames
 from revetl.runtime import SYSTEM, Clock
 
 if TYPE_CHECKING:
+    import concurrent.futures
     import pyarrow as pa
 
 __all__ = [
@@ -194,7 +194,9 @@ class JournalWriter:
         return StateError(f"could not write the sync journal {self.path}: {exc.strerror or exc}")
 
     def _submit(self, payload: bytes) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        from concurrent.futures import Future  # loaded by a run that sends (a cron line's no-op run writes no journal)
+
+        future: concurrent.futures.Future = Future()
         if self.failure is not None:
             future.set_exception(self.failure)
         else:

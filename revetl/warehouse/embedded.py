@@ -7,6 +7,12 @@ only for short steps (a plan, a fold of acknowledgements, a build's publish) and
 the file with backoff (up to `wait` seconds), saying once on stderr which process it waits for. Cron
 may start many syncs and a build in the same minute: they take turns for seconds, they do not fail.
 
+Start-up. The engine is DuckDB's C extension (`_duckdb`), not the `duckdb` package around it: importing the
+package costs 0.2 s more (its relational API in Python, and its version read from the installed metadata), which a
+cron line's sync with nothing to send would pay for statements the extension runs alone. The methods that hand
+rows to or from Arrow (`stream`, `scratch`, `ingest`) load the package first (`_relational`): it adds those
+methods to every connection, open ones too.
+
 Sandbox. A connection that runs analyst SQL (audiences: check, preview, plan, sync) is opened with
 `sandbox=True`: DuckDB itself then refuses files, network, extension installs and loads
 (`enable_external_access`, `autoinstall/autoload_known_extensions`, `allow_community_extensions`)
@@ -24,7 +30,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
+# The extension alone where it is importable by itself (see Start-up in the docstring); else the package.
+try:
+    import _duckdb as duckdb
+except ImportError:  # pragma: no cover - a duckdb whose extension lives inside the package
+    import duckdb  # type: ignore[no-redef]
 
 from revetl.errors import ConfigError, QueryError, WarehouseError, first_line
 from revetl.runtime import SYSTEM, Clock
@@ -98,13 +108,13 @@ class DuckDBConnection(Connection):
             self._connection.executemany(self.render(sql), rows)
 
     def columns(self, sql: SQL) -> list[tuple[str, str]]:
-        with _engine_errors():  # a relation is bound, not run
-            relation = self._connection.sql(self.render(sql))
-            return [(name, str(kind)) for name, kind in zip(relation.columns, relation.types)]
+        with _engine_errors():  # DESCRIBE binds the query, runs nothing; its types are the relational API's names
+            return [(row[0], row[1]) for row in self._connection.execute(f"describe {self.render(sql)}").fetchall()]
 
     def stream(self, sql: SQL, parameters: Parameters = None, rows: int = READ_ROWS) -> pa.RecordBatchReader:
         import pyarrow as pa  # loaded by the commands that stream rows out
 
+        _relational()
         with _engine_errors():
             reader = self._connection.sql(self.render(sql), params=parameters).to_arrow_reader(rows)
 
@@ -129,6 +139,7 @@ class DuckDBConnection(Connection):
     @contextlib.contextmanager
     def scratch(self, name: str, data: ArrowData) -> Iterator[str]:
         """Arrow data read in place (DuckDB scans it where it lies: no copy)."""
+        _relational()
         with _engine_errors():
             self._connection.register(name, data)
         try:
@@ -148,6 +159,11 @@ class DuckDBConnection(Connection):
 
     def close(self) -> None:
         self._connection.close()
+
+
+def _relational() -> None:
+    """Load the `duckdb` package: its Arrow sources and relational methods join the extension's connections."""
+    import duckdb  # noqa: F401 - imported for what it adds to the extension
 
 
 def open_file(path: Path, *, read_only: bool, wait: float, settings: Mapping[str, Any], threads: int | None,
