@@ -52,3 +52,21 @@ def postgres_database(postgres_cluster, request: pytest.FixtureRequest, monkeypa
     for key, value in database.env.items():
         monkeypatch.setenv(key, value)
     return database
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` (make test) sends the tests of one `xdist_group` to one worker: pytest-xdist appends
+    `@GROUP` to their node ids by setting `item._nodeid`, which pytest 9 no longer reads (it keeps the id in
+    `item._id`). Without this every group was split across the workers, and each worker built a group's
+    session fixtures again (the end-to-end pipelines on all three warehouses, test_spark's Spark session).
+    Does nothing when the id already has the suffix (an xdist that sets it itself) or without loadgroup."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        if names and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")

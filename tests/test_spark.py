@@ -3,8 +3,9 @@ Spark session reading the landed Parquet files in place, and every public model 
 DuckDB, for generated events and for the identity cases of the reference resolver (blank and blocked values,
 values that are not JSON strings, code point order, chains, conflicts, a message landed twice).
 
-One Spark session serves every test of a worker process (its JVM takes 10-40 s to start): the tests share
-its directory (metastore and tables, REVETL_SPARK_DIR) and each builds into a schema of its own."""
+One Spark session serves every test of this module (its JVM takes 10-40 s to start; the module is one xdist
+group, so one worker runs them all): the tests share its directory (metastore and tables, REVETL_SPARK_DIR)
+and each builds into a schema of its own."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from revetl.config import Project
 from revetl.landing.generate import GenerateOptions, generate_events
 
 UTC = dt.timezone.utc
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +119,7 @@ def test_a_failed_model_keeps_its_previous_table_and_those_downstream_keep_their
     land(spark, [wire("identify", f"f-{i}", userId=f"u{i}", traits={"email": f"u{i}@x.com"},
                       timestamp="2026-02-20T12:00:00Z") for i in range(5)],  # in the 30 days before AS_OF
          received_at=dt.datetime(2026, 2, 20, 12, tzinfo=UTC))
-    build(spark, as_of=AS_OF)
+    build(spark, select="@trait_active_days", as_of=AS_OF)  # the model, those downstream, what they read
     before = {model: spark_rows(spark, model) for model in ("trait_active_days", "profile_traits", "build_info")}
     assert len(before["trait_active_days"][1]) == 5
     model = spark.root / "models" / "traits" / "custom" / "trait_active_days.sql"
