@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,7 +91,8 @@ def _start(executable: str, profile: Path) -> tuple[subprocess.Popen, int]:
                f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session: Chromium's helpers (renderers, crash handler) are stopped with it, as one group.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + 60
     while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
@@ -130,12 +132,25 @@ def render(page: Path, width: int = 1280, height: int | None = None, top: int = 
             finally:
                 devtools.close()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop Chromium and every helper process it started, before its profile directory is removed (a helper
+    still writing there made the removal fail with "Directory not empty")."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader while a helper runs
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _render(devtools: _DevTools, page: Path, width: int, height: int | None, top: int) -> Rendered:
