@@ -41,8 +41,9 @@ async def watch_collector(settings: AlertSettings, log_dir: Path, problem: Calla
     """Until cancelled: check `problem()` (None while healthy) and, with `counts`, the violations the door
     found, every `check_seconds`; alert on changes."""
     degraded = _Degraded(list(settings.rules_for("collector_degraded")), problem, str(log_dir))
-    violations = _Violations(list(settings.rules_for("violations")), counts or DoorCounts())
-    if not degraded.rules and not (violations.rules and counts is not None):
+    violations = _Violations(list(settings.rules_for("violations")) if counts is not None else [],
+                             counts or DoorCounts())
+    if not degraded.rules and not violations.rules:
         return
     store = FileStore(Path(log_dir) / STATE_FILE)
     quiet_until = 0.0

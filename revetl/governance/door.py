@@ -80,7 +80,8 @@ def judge_rows(rows: Sequence[dict[str, Any]], events: Sequence[Any], source: st
         verdict = gate.judge(row, source, event)
         if verdict == BLOCKED:
             row[BLOCKED_KEY] = True
-        if row["context"] is not None and '"violationErrors"' in row["context"]:
+        errors = violations_of(row["context"])  # what the verdict wrote (none for a clean row: no parse)
+        if errors:
             faulted += 1
-            kinds.update(error.get("type") for error in violations_of(row["context"]))
+            kinds.update(error.get("type") for error in errors)
     return Judged(source, len(rows), faulted, dict(kinds))
