@@ -9,7 +9,6 @@ re-exported here.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import dataclasses
@@ -176,6 +175,8 @@ def validation_problems(model: type[BaseModel], raw: Any) -> list[tuple[tuple[st
         errors = exc.errors()
     else:
         return []
+    import difflib  # for a typo's hint: a file that validates never needs it
+
     problems: list[tuple[tuple[str, ...], str]] = []
     meant: set[tuple[str, ...]] = set()
     for error in errors:

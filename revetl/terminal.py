@@ -10,8 +10,8 @@ from rich.console import Console
 
 __all__ = ["console", "err_console", "print_error", "unexpected"]
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def print_error(exc: BaseException) -> None:

@@ -21,7 +21,8 @@ import yaml
 
 from revetl.errors import ConfigError
 
-__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "node_line", "read_problems", "read_yaml", "read_yaml_file"]
+__all__ = ["YAML_BUDGET", "YamlFile", "key_line", "node_line", "read_problems", "read_yaml", "read_yaml_file",
+           "read_yaml_key", "safe_load"]
 
 # How many values a YAML document may hold once its aliases are expanded. Project files hold
 # hundreds; a "billion laughs" (aliases of aliases) holds billions and would take minutes to walk.
@@ -43,9 +44,21 @@ def read_yaml(path: Path) -> Any:
     return read_yaml_file(path).data
 
 
+def read_yaml_key(path: Path, key: str) -> Any:
+    """The value of top-level `key` in a mapping file (None when absent or not a mapping), as `read_yaml`
+    reads it, without copying the rest (dbt_project.yml's profile name, read on every look at the target)."""
+    data = _read(Path(path)).data
+    return copy.deepcopy(data.get(key)) if isinstance(data, dict) else None
+
+
 def read_yaml_file(path: Path) -> YamlFile:
     """`read_yaml`, keeping the node tree and where each key is written."""
-    path = Path(path)
+    parsed = _read(Path(path))
+    return dataclasses.replace(parsed, data=copy.deepcopy(parsed.data))
+
+
+def _read(path: Path) -> YamlFile:
+    """The file's parse, shared with every reader of the same text: copy what leaves this module."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -56,8 +69,7 @@ def read_yaml_file(path: Path) -> YamlFile:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{path}, line {line}: the file is not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
                           "save it as UTF-8") from None
-    parsed = _parse(path, text)
-    return dataclasses.replace(parsed, data=copy.deepcopy(parsed.data))
+    return _parse(path, text)
 
 
 def read_problems(path: Path) -> tuple[YamlFile | None, list[tuple[int | None, str]]]:
@@ -74,13 +86,14 @@ def read_problems(path: Path) -> tuple[YamlFile | None, list[tuple[int | None, s
 
 @functools.lru_cache(maxsize=32)
 def _parse(path: Path, text: str) -> YamlFile:
-    """The parse of a file's text, kept: a command reads dbt_project.yml and profiles.yml several times, and
-    parsing (in Python, with the budget's checks) costs far more than reading. Callers get their own copy of
-    the data."""
-    loader = _BudgetLoader(text)
+    """The parse of a file's text, kept: a command reads dbt_project.yml and profiles.yml several times.
+    Callers get their own copy of the data."""
     try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
+        root, data = _compose(text, budget=True)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}, line {line}: character #x{exc.character:04x} is not allowed in YAML ({exc.reason})"
+                          ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
@@ -88,9 +101,38 @@ def _parse(path: Path, text: str) -> YamlFile:
         raise ConfigError(f"{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: the YAML is nested too deeply") from None
+    return YamlFile(path, data or {}, root, _key_lines(root))
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load(text)`, parsed as `_compose` parses."""
+    return _compose(text, budget=False)[1]
+
+
+def _compose(text: str, budget: bool) -> tuple[yaml.Node | None, Any]:
+    """(node tree, data) of a one-document `text`.
+
+    libyaml parses it when the text holds no anchor and no alias (`&`, `*`: then no budget can apply): ten times
+    faster than PyYAML's Python parser, and a cron line's sync reads four project files. Any error there is
+    left to PyYAML's parser, which then reports it in its own words; so does a text with aliases, under the
+    budget when `budget`. The data is the same either way (tests/test_sync_file_check.py holds it over every YAML
+    file of the repository); libyaml also reads a few texts PyYAML refuses (a tab inside a plain value, `?` in
+    a flow mapping), as dbt does, which parses with libyaml too."""
+    if "&" not in text and "*" not in text and getattr(yaml, "__with_libyaml__", False):
+        fast = yaml.CSafeLoader(text)
+        try:
+            root = fast.get_single_node()
+            return root, fast.construct_document(root) if root is not None else None
+        except yaml.YAMLError:
+            pass
+        finally:
+            fast.dispose()
+    loader = _BudgetLoader(text) if budget else yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
     finally:
         loader.dispose()
-    return YamlFile(path, data or {}, root, _key_lines(root))
 
 
 class _BudgetLoader(yaml.SafeLoader):

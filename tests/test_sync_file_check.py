@@ -152,3 +152,53 @@ def test_read_yaml_keeps_ordinary_aliases_and_refuses_a_self_referencing_one(tmp
     path.write_text("loop: &loop [1, *loop]\n")
     with pytest.raises(ConfigError, match=r"traits.yml, line 1: the YAML alias `loop` refers to itself"):
         read_yaml(path)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_yaml_files() -> list[Path]:
+    skip = {".venv", "work", "target", "dbt_packages", "node_modules", ".git"}
+    return [path for path in sorted(ROOT.rglob("*.yml")) if not skip & set(path.relative_to(ROOT).parts)]
+
+
+def test_every_yaml_file_of_the_repository_reads_as_pyyaml_reads_it():
+    """revetl parses with libyaml when a file has no anchors: the data and each key's line are PyYAML's."""
+    import yaml
+
+    from revetl.yaml_files import _key_lines, read_yaml_file
+
+    files = project_yaml_files()
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            expected = yaml.load(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:  # a template (revetl/scaffold/): refused alike
+            with pytest.raises(ConfigError):
+                read_yaml_file(path)
+            continue
+        read = read_yaml_file(path)
+        assert read.data == (expected or {}), path
+        assert read.lines and read.lines == _key_lines(yaml.compose(text, Loader=yaml.SafeLoader)), path
+
+
+@pytest.mark.parametrize("text", ["identity: {from: user_id, to: external_id\nfields: {}\n",
+                                  "audience: a\n  destination: b\n", "a: 'open\n", "- a\nb: c\n"])
+def test_a_syntax_error_is_told_in_pyyaml_words_on_its_line(tmp_path, text):
+    import yaml
+
+    path = tmp_path / "s.yml"
+    path.write_text(text)
+    with pytest.raises(yaml.YAMLError) as pyyaml:
+        yaml.load(text, Loader=yaml.SafeLoader)
+    with pytest.raises(ConfigError) as ours:
+        read_yaml(path)
+    assert str(ours.value) == f"{path}, line {pyyaml.value.problem_mark.line + 1}: {pyyaml.value.problem}"
+
+
+def test_a_character_yaml_does_not_allow_names_its_line(tmp_path):
+    path = tmp_path / "s.yml"
+    path.write_text("audience: a\nfields:\n  email: \x07\n")
+    with pytest.raises(ConfigError, match=r"s.yml, line 3: character #x0007 is not allowed in YAML"):
+        read_yaml(path)

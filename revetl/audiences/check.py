@@ -34,12 +34,12 @@ from revetl.audiences.compile import (
     inspect_audience,
     key_problem,
     read_audience,
-    relations,
 )
 from revetl.config import Project, SyncConfig, check_sync, expand_env, sync_names
 from revetl.destinations import load_destination, settings_problems, unknown_type
 from revetl.errors import ConfigError, QueryError, RevetlError
 from revetl.warehouse.connection import Connection, connect, duckdb_path, warehouse_type
+from revetl.warehouse.relations import relations
 from revetl.yaml_files import key_line
 
 __all__ = ["check_audiences", "check_project", "warehouse_if_built"]

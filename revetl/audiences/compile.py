@@ -25,7 +25,6 @@ own body. Those constructs written raw are warnings (`Compiled.warnings`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,8 +34,10 @@ from pydantic import Field, ValidationError
 
 from revetl.config import Project, Strict, named_file, names_in
 from revetl.errors import ConfigError, QueryError, WarehouseError
-from revetl.warehouse.connection import Connection, dbt_target_path, dialect, duckdb_path, target_config, warehouse_type
+from revetl.warehouse.connection import Connection, dialect
+from revetl.warehouse.relations import quoted, relations
 from revetl.warehouse.rendered import remember
+from revetl.yaml_files import safe_load
 
 if TYPE_CHECKING:  # Jinja and sqlglot load when an audience is rendered and checked (not when a run kept it)
     from jinja2 import nodes
@@ -142,7 +143,7 @@ def read_audience(path: Path) -> Audience | Problem:
     if not header_lines:
         return Problem(path, 1, "an audience starts with a YAML header in `--` comments (description and key)")
     try:
-        raw = yaml.safe_load("".join(header_lines))
+        raw = safe_load("".join(header_lines))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "invalid YAML"
@@ -175,42 +176,6 @@ def header_line(audience: Audience, name: str) -> int:
     """The file line of header key `name` (1 if not found)."""
     lines = audience.path.read_text(encoding="utf-8").splitlines()[: audience.body_line - 1]
     return next((i for i, text in enumerate(lines, 1) if text.lstrip("- \t").startswith(f"{name}:")), 1)
-
-
-def relations(project: Project) -> dict[str, str]:
-    """Model name -> the relation dbt built for it, as SQL (`"catalog"."schema"."alias"` on DuckDB,
-    `"schema"."alias"` on a server warehouse: the database connected to).
-
-    Schema and alias come from target/manifest.json when it exists; models not in it (or no
-    manifest yet) default to the target's schema and their name. On DuckDB the catalog is the
-    warehouse's own (DuckDB names it after the file), so a manifest left by another warehouse still works.
-    """
-    embedded = warehouse_type(project) == "duckdb"
-    catalog = duckdb_path(project).name.lstrip(".").split(".")[0] if embedded else None
-    schema = str(target_config(project).get("schema") or ("main" if embedded else "public"))
-    found = {name: (schema, name) for name in _model_files(project)}
-    manifest = dbt_target_path(project) / "manifest.json"
-    try:
-        manifest_nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
-    except (OSError, ValueError, KeyError, AttributeError):
-        manifest_nodes = []  # no build yet (or a broken manifest): the defaults still work
-    for node in manifest_nodes:
-        if node.get("resource_type") in ("model", "seed", "snapshot") and node.get("name"):
-            found[node["name"]] = (node.get("schema") or schema, node.get("alias") or node["name"])
-    return {
-        name: ".".join(_quoted(part) for part in (catalog, db, alias) if part) for name, (db, alias) in found.items()
-    }
-
-
-def _quoted(identifier: str) -> str:
-    """An identifier quoted as DuckDB (and sqlglot) write it."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _model_files(project: Project) -> list[str]:
-    from revetl.warehouse.package import model_dirs  # revetl's own models too, in a project made by `init`
-
-    return [sql.stem for folder in model_dirs(project) for sql in sorted(folder.rglob("*.sql"))]
 
 
 @dataclass(frozen=True)
@@ -307,7 +272,7 @@ def _parsed(sql: str, read: str) -> exp.Expr:
 
 def _unknown_relation(name: str) -> str:
     """What ref() renders for a model it does not know (reported as a problem; the SQL still parses)."""
-    return _quoted(name or "missing")
+    return quoted(name or "missing")
 
 
 def key_problem(audience: Audience, columns: list[str]) -> Problem:

@@ -26,11 +26,11 @@ from revetl.audiences.compile import (
     key_problem,
     load_audience,
     read_audience,
-    relations,
 )
 from revetl.config import Project
 from revetl.errors import ConfigError, QueryError, WarehouseError
 from revetl.warehouse.connection import Connection, connect
+from revetl.warehouse.relations import relations
 
 __all__ = ["Preview", "Summary", "audience_summaries", "preview_audience", "print_audiences", "print_preview"]
 

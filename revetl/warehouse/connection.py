@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from revetl.config import PROJECT_FILE, Project, read_yaml
+from revetl.config import PROJECT_FILE, Project
 from revetl.errors import ConfigError, WarehouseError
 from revetl.runtime import SYSTEM, Clock
 from revetl.warehouse.base import Connection
+from revetl.yaml_files import read_yaml_key, safe_load
 
 if TYPE_CHECKING:  # the driver is loaded by the commands that reach a PostgreSQL target
     import jinja2
@@ -55,7 +56,7 @@ def _env_var(name: str, default: str | None = None) -> str:
 
 def _profile(project: Project) -> tuple[str, dict[str, Any]]:
     """(profile name, the profile) from profiles.yml, rendered."""
-    profile_name = read_yaml(project.root / PROJECT_FILE).get("profile")
+    profile_name = read_yaml_key(project.root / PROJECT_FILE, "profile")
     path = project.root / "profiles.yml"
     try:
         profiles = _profiles(render_profiles(path.read_text(encoding="utf-8")))
@@ -134,7 +135,7 @@ def _template(text: str) -> jinja2.Template:
 
 @functools.lru_cache(maxsize=4)
 def _profiles(rendered: str) -> dict[str, Any]:
-    return yaml.safe_load(rendered) or {}
+    return safe_load(rendered) or {}
 
 
 def duckdb_path(project: Project) -> Path:

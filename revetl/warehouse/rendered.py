@@ -8,7 +8,8 @@ the same models. Rendering them costs more than the work itself (sqlglot loads i
 
     text = remember(kind, dialect, parts, render)
 
-returns the text stored for (`kind`, `dialect`, `parts`), or calls `render()` and stores what it returns.
+returns the text stored for (`kind`, `dialect`, `parts`), or calls `render()` and stores what it returns. (The
+relations read from dbt's manifest are kept the same way, by the manifest's size and time: relations.py.)
 `parts` is everything the text is made from (a template's text and relations, a mapping and the column
 types, an audience file's text and the relations `ref()` names): plain values whose `repr` is stable. An
 exception from `render` propagates and stores nothing (a broken audience is checked again every time).
