@@ -121,8 +121,8 @@ def measure_drt(command: list[str], env: dict[str, str], url: str, rows: int) ->
 
 def drt_ratios(revetl: list[tuple[float, float, float]], drt: list[tuple[float, float, float]], rows: int) -> str:
     """The paragraph on drt-core's row: what it runs, and this checkout's no-op syncs over drt's, repeat by repeat."""
-    wall, rss, cpu = (statistics.median(mine[index] / theirs[index] for mine, theirs in zip(revetl, drt))
-                      for index in range(3))
+    walls, rsss, cpus = ([mine[index] / theirs[index] for mine, theirs in zip(revetl, drt)] for index in range(3))
+    wall, rss, cpu = map(statistics.median, (walls, rsss, cpus))
     return f"""
 {DRT_LABEL} (`--drt`, bench/drt_noop.py): `drt run --select members` in a virtualenv
 of its own (DuckDB pinned to revetl's version), first in each repeat, seconds before this checkout's no-op sync. Its
@@ -135,7 +135,8 @@ success, no row read, no request received by the emulator. Issue 14's yardstick:
 revetl's target is 0.6 s, so the target ratio is at most 0.80.
 
 revetl (this checkout) / drt-core, a no-op run, median of the {len(drt)} per-repeat ratios: **wall {wall:.2f},
-CPU {cpu:.2f}**, peak RSS {rss:.2f}.
+CPU {cpu:.2f}**, peak RSS {rss:.2f} (each repeat's wall {", ".join(f"{r:.2f}" for r in walls)}; CPU
+{", ".join(f"{r:.2f}" for r in cpus)}).
 """
 
 
