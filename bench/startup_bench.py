@@ -38,7 +38,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -94,18 +93,38 @@ def version_env(env: dict[str, str], label: str, source: str | None) -> dict[str
     return mine
 
 
-def measure(command: list[str], env: dict[str, str], cwd: Path = WORK) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one process; it must exit 0."""
+# Runs each measured process and reports it. A child's peak RSS (wait4's ru_maxrss) is at least the peak RSS of
+# the process that spawned it (Linux keeps the pre-exec peak), and this benchmark's own process outgrows a `--help`
+# (25 MB): the processes are spawned by this small one instead (python -S: about 10 MB).
+SPAWNER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    command, env, cwd = json.loads(line)
     started = time.monotonic()
-    # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH's source tree
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{output.decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    print(json.dumps([seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime,
+                      os.waitstatus_to_exitcode(status), output.decode(errors="replace")[-2000:]]), flush=True)
+"""
+_spawner: subprocess.Popen[str] | None = None
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path = WORK) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one process; it must exit 0."""
+    global _spawner
+    if _spawner is None:
+        _spawner = subprocess.Popen([sys.executable, "-S", "-c", SPAWNER], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+    # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH's source tree
+    assert _spawner.stdin is not None and _spawner.stdout is not None
+    _spawner.stdin.write(json.dumps([[str(part) for part in command], env, str(cwd)]) + "\n")
+    _spawner.stdin.flush()
+    seconds, rss, cpu, returncode, output = json.loads(_spawner.stdout.readline())
+    if returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{output}")
+    return seconds, rss, cpu
 
 
 def measure_drt(command: list[str], env: dict[str, str], url: str, rows: int) -> tuple[float, float, float]:
