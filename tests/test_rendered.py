@@ -197,3 +197,25 @@ def test_a_sync_with_nothing_to_send_loads_neither_sqlglot_nor_jinja_once_the_st
         (project.audiences_dir / "people.sql").write_text(AUDIENCE.replace("email from", "email, 1 as one from"))
         edited = run()  # an edited audience is checked again
         assert edited["code"] == 0 and {"sqlglot", "jinja2"} <= set(edited["loaded"])
+
+
+def test_the_relations_of_dbts_manifest_follow_each_new_manifest(tmp_path):
+    """Kept by the manifest's size and time: a build that rewrites it (here to the same size) is read again."""
+    from revetl.warehouse.relations import _built
+
+    manifest = tmp_path / "manifest.json"
+
+    def write(alias: str, when_ns: int) -> None:
+        nodes = {"model.p.m": {"resource_type": "model", "name": "m", "schema": "s", "alias": alias},
+                 "test.p.t": {"resource_type": "test", "name": "t"}}
+        manifest.write_text(json.dumps({"nodes": nodes}))
+        os.utime(manifest, ns=(when_ns, when_ns))
+
+    write("a1", 1_700_000_000_000_000_001)
+    assert _built(manifest) == {"m": ["s", "a1"]}
+    write("a2", 1_700_000_000_000_000_002)
+    assert _built(manifest) == {"m": ["s", "a2"]}
+    manifest.write_text("{not json")
+    assert _built(manifest) == {}
+    manifest.unlink()
+    assert _built(manifest) == {}

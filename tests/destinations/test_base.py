@@ -116,3 +116,23 @@ def test_no_destination_casts_its_config() -> None:
     ignored = {path.name: re.findall(r".*type: ignore.*", path.read_text()) for path in root.glob("*.py")}
     assert {name: lines for name, lines in ignored.items() if lines} == {}
 
+
+
+def test_a_built_in_is_found_in_revetls_own_metadata_and_no_package_can_shadow_it(monkeypatch) -> None:
+    """A sync to a built-in (a cron line's) does not scan every installed package's entry points."""
+    from importlib.metadata import EntryPoint
+
+    import revetl.destinations as destinations
+
+    destinations.destination_types.cache_clear()
+    monkeypatch.setattr(destinations, "entry_points", lambda group: pytest.fail("every package was scanned"))
+    assert destinations._entry_point("braze").load() is Braze
+
+    impostor = EntryPoint("braze", "revetl.destinations.base:DestinationConfig", destinations.GROUP)
+    other = EntryPoint("acme", "revetl.destinations.webhook:Webhook", destinations.GROUP)
+    monkeypatch.setattr(destinations, "entry_points", lambda group: [impostor, other])
+    try:
+        assert destinations.destination_types()["braze"].load() is Braze
+        assert destinations._entry_point("acme") is other  # a type revetl lacks comes from the scan
+    finally:
+        destinations.destination_types.cache_clear()
