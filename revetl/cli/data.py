@@ -136,12 +136,12 @@ def collect(
     access_log: Annotated[bool, typer.Option(help="Log one JSON line per request.")] = True,
 ) -> None:
     """Serve Segment's HTTP Tracking API and land what SDKs send as Parquet."""
-    from revetl.collect import serve
+    from revetl.collect import CollectorConfig, serve
 
-    serve(
+    serve(CollectorConfig.from_project(
         current_project(), host=host, port=port, flush_seconds=flush_seconds, flush_events=flush_events,
         workers=workers, access_log=access_log,
-    )
+    ))
 
 
 @app.command()

@@ -15,5 +15,6 @@
 from __future__ import annotations
 
 from revetl.collect.server import run, serve
+from revetl.collect.settings import CollectorConfig
 
-__all__ = ["run", "serve"]
+__all__ = ["CollectorConfig", "run", "serve"]

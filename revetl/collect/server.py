@@ -35,7 +35,6 @@ from revetl.collect.pipeline import Pipeline
 from revetl.collect.roller import recover
 from revetl.collect.settings import CollectorConfig
 from revetl.collect.workers import Parser
-from revetl.config import Project
 from revetl.errors import CollectError, LandingError
 from revetl.governance.door import DoorCounts
 
@@ -44,20 +43,8 @@ __all__ = ["serve", "run"]
 _GRACEFUL_SHUTDOWN_S = 10
 
 
-def serve(
-    project: Project,
-    host: str | None = None,
-    port: int | None = None,
-    flush_seconds: float | None = None,
-    flush_events: int | None = None,
-    workers: int | None = None,
-    access_log: bool = True,
-) -> None:
-    """Run the collector for `project` until SIGTERM or Ctrl-C."""
-    config = CollectorConfig.from_project(
-        project, host=host, port=port, flush_seconds=flush_seconds, flush_events=flush_events,
-        workers=workers, access_log=access_log,
-    )
+def serve(config: CollectorConfig) -> None:
+    """Run the collector (`CollectorConfig.from_project`) until SIGTERM or Ctrl-C."""
     run(config, LogLines(access=config.access_log))
 
 
