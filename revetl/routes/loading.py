@@ -79,7 +79,6 @@ def load_route_files(project: Project) -> LoadReport:
 
     root = routes_state_dir(collector_dir(project))
     files = sorted([*root.glob("*/dead/*.jsonl"), *root.glob("*/stats.jsonl")])
-    report = LoadReport()
     with connect(project) as connection:
         for sql in _CREATE:
             connection.execute(Template(sql))

@@ -220,7 +220,7 @@ def _load_one(connection: PostgresConnection, path: Path, name: str, report: Loa
             connection.append(f"{SCHEMA}.events", _batches(parquet, name, unreadable))
         report.files += 1
         report.events += rows
-    except QueryError as exc:
+    except QueryError:
         if not unreadable:
             raise
         report.failures.append((path, _reason(unreadable[0])))
