@@ -76,7 +76,7 @@ def target_name(project: Project) -> str:
 def target_config(project: Project) -> dict[str, Any]:
     """The active dbt target's output (profile from dbt_project.yml, target from `target_name`)."""
     profile_name, profile = _profile(project)
-    target = target_name(project)
+    target = str(project.target or profile.get("target"))  # target_name's, from the profile read here
     outputs = profile.get("outputs") or {}
     if target not in outputs:
         known = ", ".join(sorted(map(str, outputs))) or "none"

@@ -15,17 +15,7 @@ import pyarrow.parquet as pq
 from conftest import REPO, collector_env, revetl_command, start_collector
 from segment.analytics import Client as SegmentClient
 
-PLAN = """\
-sources: [web]
-actions: {unplanned_event: block, wrong_type: block, unplanned_property: omit}
-events:
-  Report Generated:
-    properties:
-      required: [report_type]
-      properties:
-        report_type: {type: string, enum: [funnel, cohort]}
-        rows: {type: integer}
-"""
+PLAN = (Path(__file__).resolve().parents[1] / "specs" / "tracking_plan_web.yml").read_text()
 
 
 def governed_project(directory: Path) -> Path:

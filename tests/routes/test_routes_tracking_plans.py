@@ -23,17 +23,7 @@ from revetl.emulators import running
 pytestmark = pytest.mark.slow
 
 SECRET = "plan-route-secret-0123456789"
-PLAN = """\
-sources: [web]
-actions: {unplanned_event: block, wrong_type: block, unplanned_property: omit}
-events:
-  Report Generated:
-    properties:
-      required: [report_type]
-      properties:
-        report_type: {type: string, enum: [funnel, cohort]}
-        rows: {type: integer}
-"""
+PLAN = (Path(__file__).resolve().parents[1] / "specs" / "tracking_plan_web.yml").read_text()
 EVERYTHING = """\
     destination: {type: webhook, base_url: "${HOOK_URL}", secret: "%s", unlimited: true}
 """ % SECRET
