@@ -167,7 +167,9 @@ def test_a_destination_dying_mid_run_keeps_what_it_acknowledged(project, monkeyp
 
 @pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
 def test_ctrl_c_and_sigterm_cancel_a_run_cleanly(project, monkeypatch, signum, name):
-    emulator = Emulator(latency_ms=40)
+    # 80 requests, two at a time, 150 ms each: the run lasts 6 s, so the signal lands mid-run even when a loaded
+    # machine takes seconds to notice the 10th request (at 40 ms the run could end first)
+    emulator = Emulator(latency_ms=150)
     try:
         write_sync(project, BRAZE, emulator.url, monkeypatch, concurrency=2)
         sync = subprocess.Popen(command(project, "sync", "contract"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
